@@ -1,0 +1,570 @@
+//! Settings: compiled-in defaults (`config/defaults.toml`, which doubles as
+//! the reference) < the `--config` file < `OTPD_*` variables, read once and
+//! validated before anything starts. Without `--config` otpd runs in dev
+//! mode: in-process store, console carrier, one `demo` service, and a fresh
+//! API key and secret.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::Duration;
+
+use figment::providers::{Env, Format, Toml};
+use figment::Figment;
+use rand::rngs::OsRng;
+use rand::TryRngCore;
+use serde::Deserialize;
+use sha2::{Digest as _, Sha256};
+use zeroize::Zeroizing;
+
+use crate::domain::{Code, Locale, Region, ServiceName};
+use crate::otp::{Secret, Service};
+use crate::sms::{segments, Template};
+use crate::store::RedisSettings;
+
+const DEFAULTS: &str = include_str!("../config/defaults.toml");
+/// SEC-3: no code outlives ten minutes.
+const MAX_TTL: Duration = Duration::from_secs(600);
+const MIN_SECRET_BYTES: usize = 32;
+
+pub const DEFAULT_TEMPLATE_EN: &str =
+    "Your {service} code is {code}. It expires in {minutes} minutes. Never share it.";
+/// One UCS-2 segment with a 20-character display name and a 10-digit code.
+pub const DEFAULT_TEMPLATE_JA: &str =
+    "【{service}】認証コード：{code}（{minutes}分間有効）。このコードを他人に教えないでください。";
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Settings {
+    #[serde(skip)]
+    pub mode: Mode,
+    pub http: HttpSettings,
+    pub log: LogSettings,
+    pub redis: RedisSettings,
+    pub idempotency: IdempotencySettings,
+    pub carrier: CarrierSettings,
+    pub secrets: Vec<SecretSettings>,
+    pub api_keys: Vec<ApiKeySettings>,
+    pub services: BTreeMap<String, ServiceSettings>,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Mode {
+    /// In-process store, generated key and secret; never for real users.
+    #[default]
+    Dev,
+    /// Redis, configured secrets and keys.
+    Production,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpSettings {
+    pub listen: SocketAddr,
+    pub max_body_bytes: usize,
+    pub workers: usize,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogSettings {
+    pub format: LogFormat,
+    pub filter: String,
+}
+
+#[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Plain,
+    Json,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IdempotencySettings {
+    #[serde(with = "humantime_serde")]
+    pub retention: Duration,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CarrierSettings {
+    pub kind: CarrierKind,
+}
+
+#[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum CarrierKind {
+    Console,
+}
+
+#[derive(Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SecretSettings {
+    pub id: String,
+    pub value: String,
+}
+
+impl std::fmt::Debug for SecretSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "SecretSettings {{ id: {:?}, value: [redacted] }}",
+            self.id
+        )
+    }
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApiKeySettings {
+    pub id: String,
+    /// Hex SHA-256 of the key.
+    pub sha256: String,
+    /// Service names, or `"*"` for all.
+    pub services: Vec<String>,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServiceSettings {
+    pub display_name: Option<String>,
+    pub code_length: usize,
+    #[serde(with = "humantime_serde")]
+    pub ttl: Duration,
+    pub max_attempts: u32,
+    pub max_sends: u32,
+    #[serde(with = "humantime_serde")]
+    pub resend_cooldown: Duration,
+    pub default_region: String,
+    pub default_locale: String,
+    pub templates: BTreeMap<String, String>,
+}
+
+impl Default for ServiceSettings {
+    fn default() -> Self {
+        ServiceSettings {
+            display_name: None,
+            code_length: 6,
+            ttl: Duration::from_secs(300),
+            max_attempts: 5,
+            max_sends: 5,
+            resend_cooldown: Duration::from_secs(30),
+            default_region: "JP".into(),
+            default_locale: "ja".into(),
+            templates: BTreeMap::from([
+                ("en".into(), DEFAULT_TEMPLATE_EN.into()),
+                ("ja".into(), DEFAULT_TEMPLATE_JA.into()),
+            ]),
+        }
+    }
+}
+
+/// An invalid setting, named by its path.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{0}")]
+    Read(#[from] Box<figment::Error>),
+    #[error("{key}: {problem}")]
+    Invalid { key: String, problem: String },
+}
+
+fn invalid(key: impl Into<String>, problem: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid {
+        key: key.into(),
+        problem: problem.into(),
+    }
+}
+
+/// An API key as checked at request time.
+#[derive(Clone, Debug)]
+pub struct ApiKey {
+    pub id: String,
+    pub sha256: [u8; 32],
+    /// `None` means every service.
+    pub services: Option<Vec<ServiceName>>,
+}
+
+/// What `validate` makes of the settings: the typed pieces `startup` wires.
+pub struct Validated {
+    pub secrets: Vec<Secret>,
+    pub api_keys: Vec<ApiKey>,
+    pub services: BTreeMap<ServiceName, Service>,
+}
+
+impl Settings {
+    /// Production settings: defaults < `file` < `OTPD_*`.
+    pub fn load(file: &Path) -> Result<Self, ConfigError> {
+        let figment = Figment::from(Toml::string(DEFAULTS))
+            .merge(Toml::file_exact(file))
+            .merge(Env::prefixed("OTPD_").split("__"));
+        let mut settings: Settings = figment.extract().map_err(Box::new)?;
+        settings.mode = Mode::Production;
+        Ok(settings)
+    }
+
+    /// Dev mode: defaults < `OTPD_*`, plus the `demo` service, a generated
+    /// secret and the generated API key `dev_api_key`.
+    pub fn dev(dev_api_key: &str) -> Result<Self, ConfigError> {
+        let figment =
+            Figment::from(Toml::string(DEFAULTS)).merge(Env::prefixed("OTPD_").split("__"));
+        let mut settings: Settings = figment.extract().map_err(Box::new)?;
+        settings.mode = Mode::Dev;
+        settings
+            .services
+            .entry("demo".into())
+            .or_insert_with(|| ServiceSettings {
+                display_name: Some("Demo".into()),
+                ..ServiceSettings::default()
+            });
+        if settings.secrets.is_empty() {
+            settings.secrets.push(SecretSettings {
+                id: "dev".into(),
+                value: random_token(48),
+            });
+        }
+        settings.api_keys.push(ApiKeySettings {
+            id: "dev".into(),
+            sha256: sha256_hex(dev_api_key),
+            services: vec!["demo".into()],
+        });
+        Ok(settings)
+    }
+
+    /// Checks every bound and builds the typed pieces; the error names the key.
+    pub fn validate(&self) -> Result<Validated, ConfigError> {
+        if self.mode == Mode::Production && self.redis.url.is_empty() {
+            return Err(invalid("redis.url", "required in production mode"));
+        }
+        if !self.redis.url.is_empty() && redis_prefix_invalid(&self.redis.key_prefix) {
+            return Err(invalid(
+                "redis.key_prefix",
+                "use 1 to 32 of A-Z, a-z, 0-9, '-', '_', '.'",
+            ));
+        }
+        if self.http.max_body_bytes < 256 {
+            return Err(invalid("http.max_body_bytes", "must be at least 256"));
+        }
+        let secrets = self.validate_secrets()?;
+        let services = self
+            .services
+            .iter()
+            .map(|(name, settings)| {
+                validate_service(name, settings).map(|service| (service.name.clone(), service))
+            })
+            .collect::<Result<BTreeMap<_, _>, _>>()?;
+        if services.is_empty() {
+            return Err(invalid("services", "configure at least one service"));
+        }
+        let api_keys = self.validate_api_keys(&services)?;
+        Ok(Validated {
+            secrets,
+            api_keys,
+            services,
+        })
+    }
+
+    fn validate_secrets(&self) -> Result<Vec<Secret>, ConfigError> {
+        if self.secrets.is_empty() {
+            return Err(invalid(
+                "secrets",
+                "configure at least one secret of 32 bytes or more",
+            ));
+        }
+        let mut ids = std::collections::HashSet::new();
+        self.secrets
+            .iter()
+            .enumerate()
+            .map(|(at, secret)| {
+                let key = format!("secrets[{at}]");
+                if secret.id.is_empty() || secret.id.len() > 32 || !ids.insert(secret.id.as_str()) {
+                    return Err(invalid(format!("{key}.id"), "1 to 32 characters, unique"));
+                }
+                if secret.value.len() < MIN_SECRET_BYTES {
+                    return Err(invalid(format!("{key}.value"), "must be at least 32 bytes"));
+                }
+                Ok(Secret {
+                    id: secret.id.clone(),
+                    value: Zeroizing::new(secret.value.as_bytes().to_vec()),
+                })
+            })
+            .collect()
+    }
+
+    fn validate_api_keys(
+        &self,
+        services: &BTreeMap<ServiceName, Service>,
+    ) -> Result<Vec<ApiKey>, ConfigError> {
+        if self.api_keys.is_empty() {
+            return Err(invalid("api_keys", "configure at least one API key"));
+        }
+        self.api_keys
+            .iter()
+            .enumerate()
+            .map(|(at, key)| {
+                let path = format!("api_keys[{at}]");
+                let sha256 = parse_hex(&key.sha256)
+                    .ok_or_else(|| invalid(format!("{path}.sha256"), "64 hex digits"))?;
+                let allowed = if key.services.iter().any(|s| s == "*") {
+                    None
+                } else {
+                    let names = key.services.iter().map(|name| {
+                        name.parse::<ServiceName>()
+                            .ok()
+                            .filter(|name| services.contains_key(name))
+                            .ok_or_else(|| {
+                                invalid(
+                                    format!("{path}.services"),
+                                    format!("{name:?} is not a configured service"),
+                                )
+                            })
+                    });
+                    Some(names.collect::<Result<Vec<_>, _>>()?)
+                };
+                Ok(ApiKey {
+                    id: key.id.clone(),
+                    sha256,
+                    services: allowed,
+                })
+            })
+            .collect()
+    }
+}
+
+fn redis_prefix_invalid(prefix: &str) -> bool {
+    !(1..=32).contains(&prefix.len())
+        || !prefix
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
+}
+
+fn validate_service(name: &str, settings: &ServiceSettings) -> Result<Service, ConfigError> {
+    let key = |field: &str| format!("services.{name}.{field}");
+    let service_name: ServiceName = name
+        .parse()
+        .map_err(|e| invalid(format!("services.{name}"), format!("{e}")))?;
+    if !Code::LENGTHS.contains(&settings.code_length) {
+        return Err(invalid(
+            key("code_length"),
+            format!("{} is outside 6..=10 (SEC-2)", settings.code_length),
+        ));
+    }
+    if settings.ttl > MAX_TTL || settings.ttl < Duration::from_secs(1) {
+        let shown = humantime::format_duration(settings.ttl);
+        return Err(invalid(
+            key("ttl"),
+            format!("{shown} is outside 1s..=10m (NIST SP 800-63B, SEC-3)"),
+        ));
+    }
+    if !(1..=10).contains(&settings.max_attempts) {
+        return Err(invalid(
+            key("max_attempts"),
+            format!("{} is outside 1..=10", settings.max_attempts),
+        ));
+    }
+    if !(1..=10).contains(&settings.max_sends) {
+        return Err(invalid(
+            key("max_sends"),
+            format!("{} is outside 1..=10", settings.max_sends),
+        ));
+    }
+    if settings.resend_cooldown > MAX_TTL {
+        return Err(invalid(key("resend_cooldown"), "may not exceed 10m"));
+    }
+    let default_region: Region = settings
+        .default_region
+        .parse()
+        .map_err(|e: String| invalid(key("default_region"), e))?;
+    let display_name = settings
+        .display_name
+        .clone()
+        .unwrap_or_else(|| name.to_owned());
+    if display_name.is_empty() || display_name.chars().count() > 20 {
+        return Err(invalid(key("display_name"), "1 to 20 characters"));
+    }
+    let mut templates = BTreeMap::new();
+    for (locale, text) in &settings.templates {
+        let path = key(&format!("templates.{locale}"));
+        let parsed_locale: Locale = locale.parse().map_err(|e| invalid(&path, format!("{e}")))?;
+        let template = Template::parse(text).map_err(|e| invalid(&path, format!("{e}")))?;
+        let sample = template.render(
+            &Code::generate(settings.code_length),
+            &display_name,
+            settings.ttl.as_secs().div_ceil(60),
+        );
+        let count = segments(sample.text());
+        if count != 1 {
+            return Err(invalid(
+                &path,
+                format!("renders to {count} SMS segments; an OTP must fit one (SMS-5)"),
+            ));
+        }
+        templates.insert(parsed_locale, template);
+    }
+    for required in ["en", "ja"] {
+        if !settings.templates.contains_key(required) {
+            return Err(invalid(
+                key("templates"),
+                format!("a template for {required:?} is required"),
+            ));
+        }
+    }
+    let default_locale: Locale = settings
+        .default_locale
+        .parse()
+        .map_err(|e| invalid(key("default_locale"), format!("{e}")))?;
+    if !templates.contains_key(&default_locale) {
+        return Err(invalid(key("default_locale"), "has no template"));
+    }
+    Ok(Service {
+        name: service_name,
+        display_name,
+        code_length: settings.code_length,
+        ttl: settings.ttl,
+        max_attempts: settings.max_attempts,
+        max_sends: settings.max_sends,
+        resend_cooldown: settings.resend_cooldown,
+        default_region,
+        default_locale,
+        templates,
+    })
+}
+
+fn parse_hex(text: &str) -> Option<[u8; 32]> {
+    if text.len() != 64 {
+        return None;
+    }
+    let mut out = [0u8; 32];
+    for (at, pair) in text.as_bytes().chunks(2).enumerate() {
+        out[at] = u8::from_str_radix(std::str::from_utf8(pair).ok()?, 16).ok()?;
+    }
+    Some(out)
+}
+
+pub fn sha256_hex(text: &str) -> String {
+    Sha256::digest(text.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// `bytes` random bytes from the OS RNG as base64url text.
+pub fn random_token(bytes: usize) -> String {
+    use base64::Engine;
+    let mut raw = vec![0u8; bytes];
+    OsRng.try_fill_bytes(&mut raw).expect("OS RNG");
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(raw)
+}
+
+/// A new API key: `otpd_` and 32 random bytes.
+pub fn new_api_key() -> String {
+    format!("otpd_{}", random_token(32))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn dev() -> Settings {
+        Settings::dev("otpd_test").expect("dev settings")
+    }
+
+    fn rejected(settings: &Settings) -> String {
+        match settings.validate() {
+            Ok(_) => panic!("accepted"),
+            Err(error) => error.to_string(),
+        }
+    }
+
+    #[test]
+    fn dev_settings_are_valid() {
+        let validated = dev().validate().expect("valid");
+        let demo = &validated.services[&"demo".parse::<ServiceName>().expect("name")];
+        assert_eq!(
+            (demo.code_length, demo.ttl, demo.max_attempts),
+            (6, Duration::from_secs(300), 5)
+        );
+        assert_eq!(demo.default_region.as_str(), "JP");
+    }
+
+    /// SEC-3: no TTL above ten minutes.
+    #[test]
+    fn a_ttl_above_ten_minutes_is_refused_sec_3() {
+        let mut settings = dev();
+        settings.services.get_mut("demo").expect("demo").ttl = Duration::from_secs(45 * 60);
+        assert_eq!(
+            rejected(&settings),
+            "services.demo.ttl: 45m is outside 1s..=10m (NIST SP 800-63B, SEC-3)"
+        );
+    }
+
+    /// SEC-2: fewer than six digits is refused.
+    #[test]
+    fn short_codes_are_refused_sec_2() {
+        let mut settings = dev();
+        settings.services.get_mut("demo").expect("demo").code_length = 5;
+        assert!(rejected(&settings).starts_with("services.demo.code_length: 5"));
+    }
+
+    #[test]
+    fn short_secrets_are_refused_in_every_mode() {
+        let mut settings = dev();
+        settings.secrets = vec![SecretSettings {
+            id: "k".into(),
+            value: "x".repeat(31),
+        }];
+        assert_eq!(
+            rejected(&settings),
+            "secrets[0].value: must be at least 32 bytes"
+        );
+    }
+
+    #[test]
+    fn production_needs_redis() {
+        let mut settings = dev();
+        settings.mode = Mode::Production;
+        assert_eq!(
+            rejected(&settings),
+            "redis.url: required in production mode"
+        );
+    }
+
+    /// SMS-5: a template that cannot fit one segment is refused at start-up.
+    #[test]
+    fn templates_must_fit_one_segment_sms_5() {
+        let mut settings = dev();
+        let demo = settings.services.get_mut("demo").expect("demo");
+        demo.templates
+            .insert("ja".into(), format!("{{code}}{}", "あ".repeat(65)));
+        assert_eq!(
+            rejected(&settings),
+            "services.demo.templates.ja: renders to 2 SMS segments; an OTP must fit one (SMS-5)"
+        );
+    }
+
+    /// The default Japanese template fits one 70-character UCS-2 SMS even
+    /// with the longest display name and code.
+    #[test]
+    fn default_templates_fit_one_segment_at_their_longest() {
+        let code = Code::generate(10);
+        for (text, longest_name) in [
+            (DEFAULT_TEMPLATE_EN, "x".repeat(20)),
+            (DEFAULT_TEMPLATE_JA, "あ".repeat(20)),
+        ] {
+            let body = Template::parse(text)
+                .expect("valid")
+                .render(&code, &longest_name, 10);
+            assert_eq!(segments(body.text()), 1, "{}", body.text().chars().count());
+        }
+    }
+
+    #[test]
+    fn api_keys_must_name_configured_services() {
+        let mut settings = dev();
+        settings.api_keys[0].services = vec!["nope".into()];
+        assert_eq!(
+            rejected(&settings),
+            "api_keys[0].services: \"nope\" is not a configured service"
+        );
+    }
+}

@@ -1,0 +1,160 @@
+//! Answers that can be stored and replayed: JSON bodies with their status
+//! and `Location`, and the `Idempotency-Key` handling around them.
+
+use std::future::{ready, Future, Ready};
+
+use actix_web::http::header::{self, HeaderValue};
+use actix_web::http::StatusCode;
+use actix_web::{HttpRequest, HttpResponse, Responder};
+use serde::{Deserialize, Serialize};
+
+use super::auth::Authorized;
+use super::problem::{self, Problem};
+use crate::otp::{Begun, Otp};
+
+/// A JSON (or problem+json) answer.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct Answer {
+    status: u16,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    location: Option<String>,
+    problem: bool,
+    body: String,
+    #[serde(skip)]
+    retry_after: Option<u64>,
+}
+
+impl Answer {
+    pub fn json(status: StatusCode, body: &impl Serialize) -> Self {
+        let body = serde_json::to_string(body).expect("answers serialize");
+        Answer {
+            status: status.as_u16(),
+            location: None,
+            problem: false,
+            body,
+            retry_after: None,
+        }
+    }
+
+    pub fn problem(problem: &Problem) -> Self {
+        let body = serde_json::to_string(problem).expect("problems serialize");
+        let retry_after = problem
+            .retry_after()
+            .map(|wait| wait.as_millis().div_ceil(1000).max(1) as u64);
+        let status = actix_web::ResponseError::status_code(problem).as_u16();
+        Answer {
+            status,
+            location: None,
+            problem: true,
+            body,
+            retry_after,
+        }
+    }
+
+    pub fn with_location(mut self, location: String) -> Self {
+        self.location = Some(location);
+        self
+    }
+
+    /// Answers worth replaying: not "try later" (429, 5xx).
+    fn is_final(&self) -> bool {
+        self.status < 500 && self.status != 429
+    }
+}
+
+impl Responder for Answer {
+    type Body = String;
+
+    fn respond_to(self, _: &HttpRequest) -> HttpResponse<String> {
+        let status = StatusCode::from_u16(self.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        let content_type = if self.problem {
+            problem::CONTENT_TYPE
+        } else {
+            "application/json"
+        };
+        let mut response = HttpResponse::with_body(status, self.body);
+        let headers = response.headers_mut();
+        headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+        if let Some(location) = self.location.and_then(|l| HeaderValue::from_str(&l).ok()) {
+            headers.insert(header::LOCATION, location);
+        }
+        if let Some(seconds) = self.retry_after {
+            headers.insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+        }
+        response
+    }
+}
+
+/// The `Idempotency-Key` header: a Structured Field string
+/// (`"8e03978e-…"`) or the same text bare, 1 to 255 visible ASCII characters.
+pub struct IdempotencyHeader(Option<String>);
+
+impl actix_web::FromRequest for IdempotencyHeader {
+    type Error = Problem;
+    type Future = Ready<Result<Self, Problem>>;
+
+    fn from_request(request: &HttpRequest, _: &mut actix_web::dev::Payload) -> Self::Future {
+        let mut values = request.headers().get_all("idempotency-key");
+        let bad = || {
+            Problem::bad_request(
+                "invalid-idempotency-key",
+                "Idempotency-Key: one value of 1 to 255 visible ASCII characters",
+            )
+        };
+        let parsed = match (values.next(), values.next()) {
+            (None, _) => Ok(IdempotencyHeader(None)),
+            (Some(value), None) => value
+                .to_str()
+                .ok()
+                .map(|text| {
+                    text.strip_prefix('"')
+                        .and_then(|t| t.strip_suffix('"'))
+                        .unwrap_or(text)
+                })
+                .filter(|key| {
+                    (1..=255).contains(&key.len()) && key.bytes().all(|b| b.is_ascii_graphic())
+                })
+                .map(|key| IdempotencyHeader(Some(key.to_owned())))
+                .ok_or_else(bad),
+            (Some(_), Some(_)) => Err(bad()),
+        };
+        ready(parsed)
+    }
+}
+
+/// Runs `work` once per `Idempotency-Key`: retries of the same request get
+/// the first answer back; the key with another request is refused (422);
+/// while the first still runs, retries get 409.
+pub async fn idempotent(
+    otp: &Otp,
+    auth: &Authorized,
+    key: IdempotencyHeader,
+    request: &[u8],
+    work: impl Future<Output = Result<Answer, crate::otp::Error>>,
+) -> Answer {
+    let answer_of = |outcome: Result<Answer, crate::otp::Error>| {
+        outcome.unwrap_or_else(|e| Answer::problem(&e.into()))
+    };
+    let Some(key) = key.0 else {
+        return answer_of(work.await);
+    };
+    let ticket = match otp.begin_idempotent(&auth.api_key, &key, request).await {
+        Ok(Begun::Run(ticket)) => ticket,
+        Ok(Begun::Replay(stored)) => {
+            return serde_json::from_slice(&stored).unwrap_or_else(|_| {
+                Answer::problem(&Problem::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "internal",
+                    "stored answer unreadable",
+                ))
+            })
+        }
+        Err(error) => return Answer::problem(&error.into()),
+    };
+    let answer = answer_of(work.await);
+    let stored = answer
+        .is_final()
+        .then(|| serde_json::to_vec(&answer).expect("answers serialize"));
+    otp.finish_idempotent(ticket, stored.as_deref()).await;
+    answer
+}

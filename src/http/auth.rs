@@ -1,0 +1,115 @@
+//! Who is calling: API keys in `Authorization: Bearer`, each bound to the
+//! services it may use (DESIGN invariant 9).
+
+use std::collections::HashMap;
+use std::future::{ready, Ready};
+use std::sync::Arc;
+
+use actix_web::body::MessageBody;
+use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::middleware::Next;
+use actix_web::{web, FromRequest, HttpMessage, HttpRequest};
+use sha2::{Digest, Sha256};
+
+use super::problem::Problem;
+use crate::config::ApiKey;
+use crate::domain::ServiceName;
+use crate::otp::{Otp, Service};
+
+/// The configured keys, by the SHA-256 of the key. Looking up a hash of a
+/// high-entropy key leaks nothing useful through timing.
+pub struct ApiKeys(HashMap<[u8; 32], ApiKey>);
+
+impl ApiKeys {
+    pub fn new(keys: Vec<ApiKey>) -> Self {
+        ApiKeys(keys.into_iter().map(|key| (key.sha256, key)).collect())
+    }
+
+    fn find(&self, presented: &str) -> Option<&ApiKey> {
+        let hash: [u8; 32] = Sha256::digest(presented.as_bytes()).into();
+        self.0.get(&hash)
+    }
+}
+
+/// The authenticated caller, put in request extensions by `authenticate`.
+#[derive(Clone, Debug)]
+pub struct Caller(ApiKey);
+
+/// Middleware for `/v1`: no valid key, no further work (401).
+pub async fn authenticate(
+    request: ServiceRequest,
+    next: Next<impl MessageBody + 'static>,
+) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
+    let keys = request
+        .app_data::<web::Data<ApiKeys>>()
+        .expect("ApiKeys are registered");
+    let presented = request
+        .headers()
+        .get(actix_web::http::header::AUTHORIZATION)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.strip_prefix("Bearer "))
+        .map(str::trim);
+    let key = presented
+        .and_then(|presented| keys.find(presented))
+        .cloned();
+    let Some(key) = key else {
+        return Err(Problem::unauthorized().into());
+    };
+    tracing::Span::current().record("api_key", key.id.as_str());
+    request.extensions_mut().insert(Caller(key));
+    next.call(request).await
+}
+
+/// The `{service}` of the path, known to exist and allowed for the caller.
+pub struct Authorized {
+    pub service: Arc<Service>,
+    /// The API key's id, which scopes idempotency keys.
+    pub api_key: String,
+}
+
+impl FromRequest for Authorized {
+    type Error = Problem;
+    type Future = Ready<Result<Self, Problem>>;
+
+    fn from_request(request: &HttpRequest, _: &mut actix_web::dev::Payload) -> Self::Future {
+        ready(authorize(request))
+    }
+}
+
+fn authorize(request: &HttpRequest) -> Result<Authorized, Problem> {
+    let caller = request
+        .extensions()
+        .get::<Caller>()
+        .cloned()
+        .ok_or_else(Problem::unauthorized)?;
+    let otp = request
+        .app_data::<web::Data<Otp>>()
+        .expect("Otp is registered");
+    let not_found = || {
+        Problem::new(
+            actix_web::http::StatusCode::NOT_FOUND,
+            "service-not-found",
+            "no such service",
+        )
+    };
+    let raw = request.match_info().get("service").unwrap_or_default();
+    let service: ServiceName = raw.parse().map_err(|_| not_found())?;
+    let found = Arc::clone(otp.service(&service).map_err(|_| not_found())?);
+    let allowed = caller
+        .0
+        .services
+        .as_ref()
+        .is_none_or(|services| services.contains(&service));
+    if !allowed {
+        let detail = "this API key may not use this service";
+        return Err(Problem::new(
+            actix_web::http::StatusCode::FORBIDDEN,
+            "service-forbidden",
+            detail,
+        ));
+    }
+    Ok(Authorized {
+        service: found,
+        api_key: caller.0.id,
+    })
+}

@@ -1,0 +1,161 @@
+//! Wire types of HTTP API v1 and their translation to and from the use
+//! cases. Each bad field gets its own problem `code`.
+
+use serde::{Deserialize, Serialize};
+
+use super::problem::Problem;
+use crate::domain::{Binding, Code, Locale, Phone, VerificationId};
+use crate::otp::{CheckRequest, CheckTarget, Service, StartRequest, Verification};
+
+#[derive(Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct StartBody {
+    pub to: String,
+    pub channel: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub locale: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub binding: Option<String>,
+}
+
+#[derive(Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct CheckBody {
+    pub code: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub binding: Option<String>,
+}
+
+#[derive(Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct CheckByNumberBody {
+    pub to: String,
+    pub code: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub binding: Option<String>,
+}
+
+fn phone(raw: &str, service: &Service) -> Result<Phone, Problem> {
+    Phone::parse(raw, service.default_region).map_err(|error| {
+        Problem::bad_request(
+            "invalid-phone-number",
+            format!("to: {error}; use E.164 (+819012345678) or a national number"),
+        )
+    })
+}
+
+fn code(raw: &str, service: &Service) -> Result<Code, Problem> {
+    Code::parse(raw, service.code_length)
+        .map_err(|error| Problem::bad_request("invalid-code", format!("code: {error}")))
+}
+
+fn binding(raw: Option<&str>) -> Result<Option<Binding>, Problem> {
+    raw.map(|raw| {
+        Binding::parse(raw)
+            .map_err(|error| Problem::bad_request("invalid-binding", format!("binding: {error}")))
+    })
+    .transpose()
+}
+
+/// A malformed id cannot name a verification: 404 before the store is asked.
+pub fn verification_id(raw: &str) -> Result<VerificationId, Problem> {
+    raw.parse().map_err(|_| {
+        Problem::new(
+            actix_web::http::StatusCode::NOT_FOUND,
+            "verification-not-found",
+            "no pending verification with that id",
+        )
+    })
+}
+
+impl StartBody {
+    pub fn to_request(&self, service: &Service) -> Result<StartRequest, Problem> {
+        if self.channel != "sms" {
+            return Err(Problem::bad_request(
+                "unsupported-channel",
+                "channel: only \"sms\" is supported",
+            ));
+        }
+        let locale = self
+            .locale
+            .as_deref()
+            .map(|raw| {
+                raw.parse::<Locale>().map_err(|error| {
+                    Problem::bad_request("invalid-locale", format!("locale: {error}"))
+                })
+            })
+            .transpose()?;
+        Ok(StartRequest {
+            service: service.name.clone(),
+            to: phone(&self.to, service)?,
+            locale,
+            binding: binding(self.binding.as_deref())?,
+        })
+    }
+}
+
+impl CheckBody {
+    pub fn to_request(
+        &self,
+        service: &Service,
+        id: VerificationId,
+    ) -> Result<CheckRequest, Problem> {
+        Ok(CheckRequest {
+            service: service.name.clone(),
+            target: CheckTarget::Id(id),
+            code: code(&self.code, service)?,
+            binding: binding(self.binding.as_deref())?,
+        })
+    }
+}
+
+impl CheckByNumberBody {
+    pub fn to_request(&self, service: &Service) -> Result<CheckRequest, Problem> {
+        Ok(CheckRequest {
+            service: service.name.clone(),
+            target: CheckTarget::Number(phone(&self.to, service)?),
+            code: code(&self.code, service)?,
+            binding: binding(self.binding.as_deref())?,
+        })
+    }
+}
+
+/// A verification's representation.
+#[derive(Debug, Serialize)]
+pub struct VerificationView {
+    pub id: String,
+    pub service: String,
+    pub to: String,
+    pub channel: &'static str,
+    pub status: &'static str,
+    pub created_at: String,
+    pub expires_at: String,
+    pub resend_after: String,
+    pub sends: u32,
+    pub attempts_left: u32,
+}
+
+impl From<&Verification> for VerificationView {
+    fn from(v: &Verification) -> Self {
+        VerificationView {
+            id: v.id.to_string(),
+            service: v.service.to_string(),
+            to: v.masked_to.clone(),
+            channel: "sms",
+            status: v.status.as_str(),
+            created_at: v.created_at.to_string(),
+            expires_at: v.expires_at.to_string(),
+            resend_after: v.resend_after.to_string(),
+            sends: v.sends,
+            attempts_left: v.attempts_left,
+        }
+    }
+}
+
+/// A check's answer: the representation plus `valid`.
+#[derive(Debug, Serialize)]
+pub struct CheckView {
+    #[serde(flatten)]
+    pub verification: VerificationView,
+    pub valid: bool,
+}

@@ -1,0 +1,24 @@
+//! otpd: one-time-code verification over HTTP, on Redis.
+//!
+//! Module map (dependencies point down the list):
+//! - `http`: actix-web routes, auth, problem+json, request telemetry.
+//! - `otp`: the use cases (start, check, resend, cancel, status), the
+//!   keyring, the clock and use-case errors.
+//! - `store`: the `Store` trait, its Redis and in-memory implementations and
+//!   their conformance suite.
+//! - `carrier`: the `Carrier` trait and its adapters.
+//! - `sms`: templates, GSM-7/UCS-2 encoding and segment counts.
+//! - `domain`: values valid once built (phone, code, ids, names).
+//! - `config`, `startup`, `telemetry`, `metrics`: settings, wiring, logs and
+//!   Prometheus instruments.
+
+pub mod carrier;
+pub mod config;
+pub mod domain;
+pub mod http;
+pub mod metrics;
+pub mod otp;
+pub mod sms;
+pub mod startup;
+pub mod store;
+pub mod telemetry;

@@ -1,0 +1,91 @@
+//! The `otpd` binary: parse flags, load settings, start logging, run the
+//! App until SIGINT or SIGTERM.
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use otpd::config::{self, LogFormat, Settings};
+use otpd::startup::App;
+
+#[derive(Parser)]
+#[command(version, about = "One-time-code verification service")]
+struct Cli {
+    /// Production settings (TOML). Without it otpd runs in dev mode.
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Log format; overrides log.format.
+    #[arg(long, value_enum)]
+    log_format: Option<LogFormat>,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Print a new API key and the line that configures it.
+    NewApiKey,
+}
+
+#[actix_web::main]
+async fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    if let Some(Command::NewApiKey) = cli.command {
+        let key = config::new_api_key();
+        println!("API key (give it to the caller, store it nowhere else):\n  {key}\n");
+        println!("Configuration:\n  [[api_keys]]\n  id = \"CHANGE-ME\"\n  sha256 = \"{}\"\n  services = [\"demo\"]", config::sha256_hex(&key));
+        return Ok(());
+    }
+    let dev_key = config::new_api_key();
+    let settings = match &cli.config {
+        Some(path) => {
+            Settings::load(path).with_context(|| format!("reading {}", path.display()))?
+        }
+        None => Settings::dev(&dev_key)?,
+    };
+    otpd::telemetry::init(
+        cli.log_format.unwrap_or(settings.log.format),
+        &settings.log.filter,
+    );
+    let app = App::build(&settings)?;
+    if cli.config.is_none() {
+        print_dev_banner(&app, &dev_key);
+    }
+    tracing::info!(http = %app.http_addr(), mode = ?settings.mode, "otpd listening");
+    app.run_until_stopped(shutdown_signal()).await?;
+    tracing::info!("otpd stopped");
+    Ok(())
+}
+
+fn print_dev_banner(app: &App, key: &str) {
+    let addr = app.http_addr();
+    println!(
+        "\n\
+        ================================ DEV MODE ================================\n\
+        Not for real users: in-memory store, and every SMS (code included) is\n\
+        printed below instead of being sent. Run with --config for production.\n\
+        \n\
+        API:      http://{addr}\n\
+        Service:  demo (region JP, 6-digit codes)\n\
+        API key:  {key}\n\
+        \n\
+        export OTPD_KEY={key}\n\
+        ==========================================================================\n"
+    );
+}
+
+async fn shutdown_signal() {
+    let interrupt = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut terminate =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+                .expect("SIGTERM handler");
+        tokio::select! {
+            _ = interrupt => {},
+            _ = terminate.recv() => {},
+        }
+    }
+    #[cfg(not(unix))]
+    interrupt.await.ok();
+}

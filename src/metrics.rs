@@ -1,0 +1,154 @@
+//! One Prometheus registry and its typed instruments. Labels stay bounded:
+//! route patterns, status codes, services, outcomes, carriers — never a
+//! number, a code or an id (OBS-1).
+
+use prometheus::{
+    Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry, TextEncoder,
+};
+
+#[derive(Clone)]
+pub struct Metrics {
+    registry: Registry,
+    http_requests: IntCounterVec,
+    http_duration: HistogramVec,
+    started: IntCounterVec,
+    checks: IntCounterVec,
+    sends: IntCounterVec,
+}
+
+/// What became of a check, as a metric label.
+#[derive(Clone, Copy, Debug)]
+pub enum CheckOutcome {
+    Approved,
+    Wrong,
+    /// A wrong code that used up the last attempt.
+    Failed,
+    NotFound,
+    Conflict,
+}
+
+impl CheckOutcome {
+    fn label(self) -> &'static str {
+        match self {
+            CheckOutcome::Approved => "approved",
+            CheckOutcome::Wrong => "wrong",
+            CheckOutcome::Failed => "failed",
+            CheckOutcome::NotFound => "not-found",
+            CheckOutcome::Conflict => "conflict",
+        }
+    }
+}
+
+fn counter(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
+    let counter = IntCounterVec::new(Opts::new(name, help), labels).expect("valid metric");
+    registry
+        .register(Box::new(counter.clone()))
+        .expect("unique metric");
+    counter
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        let registry = Registry::new();
+        let build = IntGaugeVec::new(
+            Opts::new("otpd_build_info", "The running otpd version."),
+            &["version"],
+        )
+        .expect("valid metric");
+        build.with_label_values(&[env!("CARGO_PKG_VERSION")]).set(1);
+        registry.register(Box::new(build)).expect("unique metric");
+        #[cfg(target_os = "linux")]
+        registry
+            .register(Box::new(
+                prometheus::process_collector::ProcessCollector::for_self(),
+            ))
+            .expect("unique metric");
+        let buckets = vec![
+            0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+        ];
+        let http_duration = HistogramVec::new(
+            HistogramOpts::new(
+                "otpd_http_request_duration_seconds",
+                "HTTP request latency.",
+            )
+            .buckets(buckets),
+            &["route"],
+        )
+        .expect("valid metric");
+        registry
+            .register(Box::new(http_duration.clone()))
+            .expect("unique metric");
+        Metrics {
+            http_requests: counter(
+                &registry,
+                "otpd_http_requests_total",
+                "HTTP requests answered.",
+                &["route", "status"],
+            ),
+            started: counter(
+                &registry,
+                "otpd_verifications_started_total",
+                "Verifications started; kind is new or resend.",
+                &["service", "kind", "channel", "country"],
+            ),
+            checks: counter(
+                &registry,
+                "otpd_checks_total",
+                "Code checks by outcome.",
+                &["service", "outcome"],
+            ),
+            sends: counter(
+                &registry,
+                "otpd_sends_total",
+                "Messages handed to carriers, by outcome.",
+                &["service", "carrier", "outcome"],
+            ),
+            http_duration,
+            registry,
+        }
+    }
+
+    pub fn http_request(&self, route: &str, status: u16, seconds: f64) {
+        self.http_requests
+            .with_label_values(&[route, &status.to_string()])
+            .inc();
+        self.http_duration
+            .with_label_values(&[route])
+            .observe(seconds);
+    }
+
+    pub fn started(&self, service: &str, resend: bool, country_code: u16) {
+        let kind = if resend { "resend" } else { "new" };
+        self.started
+            .with_label_values(&[service, kind, "sms", &country_code.to_string()])
+            .inc();
+    }
+
+    pub fn checked(&self, service: &str, outcome: CheckOutcome) {
+        self.checks
+            .with_label_values(&[service, outcome.label()])
+            .inc();
+    }
+
+    pub fn sent(&self, service: &str, carrier: &str, accepted: bool) {
+        let outcome = if accepted { "accepted" } else { "failed" };
+        self.sends
+            .with_label_values(&[service, carrier, outcome])
+            .inc();
+    }
+
+    /// The Prometheus text exposition of every metric.
+    pub fn render(&self) -> String {
+        let mut out = Vec::new();
+        TextEncoder::new()
+            .encode(&self.registry.gather(), &mut out)
+            .expect("text encoding");
+        String::from_utf8(out).expect("metrics are UTF-8")
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}

@@ -1,0 +1,397 @@
+//! The use cases: start, check, resend, cancel and look up verifications,
+//! and replay of idempotent requests. No HTTP and no Redis types here: the
+//! store and the carrier are traits, time comes from a `Clock`.
+
+mod clock;
+mod error;
+mod idempotency;
+mod keyring;
+mod service;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tracing::{info, warn};
+
+#[cfg(any(test, feature = "test-support"))]
+pub use self::clock::ManualClock;
+pub use self::clock::{Clock, SystemClock};
+pub use self::error::{Error, Kind};
+pub use self::idempotency::{Begun, Ticket};
+pub use self::keyring::{Keyring, Secret};
+pub use self::service::Service;
+
+use crate::carrier::{Carrier, Sms};
+use crate::domain::{Binding, Code, Locale, Phone, ServiceName, Status, Timestamp, VerificationId};
+use crate::metrics::{CheckOutcome, Metrics};
+use crate::store::{self, Checked, NewVerification, Record, ResendPolicy, Resent, Started, Store};
+
+/// A verification as callers see it: no digests, no sealed number.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Verification {
+    pub id: VerificationId,
+    pub service: ServiceName,
+    pub masked_to: String,
+    pub status: Status,
+    pub created_at: Timestamp,
+    pub expires_at: Timestamp,
+    pub resend_after: Timestamp,
+    pub sends: u32,
+    pub attempts_left: u32,
+}
+
+impl From<Record> for Verification {
+    fn from(record: Record) -> Self {
+        Verification {
+            id: record.id,
+            service: record.service,
+            masked_to: record.masked_to,
+            status: record.status,
+            created_at: record.created_at,
+            expires_at: record.expires_at,
+            resend_after: record.resend_after,
+            sends: record.sends,
+            attempts_left: record.attempts_left,
+        }
+    }
+}
+
+pub struct StartRequest {
+    pub service: ServiceName,
+    pub to: Phone,
+    pub locale: Option<Locale>,
+    pub binding: Option<Binding>,
+}
+
+/// `created` is false when the start resent a pending verification.
+pub struct StartOutcome {
+    pub verification: Verification,
+    pub created: bool,
+}
+
+pub enum CheckTarget {
+    Id(VerificationId),
+    /// The pending verification of this number.
+    Number(Phone),
+}
+
+pub struct CheckRequest {
+    pub service: ServiceName,
+    pub target: CheckTarget,
+    pub code: Code,
+    pub binding: Option<Binding>,
+}
+
+pub struct CheckOutcomeView {
+    pub verification: Verification,
+    pub valid: bool,
+}
+
+/// Everything the use cases need, built once by `startup`.
+pub struct Otp {
+    store: Arc<dyn Store>,
+    carrier: Arc<dyn Carrier>,
+    clock: Arc<dyn Clock>,
+    keyring: Keyring,
+    services: BTreeMap<ServiceName, Arc<Service>>,
+    metrics: Metrics,
+    idempotency_retention: Duration,
+}
+
+/// A start that finds a pending verification resends it; if that one
+/// finishes in between, the start tries again this many times.
+const START_RACES: usize = 3;
+/// How long a number's index may outlive the verification's own expiry.
+const INDEX_SLACK: Duration = Duration::from_secs(60);
+
+impl Otp {
+    pub fn new(
+        store: Arc<dyn Store>,
+        carrier: Arc<dyn Carrier>,
+        clock: Arc<dyn Clock>,
+        keyring: Keyring,
+        services: BTreeMap<ServiceName, Service>,
+        metrics: Metrics,
+        idempotency_retention: Duration,
+    ) -> Self {
+        let services = services
+            .into_iter()
+            .map(|(name, service)| (name, Arc::new(service)))
+            .collect();
+        Otp {
+            store,
+            carrier,
+            clock,
+            keyring,
+            services,
+            metrics,
+            idempotency_retention,
+        }
+    }
+
+    pub fn service(&self, name: &ServiceName) -> Result<&Arc<Service>, Error> {
+        self.services.get(name).ok_or(Error::ServiceNotFound)
+    }
+
+    /// Whether the store answers.
+    pub async fn ready(&self) -> Result<(), Error> {
+        Ok(self.store.ping().await?)
+    }
+
+    #[tracing::instrument(skip_all, fields(service = %request.service, to = %request.to.masked()))]
+    pub async fn start(&self, request: StartRequest) -> Result<StartOutcome, Error> {
+        let service = self.service(&request.service)?;
+        let number = self.keyring.number_key(&service.name, &request.to);
+        for _ in 0..START_RACES {
+            let now = self.clock.now();
+            let code = Code::generate(service.code_length);
+            let new = self.new_verification(service, &request, number, &code, now);
+            match self.store.start(&new, now).await? {
+                Started::Created { replaced } => {
+                    if let Some(old) = replaced {
+                        info!(verification_id = %old, "pending verification replaced by one with another binding");
+                    }
+                    let record = self
+                        .deliver(service, new.record, &request.to, &code)
+                        .await?;
+                    self.metrics
+                        .started(service.name.as_str(), false, request.to.country_code());
+                    info!(verification_id = %record.id, "verification started");
+                    return Ok(StartOutcome {
+                        verification: record.into(),
+                        created: true,
+                    });
+                }
+                Started::Pending(id) => match self.resend_to(service, &id, &request.to).await {
+                    Err(Error::NotFound | Error::Finished(_)) => continue,
+                    resent => {
+                        return resent.map(|verification| StartOutcome {
+                            verification,
+                            created: false,
+                        });
+                    }
+                },
+            }
+        }
+        Err(Error::Store(store::Error::Corrupt(
+            "the number's verification kept changing".into(),
+        )))
+    }
+
+    fn new_verification(
+        &self,
+        service: &Service,
+        request: &StartRequest,
+        number: store::NumberKey,
+        code: &Code,
+        now: Timestamp,
+    ) -> NewVerification {
+        let id = VerificationId::generate([number.0[0], number.0[1]]);
+        let record = Record {
+            id,
+            service: service.name.clone(),
+            status: Status::Pending,
+            masked_to: request.to.masked().to_owned(),
+            sealed_to: self.keyring.seal(&id, &request.to),
+            locale: service.locale_for(request.locale.as_ref()),
+            created_at: now,
+            expires_at: now.plus(service.ttl),
+            resend_after: now.plus(service.resend_cooldown),
+            sends: 1,
+            attempts_left: service.max_attempts,
+            key_id: self.keyring.current_id().clone(),
+            code_digest: self.keyring.code_digest(&id, code),
+            binding_digest: request
+                .binding
+                .as_ref()
+                .map(|b| self.keyring.binding_digest(&service.name, b)),
+        };
+        NewVerification {
+            record,
+            number,
+            index_ttl: service.ttl * service.max_sends + INDEX_SLACK,
+        }
+    }
+
+    #[tracing::instrument(skip_all, fields(service = %request.service))]
+    pub async fn check(&self, request: CheckRequest) -> Result<CheckOutcomeView, Error> {
+        let service = self.service(&request.service)?;
+        let outcome = self.check_target(service, &request).await;
+        let label = match &outcome {
+            Ok(view) if view.valid => CheckOutcome::Approved,
+            Ok(view) if view.verification.status == Status::Failed => CheckOutcome::Failed,
+            Ok(_) => CheckOutcome::Wrong,
+            Err(Error::NotFound) => CheckOutcome::NotFound,
+            Err(_) => CheckOutcome::Conflict,
+        };
+        if !matches!(outcome, Err(Error::Store(_))) {
+            self.metrics.checked(service.name.as_str(), label);
+        }
+        if let Ok(view) = &outcome {
+            info!(verification_id = %view.verification.id, valid = view.valid, attempts_left = view.verification.attempts_left, "code checked");
+        }
+        outcome
+    }
+
+    async fn check_target(
+        &self,
+        service: &Service,
+        request: &CheckRequest,
+    ) -> Result<CheckOutcomeView, Error> {
+        let now = self.clock.now();
+        let id = match &request.target {
+            CheckTarget::Id(id) => *id,
+            CheckTarget::Number(phone) => {
+                let number = self.keyring.number_key(&service.name, phone);
+                self.store
+                    .find(&number, now)
+                    .await?
+                    .ok_or(Error::NotFound)?
+            }
+        };
+        let candidates =
+            self.keyring
+                .candidates(&service.name, &id, &request.code, request.binding.as_ref());
+        match self
+            .store
+            .check(&service.name, &id, &candidates, now)
+            .await?
+        {
+            Checked::Approved(record) => Ok(CheckOutcomeView {
+                verification: record.into(),
+                valid: true,
+            }),
+            Checked::Wrong(record) => Ok(CheckOutcomeView {
+                verification: record.into(),
+                valid: false,
+            }),
+            Checked::Finished(record) => Err(Error::Finished(record.status)),
+            Checked::NotFound => Err(Error::NotFound),
+        }
+    }
+
+    /// A new code for a pending verification, sent to its number.
+    #[tracing::instrument(skip_all, fields(service = %service_name, verification_id = %id))]
+    pub async fn resend(
+        &self,
+        service_name: &ServiceName,
+        id: &VerificationId,
+    ) -> Result<Verification, Error> {
+        let service = self.service(service_name)?;
+        let now = self.clock.now();
+        let record = self
+            .store
+            .get(&service.name, id, now)
+            .await?
+            .ok_or(Error::NotFound)?;
+        let e164 = self
+            .keyring
+            .open(&record.key_id, id, &record.sealed_to)
+            .ok_or(Error::NotFound)?;
+        let phone = Phone::parse(&e164, service.default_region).map_err(|_| Error::NotFound)?;
+        self.resend_to(service, id, &phone).await
+    }
+
+    async fn resend_to(
+        &self,
+        service: &Service,
+        id: &VerificationId,
+        phone: &Phone,
+    ) -> Result<Verification, Error> {
+        let now = self.clock.now();
+        let code = Code::generate(service.code_length);
+        let candidates = self.keyring.candidates(&service.name, id, &code, None);
+        let policy = ResendPolicy {
+            cooldown: service.resend_cooldown,
+            max_sends: service.max_sends,
+            ttl: service.ttl,
+        };
+        let record = match self
+            .store
+            .resend(&service.name, id, &candidates, policy, now)
+            .await?
+        {
+            Resent::Resent(record) => record,
+            Resent::TooSoon(record) => {
+                return Err(Error::ResendTooSoon(now.until(record.resend_after)))
+            }
+            Resent::MaxSends(record) => return Err(Error::MaxSends(now.until(record.expires_at))),
+            Resent::Finished(record) => return Err(Error::Finished(record.status)),
+            Resent::NotFound => return Err(Error::NotFound),
+        };
+        let record = self.deliver(service, record, phone, &code).await?;
+        self.metrics
+            .started(service.name.as_str(), true, phone.country_code());
+        info!(verification_id = %id, to = %phone.masked(), sends = record.sends, "code resent");
+        Ok(record.into())
+    }
+
+    /// Hands the code to the carrier. On failure the send is taken back, so
+    /// the caller can retry at once and the verification stays completable.
+    async fn deliver(
+        &self,
+        service: &Service,
+        record: Record,
+        to: &Phone,
+        code: &Code,
+    ) -> Result<Record, Error> {
+        let body =
+            service
+                .template(&record.locale)
+                .render(code, &service.display_name, service.minutes());
+        let sms = Sms {
+            to: to.clone(),
+            body,
+            service: service.name.clone(),
+            verification: record.id,
+        };
+        let sent = self.carrier.send(&sms).await;
+        self.metrics
+            .sent(service.name.as_str(), self.carrier.name(), sent.is_ok());
+        match sent {
+            Ok(accepted) => {
+                info!(verification_id = %record.id, carrier = self.carrier.name(), message_id = %accepted.message_id, "message accepted");
+                Ok(record)
+            }
+            Err(error) => {
+                warn!(verification_id = %record.id, carrier = self.carrier.name(), error = %error, "send failed");
+                self.store
+                    .unsend(&service.name, &record.id, self.clock.now())
+                    .await?;
+                Err(Error::SendFailed(error))
+            }
+        }
+    }
+
+    #[tracing::instrument(skip_all, fields(service = %service_name, verification_id = %id))]
+    pub async fn cancel(
+        &self,
+        service_name: &ServiceName,
+        id: &VerificationId,
+    ) -> Result<Verification, Error> {
+        let service = self.service(service_name)?;
+        match self
+            .store
+            .cancel(&service.name, id, self.clock.now())
+            .await?
+        {
+            store::Changed::Changed(record) => {
+                info!("verification canceled");
+                Ok(record.into())
+            }
+            store::Changed::Finished(record) => Err(Error::Finished(record.status)),
+            store::Changed::NotFound => Err(Error::NotFound),
+        }
+    }
+
+    pub async fn get(
+        &self,
+        service_name: &ServiceName,
+        id: &VerificationId,
+    ) -> Result<Verification, Error> {
+        let service = self.service(service_name)?;
+        let record = self.store.get(&service.name, id, self.clock.now()).await?;
+        record.map(Verification::from).ok_or(Error::NotFound)
+    }
+}

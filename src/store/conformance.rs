@@ -1,0 +1,557 @@
+//! The behaviour every `Store` must have, written once. `store_conformance!`
+//! turns each case into a named test for one implementation:
+//! `memory.rs` for `MemoryStore`, `tests/api/store_redis.rs` for `RedisStore`.
+
+use std::any::Any;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::future::join_all;
+
+use super::{
+    Candidate, Changed, Checked, Digest, IdempotencyKey, NewVerification, NumberKey, Record,
+    ResendPolicy, Resent, Reservation, Started, Store,
+};
+use crate::domain::{ServiceName, Status, VerificationId};
+use crate::otp::{Clock, ManualClock};
+
+/// A store under test, its clock, and whatever must live as long as it
+/// (a redis-server, for example).
+pub struct Fixture {
+    pub store: Arc<dyn Store>,
+    pub clock: ManualClock,
+    _keep: Box<dyn Any + Send + Sync>,
+}
+
+impl Fixture {
+    pub fn new(store: Arc<dyn Store>, clock: ManualClock, keep: impl Any + Send + Sync) -> Self {
+        Fixture {
+            store,
+            clock,
+            _keep: Box::new(keep),
+        }
+    }
+}
+
+#[macro_export]
+macro_rules! store_conformance {
+    ($fixture:path) => {
+        $crate::store_conformance!(@each $fixture;
+            start_then_get_round_trips,
+            other_services_do_not_see_a_verification,
+            expired_is_not_found,
+            right_code_approves_once_under_concurrency,
+            wrong_codes_never_overspend_attempts,
+            wrong_binding_counts_as_a_wrong_code,
+            a_rotated_secret_still_checks,
+            start_with_the_same_binding_returns_the_pending_one,
+            start_with_another_binding_cancels_and_replaces,
+            start_after_a_finished_one_creates_a_new_one,
+            resend_replaces_the_code_and_keeps_attempts_left,
+            resend_obeys_cooldown_and_max_sends,
+            cancel_finishes_a_verification,
+            unsend_allows_an_immediate_resend,
+            idempotency_reserves_completes_and_replays,
+            idempotency_release_and_lock_expiry_free_the_key);
+    };
+    (@each $fixture:path; $($case:ident),+) => { $(
+        #[tokio::test]
+        async fn $case() {
+            let fixture = $fixture().await;
+            $crate::store::conformance::$case(&fixture).await;
+        }
+    )+ };
+}
+
+const TTL: Duration = Duration::from_secs(300);
+const COOLDOWN: Duration = Duration::from_secs(30);
+const POLICY: ResendPolicy = ResendPolicy {
+    cooldown: COOLDOWN,
+    max_sends: 3,
+    ttl: TTL,
+};
+
+fn service(name: &str) -> ServiceName {
+    name.parse().expect("service name")
+}
+
+fn digest(seed: u8) -> Digest {
+    [seed; 32]
+}
+
+fn candidate(code: u8, binding: Option<u8>) -> Vec<Candidate> {
+    vec![Candidate {
+        key_id: "k1".into(),
+        code: digest(code),
+        binding: binding.map(digest),
+    }]
+}
+
+/// A pending verification of one fixed number, as `otp` would build it.
+pub fn new_verification(
+    clock: &ManualClock,
+    service_name: &str,
+    binding: Option<u8>,
+) -> NewVerification {
+    let now = clock.now();
+    let number = NumberKey([42; 16]);
+    let record = Record {
+        id: VerificationId::generate([number.0[0], number.0[1]]),
+        service: service(service_name),
+        status: Status::Pending,
+        masked_to: "+81 90-****-5678".into(),
+        sealed_to: vec![1, 2, 3, 0, 255],
+        locale: "ja".parse().expect("locale"),
+        created_at: now,
+        expires_at: now.plus(TTL),
+        resend_after: now.plus(COOLDOWN),
+        sends: 1,
+        attempts_left: 5,
+        key_id: "k1".into(),
+        code_digest: digest(1),
+        binding_digest: binding.map(digest),
+    };
+    NewVerification {
+        record,
+        number,
+        index_ttl: TTL * POLICY.max_sends + Duration::from_secs(60),
+    }
+}
+
+async fn started(fx: &Fixture, binding: Option<u8>) -> Record {
+    let new = new_verification(&fx.clock, "demo", binding);
+    let outcome = fx.store.start(&new, fx.clock.now()).await.expect("start");
+    assert!(matches!(outcome, Started::Created { .. }), "{outcome:?}");
+    new.record
+}
+
+async fn stored(fx: &Fixture, id: &VerificationId) -> Record {
+    fx.store
+        .get(&service("demo"), id, fx.clock.now())
+        .await
+        .expect("get")
+        .expect("present")
+}
+
+pub async fn start_then_get_round_trips(fx: &Fixture) {
+    let record = started(fx, Some(9)).await;
+    assert_eq!(stored(fx, &record.id).await, record);
+    let found = fx
+        .store
+        .find(&NumberKey([42; 16]), fx.clock.now())
+        .await
+        .expect("find");
+    assert_eq!(found, Some(record.id));
+}
+
+pub async fn other_services_do_not_see_a_verification(fx: &Fixture) {
+    let record = started(fx, None).await;
+    let other = service("other");
+    let now = fx.clock.now();
+    assert_eq!(
+        fx.store.get(&other, &record.id, now).await.expect("get"),
+        None
+    );
+    let checked = fx
+        .store
+        .check(&other, &record.id, &candidate(1, None), now)
+        .await
+        .expect("check");
+    assert_eq!(checked, Checked::NotFound);
+    assert_eq!(
+        fx.store
+            .cancel(&other, &record.id, now)
+            .await
+            .expect("cancel"),
+        Changed::NotFound
+    );
+    assert_eq!(stored(fx, &record.id).await.status, Status::Pending);
+}
+
+/// SEC-3: a code is accepted up to its expiry and never after it.
+pub async fn expired_is_not_found(fx: &Fixture) {
+    let record = started(fx, None).await;
+    fx.clock.advance(TTL - Duration::from_secs(1));
+    assert!(fx
+        .store
+        .get(&service("demo"), &record.id, fx.clock.now())
+        .await
+        .expect("get")
+        .is_some());
+    fx.clock.advance(Duration::from_secs(1));
+    let now = fx.clock.now();
+    let demo = service("demo");
+    assert_eq!(
+        fx.store.get(&demo, &record.id, now).await.expect("get"),
+        None
+    );
+    assert_eq!(
+        fx.store
+            .check(&demo, &record.id, &candidate(1, None), now)
+            .await
+            .expect("check"),
+        Checked::NotFound
+    );
+    assert_eq!(
+        fx.store
+            .resend(&demo, &record.id, &candidate(2, None), POLICY, now)
+            .await
+            .expect("resend"),
+        Resent::NotFound
+    );
+    assert_eq!(
+        fx.store
+            .cancel(&demo, &record.id, now)
+            .await
+            .expect("cancel"),
+        Changed::NotFound
+    );
+}
+
+/// SEC-4: any number of concurrent right checks approve exactly once.
+pub async fn right_code_approves_once_under_concurrency(fx: &Fixture) {
+    let record = started(fx, None).await;
+    let demo = service("demo");
+    let now = fx.clock.now();
+    let right = candidate(1, None);
+    let checks = (0..50).map(|_| fx.store.check(&demo, &record.id, &right, now));
+    let outcomes: Vec<Checked> = join_all(checks)
+        .await
+        .into_iter()
+        .map(|o| o.expect("check"))
+        .collect();
+    let approved = outcomes
+        .iter()
+        .filter(|o| matches!(o, Checked::Approved(_)))
+        .count();
+    let finished = outcomes
+        .iter()
+        .filter(|o| matches!(o, Checked::Finished(r) if r.status == Status::Approved))
+        .count();
+    assert_eq!((approved, finished), (1, 49));
+}
+
+/// SEC-7: concurrent wrong checks spend exactly `attempts_left`, never more.
+pub async fn wrong_codes_never_overspend_attempts(fx: &Fixture) {
+    let record = started(fx, None).await;
+    let demo = service("demo");
+    let now = fx.clock.now();
+    let wrong = candidate(2, None);
+    let checks = (0..20).map(|_| fx.store.check(&demo, &record.id, &wrong, now));
+    let outcomes: Vec<Checked> = join_all(checks)
+        .await
+        .into_iter()
+        .map(|o| o.expect("check"))
+        .collect();
+    let wrong_count = outcomes
+        .iter()
+        .filter(|o| matches!(o, Checked::Wrong(_)))
+        .count();
+    assert_eq!(wrong_count, 5);
+    let after = stored(fx, &record.id).await;
+    assert_eq!((after.status, after.attempts_left), (Status::Failed, 0));
+    // SEC-7: the right code after exhaustion still fails.
+    let late = fx
+        .store
+        .check(&demo, &record.id, &candidate(1, None), now)
+        .await
+        .expect("check");
+    assert!(matches!(late, Checked::Finished(r) if r.status == Status::Failed));
+}
+
+/// SEC-5: the right code with a wrong or missing binding is a wrong code.
+pub async fn wrong_binding_counts_as_a_wrong_code(fx: &Fixture) {
+    let record = started(fx, Some(7)).await;
+    let demo = service("demo");
+    let now = fx.clock.now();
+    for binding in [Some(8), None] {
+        let checked = fx
+            .store
+            .check(&demo, &record.id, &candidate(1, binding), now)
+            .await
+            .expect("check");
+        assert!(
+            matches!(checked, Checked::Wrong(_)),
+            "{binding:?}: {checked:?}"
+        );
+    }
+    assert_eq!(stored(fx, &record.id).await.attempts_left, 3);
+    let right = fx
+        .store
+        .check(&demo, &record.id, &candidate(1, Some(7)), now)
+        .await
+        .expect("check");
+    assert!(matches!(right, Checked::Approved(_)));
+}
+
+pub async fn a_rotated_secret_still_checks(fx: &Fixture) {
+    let record = started(fx, None).await;
+    let rotated = vec![
+        Candidate {
+            key_id: "k2".into(),
+            code: digest(99),
+            binding: None,
+        },
+        Candidate {
+            key_id: "k1".into(),
+            code: digest(1),
+            binding: None,
+        },
+    ];
+    let checked = fx
+        .store
+        .check(&service("demo"), &record.id, &rotated, fx.clock.now())
+        .await
+        .expect("check");
+    assert!(matches!(checked, Checked::Approved(_)), "{checked:?}");
+}
+
+pub async fn start_with_the_same_binding_returns_the_pending_one(fx: &Fixture) {
+    let first = started(fx, Some(3)).await;
+    let again = new_verification(&fx.clock, "demo", Some(3));
+    let outcome = fx.store.start(&again, fx.clock.now()).await.expect("start");
+    assert_eq!(outcome, Started::Pending(first.id));
+    assert_eq!(
+        fx.store
+            .get(&service("demo"), &again.record.id, fx.clock.now())
+            .await
+            .expect("get"),
+        None
+    );
+}
+
+pub async fn start_with_another_binding_cancels_and_replaces(fx: &Fixture) {
+    let first = started(fx, Some(3)).await;
+    for binding in [Some(4), None] {
+        let previous = fx
+            .store
+            .find(&NumberKey([42; 16]), fx.clock.now())
+            .await
+            .expect("find")
+            .expect("indexed");
+        let next = new_verification(&fx.clock, "demo", binding);
+        let outcome = fx.store.start(&next, fx.clock.now()).await.expect("start");
+        assert_eq!(
+            outcome,
+            Started::Created {
+                replaced: Some(previous)
+            }
+        );
+        assert_eq!(stored(fx, &previous).await.status, Status::Canceled);
+        assert_eq!(
+            fx.store
+                .find(&NumberKey([42; 16]), fx.clock.now())
+                .await
+                .expect("find"),
+            Some(next.record.id)
+        );
+    }
+    assert_eq!(stored(fx, &first.id).await.status, Status::Canceled);
+}
+
+pub async fn start_after_a_finished_one_creates_a_new_one(fx: &Fixture) {
+    let first = started(fx, None).await;
+    fx.store
+        .cancel(&service("demo"), &first.id, fx.clock.now())
+        .await
+        .expect("cancel");
+    let next = new_verification(&fx.clock, "demo", None);
+    assert_eq!(
+        fx.store.start(&next, fx.clock.now()).await.expect("start"),
+        Started::Created { replaced: None }
+    );
+    fx.clock.advance(TTL);
+    let after_expiry = new_verification(&fx.clock, "demo", None);
+    let outcome = fx
+        .store
+        .start(&after_expiry, fx.clock.now())
+        .await
+        .expect("start");
+    assert_eq!(outcome, Started::Created { replaced: None });
+}
+
+/// SEC-6: a resend replaces the code and never resets the attempt count.
+pub async fn resend_replaces_the_code_and_keeps_attempts_left(fx: &Fixture) {
+    let record = started(fx, None).await;
+    let demo = service("demo");
+    fx.store
+        .check(&demo, &record.id, &candidate(9, None), fx.clock.now())
+        .await
+        .expect("check");
+    fx.clock.advance(COOLDOWN);
+    let now = fx.clock.now();
+    let resent = fx
+        .store
+        .resend(&demo, &record.id, &candidate(2, None), POLICY, now)
+        .await
+        .expect("resend");
+    let Resent::Resent(after) = resent else {
+        panic!("{resent:?}")
+    };
+    assert_eq!((after.sends, after.attempts_left), (2, 4));
+    assert_eq!(after.resend_after, now.plus(COOLDOWN));
+    assert_eq!(after.expires_at, now.plus(TTL));
+    let old = fx
+        .store
+        .check(&demo, &record.id, &candidate(1, None), now)
+        .await
+        .expect("check");
+    assert!(
+        matches!(old, Checked::Wrong(_)),
+        "the old code must stop working: {old:?}"
+    );
+    let new = fx
+        .store
+        .check(&demo, &record.id, &candidate(2, None), now)
+        .await
+        .expect("check");
+    assert!(matches!(new, Checked::Approved(_)), "{new:?}");
+}
+
+pub async fn resend_obeys_cooldown_and_max_sends(fx: &Fixture) {
+    let record = started(fx, None).await;
+    let demo = service("demo");
+    let resend = |fx: &Fixture| {
+        let (demo, id) = (demo.clone(), record.id);
+        let store = Arc::clone(&fx.store);
+        let now = fx.clock.now();
+        async move {
+            store
+                .resend(&demo, &id, &candidate(2, None), POLICY, now)
+                .await
+                .expect("resend")
+        }
+    };
+    assert!(matches!(resend(fx).await, Resent::TooSoon(_)));
+    for _ in 1..POLICY.max_sends {
+        fx.clock.advance(COOLDOWN);
+        assert!(matches!(resend(fx).await, Resent::Resent(_)));
+    }
+    fx.clock.advance(COOLDOWN);
+    assert!(matches!(resend(fx).await, Resent::MaxSends(r) if r.sends == POLICY.max_sends));
+}
+
+pub async fn cancel_finishes_a_verification(fx: &Fixture) {
+    let record = started(fx, None).await;
+    let demo = service("demo");
+    let now = fx.clock.now();
+    let canceled = fx
+        .store
+        .cancel(&demo, &record.id, now)
+        .await
+        .expect("cancel");
+    assert!(matches!(canceled, Changed::Changed(r) if r.status == Status::Canceled));
+    assert!(matches!(
+        fx.store
+            .cancel(&demo, &record.id, now)
+            .await
+            .expect("cancel"),
+        Changed::Finished(_)
+    ));
+    let checked = fx
+        .store
+        .check(&demo, &record.id, &candidate(1, None), now)
+        .await
+        .expect("check");
+    assert!(
+        matches!(checked, Checked::Finished(r) if r.status == Status::Canceled && r.attempts_left == 5)
+    );
+    let resent = fx
+        .store
+        .resend(
+            &demo,
+            &record.id,
+            &candidate(2, None),
+            POLICY,
+            now.plus(COOLDOWN),
+        )
+        .await;
+    assert!(matches!(resent.expect("resend"), Resent::Finished(_)));
+}
+
+pub async fn unsend_allows_an_immediate_resend(fx: &Fixture) {
+    let record = started(fx, None).await;
+    let demo = service("demo");
+    let now = fx.clock.now();
+    let undone = fx
+        .store
+        .unsend(&demo, &record.id, now)
+        .await
+        .expect("unsend");
+    assert!(
+        matches!(undone, Changed::Changed(ref r) if r.sends == 0 && r.resend_after == now),
+        "{undone:?}"
+    );
+    let resent = fx
+        .store
+        .resend(&demo, &record.id, &candidate(2, None), POLICY, now)
+        .await
+        .expect("resend");
+    assert!(matches!(resent, Resent::Resent(r) if r.sends == 1));
+}
+
+pub async fn idempotency_reserves_completes_and_replays(fx: &Fixture) {
+    let key = IdempotencyKey([5; 16]);
+    let now = fx.clock.now();
+    let lock = Duration::from_secs(30);
+    assert_eq!(
+        fx.store
+            .reserve(&key, &digest(1), lock, now)
+            .await
+            .expect("reserve"),
+        Reservation::Reserved
+    );
+    let running = fx
+        .store
+        .reserve(&key, &digest(2), lock, now)
+        .await
+        .expect("reserve");
+    assert_eq!(
+        running,
+        Reservation::Taken {
+            fingerprint: digest(1),
+            answer: None
+        }
+    );
+    fx.store
+        .complete(&key, b"{\"answer\":1}", Duration::from_secs(3600), now)
+        .await
+        .expect("complete");
+    fx.clock.advance(lock * 2);
+    let done = fx
+        .store
+        .reserve(&key, &digest(1), lock, fx.clock.now())
+        .await
+        .expect("reserve");
+    assert_eq!(
+        done,
+        Reservation::Taken {
+            fingerprint: digest(1),
+            answer: Some(b"{\"answer\":1}".to_vec())
+        }
+    );
+}
+
+pub async fn idempotency_release_and_lock_expiry_free_the_key(fx: &Fixture) {
+    let key = IdempotencyKey([6; 16]);
+    let lock = Duration::from_secs(30);
+    let reserve = |fx: &Fixture| {
+        let store = Arc::clone(&fx.store);
+        let now = fx.clock.now();
+        async move {
+            store
+                .reserve(&key, &digest(1), lock, now)
+                .await
+                .expect("reserve")
+        }
+    };
+    assert_eq!(reserve(fx).await, Reservation::Reserved);
+    fx.store.release(&key).await.expect("release");
+    assert_eq!(reserve(fx).await, Reservation::Reserved);
+    fx.clock.advance(lock);
+    assert_eq!(
+        reserve(fx).await,
+        Reservation::Reserved,
+        "an abandoned lock expires"
+    );
+}

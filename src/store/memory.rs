@@ -1,0 +1,309 @@
+//! The in-process store: dev mode's default and a real implementation of
+//! `Store` (not a mock). State lives in one mutex-guarded map; entries expire
+//! by the injected clock and are swept as time passes.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use async_trait::async_trait;
+
+use super::{
+    rules, Candidate, Changed, Checked, Digest, Error, IdempotencyKey, NewVerification, NumberKey,
+    Record, ResendPolicy, Resent, Reservation, Started, Store,
+};
+use crate::domain::{ServiceName, Timestamp, VerificationId};
+
+/// How long a verification's record outlives its expiry, as in Redis.
+pub(super) const RETENTION: Duration = Duration::from_secs(60);
+const SWEEP_EVERY: Duration = Duration::from_secs(30);
+
+#[derive(Default)]
+pub struct MemoryStore {
+    state: Mutex<State>,
+}
+
+#[derive(Default)]
+struct State {
+    verifications: HashMap<VerificationId, Expiring<Record>>,
+    numbers: HashMap<NumberKey, Expiring<VerificationId>>,
+    idempotency: HashMap<IdempotencyKey, Expiring<Idempotent>>,
+    next_sweep: Option<Timestamp>,
+}
+
+struct Expiring<T> {
+    value: T,
+    until: Timestamp,
+}
+
+struct Idempotent {
+    fingerprint: Digest,
+    answer: Option<Vec<u8>>,
+}
+
+impl MemoryStore {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Entries held, expired or not (tests watch the sweep with it).
+    pub fn len(&self) -> usize {
+        let state = self.lock();
+        state.verifications.len() + state.numbers.len() + state.idempotency.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        // A panic while holding the lock leaves no half-written entry (every
+        // change is a single assignment), so the state stays usable.
+        self.state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Runs `change` on a visible record and keeps its expiry in step.
+    fn update<T>(
+        &self,
+        service: &ServiceName,
+        id: &VerificationId,
+        now: Timestamp,
+        change: impl FnOnce(&mut Record) -> T,
+    ) -> Option<T> {
+        let mut state = self.lock();
+        state.sweep(now);
+        let entry = state
+            .verifications
+            .get_mut(id)
+            .filter(|entry| entry.value.is_visible(service, now))?;
+        let outcome = change(&mut entry.value);
+        entry.until = entry.value.expires_at.plus(RETENTION);
+        Some(outcome)
+    }
+}
+
+impl State {
+    /// Drops what has expired, at most every `SWEEP_EVERY`.
+    fn sweep(&mut self, now: Timestamp) {
+        if self.next_sweep.is_some_and(|next| now < next) {
+            return;
+        }
+        self.verifications.retain(|_, entry| now < entry.until);
+        self.numbers.retain(|_, entry| now < entry.until);
+        self.idempotency.retain(|_, entry| now < entry.until);
+        self.next_sweep = Some(now.plus(SWEEP_EVERY));
+    }
+
+    fn live_record(&self, id: &VerificationId, now: Timestamp) -> Option<&Record> {
+        self.verifications
+            .get(id)
+            .map(|entry| &entry.value)
+            .filter(|record| now < record.expires_at)
+    }
+}
+
+#[async_trait]
+impl Store for MemoryStore {
+    async fn start(&self, new: &NewVerification, now: Timestamp) -> Result<Started, Error> {
+        let mut state = self.lock();
+        state.sweep(now);
+        let existing = state
+            .numbers
+            .get(&new.number)
+            .filter(|entry| now < entry.until)
+            .map(|entry| entry.value);
+        let mut replaced = None;
+        if let Some(old_id) = existing {
+            let pending = state
+                .live_record(&old_id, now)
+                .filter(|old| old.status == crate::domain::Status::Pending);
+            if let Some(old) = pending {
+                if rules::bindings_match(old, new.record.binding_digest.as_ref()) {
+                    return Ok(Started::Pending(old_id));
+                }
+                if let Some(entry) = state.verifications.get_mut(&old_id) {
+                    rules::cancel(&mut entry.value);
+                }
+                replaced = Some(old_id);
+            }
+        }
+        let record = new.record.clone();
+        let until = record.expires_at.plus(RETENTION);
+        state.numbers.insert(
+            new.number,
+            Expiring {
+                value: record.id,
+                until: now.plus(new.index_ttl),
+            },
+        );
+        state.verifications.insert(
+            record.id,
+            Expiring {
+                value: record,
+                until,
+            },
+        );
+        Ok(Started::Created { replaced })
+    }
+
+    async fn get(
+        &self,
+        service: &ServiceName,
+        id: &VerificationId,
+        now: Timestamp,
+    ) -> Result<Option<Record>, Error> {
+        Ok(self.update(service, id, now, |record| record.clone()))
+    }
+
+    async fn find(
+        &self,
+        number: &NumberKey,
+        now: Timestamp,
+    ) -> Result<Option<VerificationId>, Error> {
+        let state = self.lock();
+        Ok(state
+            .numbers
+            .get(number)
+            .filter(|entry| now < entry.until)
+            .map(|entry| entry.value))
+    }
+
+    async fn check(
+        &self,
+        service: &ServiceName,
+        id: &VerificationId,
+        candidates: &[Candidate],
+        now: Timestamp,
+    ) -> Result<Checked, Error> {
+        Ok(self
+            .update(service, id, now, |record| rules::check(record, candidates))
+            .unwrap_or(Checked::NotFound))
+    }
+
+    async fn resend(
+        &self,
+        service: &ServiceName,
+        id: &VerificationId,
+        candidates: &[Candidate],
+        policy: ResendPolicy,
+        now: Timestamp,
+    ) -> Result<Resent, Error> {
+        let outcome = self.update(service, id, now, |record| {
+            rules::resend(record, candidates, policy, now)
+        });
+        Ok(outcome.unwrap_or(Resent::NotFound))
+    }
+
+    async fn cancel(
+        &self,
+        service: &ServiceName,
+        id: &VerificationId,
+        now: Timestamp,
+    ) -> Result<Changed, Error> {
+        Ok(self
+            .update(service, id, now, rules::cancel)
+            .unwrap_or(Changed::NotFound))
+    }
+
+    async fn unsend(
+        &self,
+        service: &ServiceName,
+        id: &VerificationId,
+        now: Timestamp,
+    ) -> Result<Changed, Error> {
+        Ok(self
+            .update(service, id, now, |record| rules::unsend(record, now))
+            .unwrap_or(Changed::NotFound))
+    }
+
+    async fn reserve(
+        &self,
+        key: &IdempotencyKey,
+        fingerprint: &Digest,
+        lock: Duration,
+        now: Timestamp,
+    ) -> Result<Reservation, Error> {
+        let mut state = self.lock();
+        state.sweep(now);
+        if let Some(entry) = state.idempotency.get(key).filter(|entry| now < entry.until) {
+            let taken = &entry.value;
+            return Ok(Reservation::Taken {
+                fingerprint: taken.fingerprint,
+                answer: taken.answer.clone(),
+            });
+        }
+        let value = Idempotent {
+            fingerprint: *fingerprint,
+            answer: None,
+        };
+        state.idempotency.insert(
+            *key,
+            Expiring {
+                value,
+                until: now.plus(lock),
+            },
+        );
+        Ok(Reservation::Reserved)
+    }
+
+    async fn complete(
+        &self,
+        key: &IdempotencyKey,
+        answer: &[u8],
+        keep: Duration,
+        now: Timestamp,
+    ) -> Result<(), Error> {
+        let mut state = self.lock();
+        if let Some(entry) = state.idempotency.get_mut(key) {
+            entry.value.answer = Some(answer.to_vec());
+            entry.until = now.plus(keep);
+        }
+        Ok(())
+    }
+
+    async fn release(&self, key: &IdempotencyKey) -> Result<(), Error> {
+        self.lock().idempotency.remove(key);
+        Ok(())
+    }
+
+    async fn ping(&self) -> Result<(), Error> {
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::otp::{Clock, ManualClock};
+    use crate::store::conformance::{self, Fixture};
+
+    async fn memory_fixture() -> Fixture {
+        Fixture::new(Arc::new(MemoryStore::new()), ManualClock::new(), ())
+    }
+
+    crate::store_conformance!(memory_fixture);
+
+    #[tokio::test]
+    async fn expired_entries_are_swept() {
+        let store = MemoryStore::new();
+        let clock = ManualClock::new();
+        let new = conformance::new_verification(&clock, "demo", None);
+        store.start(&new, clock.now()).await.expect("start");
+        assert_eq!(store.len(), 2);
+        clock.advance(new.index_ttl + RETENTION + SWEEP_EVERY);
+        store
+            .reserve(
+                &IdempotencyKey([7; 16]),
+                &[0; 32],
+                Duration::from_secs(1),
+                clock.now(),
+            )
+            .await
+            .expect("reserve");
+        assert_eq!(store.len(), 1, "only the new idempotency entry is left");
+    }
+}

@@ -1,0 +1,237 @@
+//! Where verifications and idempotency records live. `Store` is the one
+//! contract; `memory` (dev mode, tests) and `redis` (production) implement it
+//! and pass the same suite in `conformance`.
+//!
+//! A store keeps only what DESIGN allows at rest: keyed digests of codes and
+//! bindings, the keyed hash of the number (`NumberKey`), the number sealed
+//! for resends, and its masked form. Every method is one atomic step.
+
+mod memory;
+mod redis;
+mod rules;
+
+#[cfg(any(test, feature = "test-support"))]
+pub mod conformance;
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+
+use crate::domain::{Locale, ServiceName, Status, Timestamp, VerificationId};
+
+pub use self::memory::MemoryStore;
+pub use self::redis::{RedisSettings, RedisStore};
+
+/// HMAC-SHA256 output.
+pub type Digest = [u8; 32];
+
+/// The keyed hash of (service, number): what indexes a number's pending
+/// verification without storing the number.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct NumberKey(pub [u8; 16]);
+
+/// The keyed hash of (API key, `Idempotency-Key` value).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct IdempotencyKey(pub [u8; 16]);
+
+/// The name of the secret a verification's digests were made with.
+pub type KeyId = String;
+
+/// One way to prove a code (and binding): its digests under one secret.
+/// Checks pass one candidate per configured secret, so a rotation never
+/// strands a pending code; the store uses the one named by the record.
+#[derive(Clone, Debug)]
+pub struct Candidate {
+    pub key_id: KeyId,
+    pub code: Digest,
+    /// Absent when the request carries no binding.
+    pub binding: Option<Digest>,
+}
+
+/// A verification as stored.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Record {
+    pub id: VerificationId,
+    pub service: ServiceName,
+    pub status: Status,
+    /// `+81 90-****-5678`.
+    pub masked_to: String,
+    /// The E.164 number, encrypted under `key_id` (for resends).
+    pub sealed_to: Vec<u8>,
+    pub locale: Locale,
+    pub created_at: Timestamp,
+    pub expires_at: Timestamp,
+    pub resend_after: Timestamp,
+    pub sends: u32,
+    pub attempts_left: u32,
+    pub key_id: KeyId,
+    pub code_digest: Digest,
+    pub binding_digest: Option<Digest>,
+}
+
+impl Record {
+    /// Whether this record answers for `service` at `now`: expired records
+    /// and other services' records are indistinguishable from absent ones.
+    pub fn is_visible(&self, service: &ServiceName, now: Timestamp) -> bool {
+        &self.service == service && now < self.expires_at
+    }
+}
+
+/// What `start` stores for a new verification.
+#[derive(Clone, Debug)]
+pub struct NewVerification {
+    pub record: Record,
+    pub number: NumberKey,
+    /// How long the number index may point at this verification: the longest
+    /// it can live with every resend extending it.
+    pub index_ttl: Duration,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Started {
+    /// Stored. `replaced` names a pending verification of the same number
+    /// with another binding, now canceled.
+    Created { replaced: Option<VerificationId> },
+    /// The number already has a pending verification with the same binding;
+    /// nothing changed. The caller resends it.
+    Pending(VerificationId),
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Checked {
+    /// The right code (and binding): now approved.
+    Approved(Record),
+    /// A wrong code or binding: one attempt spent (`failed` at zero).
+    Wrong(Record),
+    /// Already approved, canceled or failed: nothing changed.
+    Finished(Record),
+    NotFound,
+}
+
+/// Settings a resend obeys, from the service.
+#[derive(Clone, Copy, Debug)]
+pub struct ResendPolicy {
+    pub cooldown: Duration,
+    pub max_sends: u32,
+    pub ttl: Duration,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Resent {
+    /// The new code replaced the old one; `sends` and `resend_after` moved on.
+    Resent(Record),
+    TooSoon(Record),
+    MaxSends(Record),
+    Finished(Record),
+    NotFound,
+}
+
+/// Outcome of a state change with no other preconditions (cancel, send failure).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Changed {
+    Changed(Record),
+    Finished(Record),
+    NotFound,
+}
+
+/// The stored answer of a request made with an `Idempotency-Key`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Reservation {
+    /// First use: the caller runs the request, then completes or releases.
+    Reserved,
+    /// Another request with this key is running or finished.
+    Taken {
+        fingerprint: Digest,
+        answer: Option<Vec<u8>>,
+    },
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("store unreachable")]
+    Unavailable(#[source] Box<dyn std::error::Error + Send + Sync>),
+    #[error("store holds a record it cannot read: {0}")]
+    Corrupt(String),
+}
+
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// Stores a new verification and points the number's index at it, unless
+    /// the number has a pending verification with the same binding digest.
+    async fn start(&self, new: &NewVerification, now: Timestamp) -> Result<Started, Error>;
+
+    /// The verification, if it exists, is not expired, and is `service`'s.
+    async fn get(
+        &self,
+        service: &ServiceName,
+        id: &VerificationId,
+        now: Timestamp,
+    ) -> Result<Option<Record>, Error>;
+
+    /// The id the number's index points at, if any (it may be finished).
+    async fn find(
+        &self,
+        number: &NumberKey,
+        now: Timestamp,
+    ) -> Result<Option<VerificationId>, Error>;
+
+    /// Approves at most once; a wrong code or binding spends exactly one attempt.
+    async fn check(
+        &self,
+        service: &ServiceName,
+        id: &VerificationId,
+        candidates: &[Candidate],
+        now: Timestamp,
+    ) -> Result<Checked, Error>;
+
+    /// Replaces the code (`candidates` holds the new code's digests), keeping
+    /// `attempts_left`, if the cooldown has passed and sends remain.
+    async fn resend(
+        &self,
+        service: &ServiceName,
+        id: &VerificationId,
+        candidates: &[Candidate],
+        policy: ResendPolicy,
+        now: Timestamp,
+    ) -> Result<Resent, Error>;
+
+    async fn cancel(
+        &self,
+        service: &ServiceName,
+        id: &VerificationId,
+        now: Timestamp,
+    ) -> Result<Changed, Error>;
+
+    /// Undoes the last send's bookkeeping after the carrier refused it: one
+    /// send fewer and no cooldown, so the verification can still be completed.
+    async fn unsend(
+        &self,
+        service: &ServiceName,
+        id: &VerificationId,
+        now: Timestamp,
+    ) -> Result<Changed, Error>;
+
+    /// Claims `key` for a request with `fingerprint` for `lock` at most.
+    async fn reserve(
+        &self,
+        key: &IdempotencyKey,
+        fingerprint: &Digest,
+        lock: Duration,
+        now: Timestamp,
+    ) -> Result<Reservation, Error>;
+
+    /// Stores the answer of a reserved request for `keep`.
+    async fn complete(
+        &self,
+        key: &IdempotencyKey,
+        answer: &[u8],
+        keep: Duration,
+        now: Timestamp,
+    ) -> Result<(), Error>;
+
+    /// Gives a reserved key back unanswered (the request failed transiently).
+    async fn release(&self, key: &IdempotencyKey) -> Result<(), Error>;
+
+    /// Whether the store answers (readiness).
+    async fn ping(&self) -> Result<(), Error>;
+}

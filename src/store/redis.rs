@@ -1,0 +1,479 @@
+//! `Store` on Redis (or Redis Cluster). Each method is one Lua script called
+//! by EVALSHA (`redis::Script` falls back to loading it on NOSCRIPT, e.g.
+//! after a Redis restart). Keys of one verification share a `{tag}`, so each
+//! script touches one slot; every key has a TTL; no key or value holds a raw
+//! number or code.
+//!
+//! Layout, with `p` the configured prefix and `T` the 4-hex-digit tag:
+//! `p:{T}:v:<id>` the verification (a hash, see `lua/common.lua`),
+//! `p:{T}:n:<number key>` the id of the number's latest verification,
+//! `p:{T}:i:<idempotency key>` an idempotency record.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::{Script, ScriptInvocation, Value};
+use serde::Deserialize;
+
+use super::memory::RETENTION;
+use super::{
+    Candidate, Changed, Checked, Digest, Error, IdempotencyKey, NewVerification, NumberKey, Record,
+    ResendPolicy, Resent, Reservation, Started, Store,
+};
+use crate::domain::{ServiceName, Status, Timestamp, VerificationId, TAG_LEN};
+
+/// `[redis]` in the configuration.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RedisSettings {
+    /// `redis://host:port/db` (or `rediss://` for TLS).
+    pub url: String,
+    /// Start of every key, so several deployments can share one Redis.
+    pub key_prefix: String,
+    /// Longest wait for one Redis call before answering 503.
+    #[serde(with = "humantime_serde")]
+    pub timeout: Duration,
+}
+
+pub struct RedisStore {
+    connection: ConnectionManager,
+    prefix: String,
+    timeout: Duration,
+    scripts: Scripts,
+}
+
+struct Scripts {
+    start: Script,
+    check: Script,
+    resend: Script,
+    change: Script,
+    reserve: Script,
+}
+
+macro_rules! script {
+    ($file:literal) => {
+        Script::new(concat!(
+            include_str!("lua/common.lua"),
+            include_str!(concat!("lua/", $file))
+        ))
+    };
+}
+
+impl RedisStore {
+    /// Connects lazily: otpd starts (and reports not ready) while Redis is
+    /// down, and reconnects by itself when it comes back.
+    pub fn connect(settings: &RedisSettings) -> Result<Self, Error> {
+        let client = redis::Client::open(settings.url.as_str()).map_err(unavailable)?;
+        let config = ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(settings.timeout))
+            .set_response_timeout(Some(settings.timeout))
+            .set_number_of_retries(1)
+            .set_max_delay(Duration::from_millis(100));
+        let connection =
+            ConnectionManager::new_lazy_with_config(client, config).map_err(unavailable)?;
+        Ok(RedisStore {
+            connection,
+            prefix: settings.key_prefix.clone(),
+            timeout: settings.timeout,
+            scripts: Scripts {
+                start: script!("start.lua"),
+                check: script!("check.lua"),
+                resend: script!("resend.lua"),
+                change: script!("change.lua"),
+                reserve: script!("reserve.lua"),
+            },
+        })
+    }
+
+    fn slot(&self, tag: [u8; TAG_LEN]) -> String {
+        format!("{}:{{{:02x}{:02x}}}", self.prefix, tag[0], tag[1])
+    }
+
+    fn verification_prefix(&self, tag: [u8; TAG_LEN]) -> String {
+        format!("{}:v:", self.slot(tag))
+    }
+
+    fn verification_key(&self, id: &VerificationId) -> String {
+        format!("{}{id}", self.verification_prefix(id.tag()))
+    }
+
+    fn number_key(&self, number: &NumberKey) -> String {
+        format!(
+            "{}:n:{}",
+            self.slot([number.0[0], number.0[1]]),
+            URL_SAFE_NO_PAD.encode(number.0)
+        )
+    }
+
+    fn idempotency_key(&self, key: &IdempotencyKey) -> String {
+        format!(
+            "{}:i:{}",
+            self.slot([key.0[0], key.0[1]]),
+            URL_SAFE_NO_PAD.encode(key.0)
+        )
+    }
+
+    /// Runs one script within the timeout; every failure is "unavailable",
+    /// so a caller can only ever fail closed.
+    async fn invoke(&self, invocation: ScriptInvocation<'_>) -> Result<Value, Error> {
+        let mut connection = self.connection.clone();
+        let call = invocation.invoke_async::<Value>(&mut connection);
+        tokio::time::timeout(self.timeout, call)
+            .await
+            .map_err(unavailable)?
+            .map_err(unavailable)
+    }
+
+    async fn command<T: redis::FromRedisValue>(&self, command: &redis::Cmd) -> Result<T, Error> {
+        let mut connection = self.connection.clone();
+        let call = command.query_async::<T>(&mut connection);
+        tokio::time::timeout(self.timeout, call)
+            .await
+            .map_err(unavailable)?
+            .map_err(unavailable)
+    }
+
+    /// Decodes `{outcome, field, value, …}` for the record `id`.
+    fn outcome(id: &VerificationId, reply: Value) -> Result<(String, Option<Record>), Error> {
+        let mut items = match reply {
+            Value::Array(items) => items.into_iter(),
+            other => return Err(Error::Corrupt(format!("unexpected reply {other:?}"))),
+        };
+        let outcome: String = items.next().map(text).transpose()?.unwrap_or_default();
+        let fields: Vec<Value> = items.collect();
+        let record = if fields.is_empty() {
+            None
+        } else {
+            Some(decode(id, fields)?)
+        };
+        Ok((outcome, record))
+    }
+}
+
+fn unavailable(error: impl std::error::Error + Send + Sync + 'static) -> Error {
+    Error::Unavailable(Box::new(error))
+}
+
+fn bytes(value: Value) -> Result<Vec<u8>, Error> {
+    match value {
+        Value::BulkString(bytes) => Ok(bytes),
+        Value::SimpleString(text) => Ok(text.into_bytes()),
+        Value::Int(number) => Ok(number.to_string().into_bytes()),
+        other => Err(Error::Corrupt(format!("expected a string, got {other:?}"))),
+    }
+}
+
+fn text(value: Value) -> Result<String, Error> {
+    String::from_utf8(bytes(value)?).map_err(|_| Error::Corrupt("text is not UTF-8".into()))
+}
+
+fn digest(bytes: Vec<u8>) -> Result<Digest, Error> {
+    bytes
+        .try_into()
+        .map_err(|_| Error::Corrupt("a digest is not 32 bytes".into()))
+}
+
+fn parsed<T: std::str::FromStr>(field: &str, value: Option<Vec<u8>>) -> Result<T, Error> {
+    let raw = value.ok_or_else(|| Error::Corrupt(format!("field {field} missing")))?;
+    std::str::from_utf8(&raw)
+        .ok()
+        .and_then(|text| text.parse().ok())
+        .ok_or_else(|| Error::Corrupt(format!("field {field} unreadable")))
+}
+
+/// The record from its hash fields (see `lua/common.lua` for the names).
+fn decode(id: &VerificationId, fields: Vec<Value>) -> Result<Record, Error> {
+    let mut map = std::collections::HashMap::new();
+    let mut pairs = fields.into_iter();
+    while let (Some(name), Some(value)) = (pairs.next(), pairs.next()) {
+        map.insert(text(name)?, bytes(value)?);
+    }
+    let mut take = |name: &str| map.remove(name);
+    let binding = take("b")
+        .filter(|b| !b.is_empty())
+        .map(digest)
+        .transpose()?;
+    Ok(Record {
+        id: *id,
+        service: parsed("sv", take("sv"))?,
+        status: parsed::<Status>("s", take("s"))?,
+        masked_to: parsed("mt", take("mt"))?,
+        sealed_to: take("st").ok_or_else(|| Error::Corrupt("field st missing".into()))?,
+        locale: parsed("lc", take("lc"))?,
+        created_at: Timestamp::from_millis(parsed("c", take("c"))?),
+        expires_at: Timestamp::from_millis(parsed("e", take("e"))?),
+        resend_after: Timestamp::from_millis(parsed("r", take("r"))?),
+        sends: parsed("n", take("n"))?,
+        attempts_left: parsed("a", take("a"))?,
+        key_id: parsed("k", take("k"))?,
+        code_digest: digest(take("d").ok_or_else(|| Error::Corrupt("field d missing".into()))?)?,
+        binding_digest: binding,
+    })
+}
+
+/// The record as `HSET` field/value pairs.
+fn encode(record: &Record) -> Vec<(&'static str, Vec<u8>)> {
+    vec![
+        ("sv", record.service.as_str().into()),
+        ("s", record.status.as_str().into()),
+        ("mt", record.masked_to.clone().into_bytes()),
+        ("st", record.sealed_to.clone()),
+        ("lc", record.locale.as_str().into()),
+        ("c", record.created_at.millis().to_string().into_bytes()),
+        ("e", record.expires_at.millis().to_string().into_bytes()),
+        ("r", record.resend_after.millis().to_string().into_bytes()),
+        ("n", record.sends.to_string().into_bytes()),
+        ("a", record.attempts_left.to_string().into_bytes()),
+        ("k", record.key_id.clone().into_bytes()),
+        ("d", record.code_digest.to_vec()),
+        (
+            "b",
+            record
+                .binding_digest
+                .map(|b| b.to_vec())
+                .unwrap_or_default(),
+        ),
+    ]
+}
+
+fn millis(duration: Duration) -> u64 {
+    duration.as_millis() as u64
+}
+
+fn corrupt(outcome: &str) -> Error {
+    Error::Corrupt(format!("unexpected script outcome {outcome:?}"))
+}
+
+#[async_trait]
+impl Store for RedisStore {
+    async fn start(&self, new: &NewVerification, now: Timestamp) -> Result<Started, Error> {
+        let record = &new.record;
+        let record_ttl = now.until(record.expires_at) + RETENTION;
+        let mut invocation = self.scripts.start.prepare_invoke();
+        invocation
+            .key(self.number_key(&new.number))
+            .key(self.verification_key(&record.id))
+            .arg(self.verification_prefix(record.id.tag()))
+            .arg(now.millis())
+            .arg(
+                record
+                    .binding_digest
+                    .map(|b| b.to_vec())
+                    .unwrap_or_default(),
+            )
+            .arg(record.id.to_string())
+            .arg(millis(new.index_ttl))
+            .arg(millis(record_ttl));
+        for (field, value) in encode(record) {
+            invocation.arg(field).arg(value);
+        }
+        let reply = self.invoke(invocation).await?;
+        let (outcome, other): (String, String) =
+            redis::from_redis_value(reply).map_err(unavailable)?;
+        let other = (!other.is_empty())
+            .then(|| {
+                other
+                    .parse::<VerificationId>()
+                    .map_err(|_| Error::Corrupt("index holds a bad id".into()))
+            })
+            .transpose()?;
+        match (outcome.as_str(), other) {
+            ("created", replaced) => Ok(Started::Created { replaced }),
+            ("pending", Some(id)) => Ok(Started::Pending(id)),
+            (other, _) => Err(corrupt(other)),
+        }
+    }
+
+    async fn get(
+        &self,
+        service: &ServiceName,
+        id: &VerificationId,
+        now: Timestamp,
+    ) -> Result<Option<Record>, Error> {
+        let fields: Vec<Value> = self
+            .command(redis::cmd("HGETALL").arg(self.verification_key(id)))
+            .await?;
+        if fields.is_empty() {
+            return Ok(None);
+        }
+        let record = decode(id, fields)?;
+        Ok(record.is_visible(service, now).then_some(record))
+    }
+
+    async fn find(
+        &self,
+        number: &NumberKey,
+        _now: Timestamp,
+    ) -> Result<Option<VerificationId>, Error> {
+        let id: Option<String> = self
+            .command(redis::cmd("GET").arg(self.number_key(number)))
+            .await?;
+        Ok(id.and_then(|id| id.parse().ok()))
+    }
+
+    async fn check(
+        &self,
+        service: &ServiceName,
+        id: &VerificationId,
+        candidates: &[Candidate],
+        now: Timestamp,
+    ) -> Result<Checked, Error> {
+        let mut invocation = self.scripts.check.prepare_invoke();
+        invocation
+            .key(self.verification_key(id))
+            .arg(service.as_str())
+            .arg(now.millis());
+        for candidate in candidates {
+            let binding = candidate.binding.map(|b| b.to_vec()).unwrap_or_default();
+            invocation
+                .arg(candidate.key_id.as_str())
+                .arg(candidate.code.to_vec())
+                .arg(binding);
+        }
+        match Self::outcome(id, self.invoke(invocation).await?)? {
+            (outcome, None) if outcome == "missing" => Ok(Checked::NotFound),
+            (outcome, Some(record)) => match outcome.as_str() {
+                "approved" => Ok(Checked::Approved(record)),
+                "wrong" => Ok(Checked::Wrong(record)),
+                "finished" => Ok(Checked::Finished(record)),
+                other => Err(corrupt(other)),
+            },
+            (other, None) => Err(corrupt(&other)),
+        }
+    }
+
+    async fn resend(
+        &self,
+        service: &ServiceName,
+        id: &VerificationId,
+        candidates: &[Candidate],
+        policy: ResendPolicy,
+        now: Timestamp,
+    ) -> Result<Resent, Error> {
+        let mut invocation = self.scripts.resend.prepare_invoke();
+        invocation
+            .key(self.verification_key(id))
+            .arg(service.as_str())
+            .arg(now.millis())
+            .arg(millis(policy.cooldown))
+            .arg(policy.max_sends)
+            .arg(millis(policy.ttl))
+            .arg(millis(RETENTION));
+        for candidate in candidates {
+            invocation
+                .arg(candidate.key_id.as_str())
+                .arg(candidate.code.to_vec());
+        }
+        match Self::outcome(id, self.invoke(invocation).await?)? {
+            (outcome, None) if outcome == "missing" => Ok(Resent::NotFound),
+            (outcome, Some(record)) => match outcome.as_str() {
+                "resent" => Ok(Resent::Resent(record)),
+                "too_soon" => Ok(Resent::TooSoon(record)),
+                "max_sends" => Ok(Resent::MaxSends(record)),
+                "finished" => Ok(Resent::Finished(record)),
+                other => Err(corrupt(other)),
+            },
+            (other, None) => Err(corrupt(&other)),
+        }
+    }
+
+    async fn cancel(
+        &self,
+        service: &ServiceName,
+        id: &VerificationId,
+        now: Timestamp,
+    ) -> Result<Changed, Error> {
+        self.change(service, id, now, "cancel").await
+    }
+
+    async fn unsend(
+        &self,
+        service: &ServiceName,
+        id: &VerificationId,
+        now: Timestamp,
+    ) -> Result<Changed, Error> {
+        self.change(service, id, now, "unsend").await
+    }
+
+    async fn reserve(
+        &self,
+        key: &IdempotencyKey,
+        fingerprint: &Digest,
+        lock: Duration,
+        now: Timestamp,
+    ) -> Result<Reservation, Error> {
+        let mut invocation = self.scripts.reserve.prepare_invoke();
+        invocation
+            .key(self.idempotency_key(key))
+            .arg(fingerprint.to_vec())
+            .arg(now.millis())
+            .arg(millis(lock));
+        let reply: Vec<Option<Vec<u8>>> =
+            redis::from_redis_value(self.invoke(invocation).await?).map_err(unavailable)?;
+        let mut reply = reply.into_iter();
+        match reply.next().flatten() {
+            None => Ok(Reservation::Reserved),
+            Some(fingerprint) => Ok(Reservation::Taken {
+                fingerprint: digest(fingerprint)?,
+                answer: reply.next().flatten(),
+            }),
+        }
+    }
+
+    async fn complete(
+        &self,
+        key: &IdempotencyKey,
+        answer: &[u8],
+        keep: Duration,
+        _now: Timestamp,
+    ) -> Result<(), Error> {
+        let name = self.idempotency_key(key);
+        let mut pipe = redis::pipe();
+        pipe.atomic()
+            .hset(&name, "a", answer)
+            .ignore()
+            .pexpire(&name, millis(keep) as i64)
+            .ignore();
+        let mut connection = self.connection.clone();
+        let call = pipe.query_async::<()>(&mut connection);
+        tokio::time::timeout(self.timeout, call)
+            .await
+            .map_err(unavailable)?
+            .map_err(unavailable)
+    }
+
+    async fn release(&self, key: &IdempotencyKey) -> Result<(), Error> {
+        self.command::<()>(redis::cmd("DEL").arg(self.idempotency_key(key)))
+            .await
+    }
+
+    async fn ping(&self) -> Result<(), Error> {
+        self.command::<String>(&redis::cmd("PING")).await.map(drop)
+    }
+}
+
+impl RedisStore {
+    async fn change(
+        &self,
+        service: &ServiceName,
+        id: &VerificationId,
+        now: Timestamp,
+        action: &str,
+    ) -> Result<Changed, Error> {
+        let mut invocation = self.scripts.change.prepare_invoke();
+        invocation
+            .key(self.verification_key(id))
+            .arg(service.as_str())
+            .arg(now.millis())
+            .arg(action);
+        match Self::outcome(id, self.invoke(invocation).await?)? {
+            (outcome, None) if outcome == "missing" => Ok(Changed::NotFound),
+            (outcome, Some(record)) if outcome == "changed" => Ok(Changed::Changed(record)),
+            (outcome, Some(record)) if outcome == "finished" => Ok(Changed::Finished(record)),
+            (other, _) => Err(corrupt(&other)),
+        }
+    }
+}

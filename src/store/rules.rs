@@ -1,0 +1,93 @@
+//! The state changes of a verification as plain functions on a `Record`.
+//! `MemoryStore` runs them under its lock; `lua/*.lua` are their Redis twins,
+//! and the conformance suite holds the two to the same behaviour.
+
+use subtle::ConstantTimeEq;
+
+use super::{Candidate, Changed, Checked, Digest, Record, ResendPolicy, Resent};
+use crate::domain::{Status, Timestamp};
+
+/// Constant-time equality of optional digests (SEC-12): absent equals absent only.
+fn same(stored: Option<&Digest>, given: Option<&Digest>) -> bool {
+    match (stored, given) {
+        (Some(stored), Some(given)) => stored.ct_eq(given).into(),
+        (None, None) => true,
+        (Some(_), None) | (None, Some(_)) => false,
+    }
+}
+
+/// The candidate made with the record's secret, if that secret is still configured.
+fn candidate_for<'a>(record: &Record, candidates: &'a [Candidate]) -> Option<&'a Candidate> {
+    candidates
+        .iter()
+        .find(|candidate| candidate.key_id == record.key_id)
+}
+
+pub(super) fn bindings_match(record: &Record, binding: Option<&Digest>) -> bool {
+    same(record.binding_digest.as_ref(), binding)
+}
+
+pub(super) fn check(record: &mut Record, candidates: &[Candidate]) -> Checked {
+    if record.status != Status::Pending {
+        return Checked::Finished(record.clone());
+    }
+    let right = candidate_for(record, candidates).is_some_and(|candidate| {
+        // Both comparisons always run, so a wrong binding costs the same time.
+        let code = same(Some(&record.code_digest), Some(&candidate.code));
+        let binding = bindings_match(record, candidate.binding.as_ref());
+        code & binding
+    });
+    if right {
+        record.status = Status::Approved;
+        return Checked::Approved(record.clone());
+    }
+    record.attempts_left = record.attempts_left.saturating_sub(1);
+    if record.attempts_left == 0 {
+        record.status = Status::Failed;
+    }
+    Checked::Wrong(record.clone())
+}
+
+pub(super) fn resend(
+    record: &mut Record,
+    candidates: &[Candidate],
+    policy: ResendPolicy,
+    now: Timestamp,
+) -> Resent {
+    if record.status != Status::Pending {
+        return Resent::Finished(record.clone());
+    }
+    if record.sends >= policy.max_sends {
+        return Resent::MaxSends(record.clone());
+    }
+    if now < record.resend_after {
+        return Resent::TooSoon(record.clone());
+    }
+    let Some(candidate) = candidate_for(record, candidates) else {
+        // The secret this verification was made with is gone: it cannot be
+        // checked any more, so it is as good as expired.
+        return Resent::NotFound;
+    };
+    record.code_digest = candidate.code;
+    record.sends += 1;
+    record.resend_after = now.plus(policy.cooldown);
+    record.expires_at = now.plus(policy.ttl);
+    Resent::Resent(record.clone())
+}
+
+pub(super) fn cancel(record: &mut Record) -> Changed {
+    if record.status != Status::Pending {
+        return Changed::Finished(record.clone());
+    }
+    record.status = Status::Canceled;
+    Changed::Changed(record.clone())
+}
+
+pub(super) fn unsend(record: &mut Record, now: Timestamp) -> Changed {
+    if record.status != Status::Pending {
+        return Changed::Finished(record.clone());
+    }
+    record.sends = record.sends.saturating_sub(1);
+    record.resend_after = now;
+    Changed::Changed(record.clone())
+}
