@@ -5,13 +5,13 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use actix_web::dev::ServerHandle;
 use actix_web::middleware::from_fn;
 use actix_web::{web, App as ActixApp, HttpServer};
 use anyhow::Context;
 
 use crate::carrier::{Carrier, ConsoleCarrier};
 use crate::config::{CarrierKind, Mode, Settings};
+use crate::domain::Phone;
 use crate::http::{self, ApiKeys};
 use crate::metrics::Metrics;
 use crate::otp::{Clock, Keyring, Otp, SystemClock};
@@ -38,6 +38,7 @@ impl App {
 
     pub fn build_with(settings: &Settings, overrides: Overrides) -> anyhow::Result<Self> {
         let validated = settings.validate()?;
+        Phone::load_metadata();
         let store: Arc<dyn Store> = if settings.redis.url.is_empty() {
             Arc::new(MemoryStore::new())
         } else {
@@ -92,11 +93,6 @@ impl App {
 
     pub fn http_addr(&self) -> SocketAddr {
         self.http_addr
-    }
-
-    /// A handle that stops this instance (tests stop one replica of two).
-    pub fn handle(&self) -> ServerHandle {
-        self.server.handle()
     }
 
     /// Serves until `shutdown` completes, then drains in-flight requests.

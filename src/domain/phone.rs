@@ -81,6 +81,11 @@ impl Phone {
         })
     }
 
+    /// Decodes the numbering metadata now rather than in the first request.
+    pub fn load_metadata() {
+        let _ = DATABASE.by_id("JP");
+    }
+
     /// `+819012345678`: for carriers and keyed hashes, never for logs.
     pub fn e164(&self) -> &str {
         &self.e164

@@ -1,0 +1,119 @@
+//! `Idempotency-Key` on start, resend and cancel (REL-6).
+
+use serde_json::json;
+
+use crate::support::{
+    json_of, problem, settings, RedisServer, TestApp, API_KEY, DEMO_ONLY_KEY, PHONE,
+};
+
+async fn start_with_key(app: &TestApp, api_key: &str, key: &str, to: &str) -> reqwest::Response {
+    app.http
+        .post(app.url("/v1/services/demo/verifications"))
+        .bearer_auth(api_key)
+        .header("idempotency-key", key)
+        .json(&json!({ "to": to, "channel": "sms" }))
+        .send()
+        .await
+        .expect("sent")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_retried_start_with_the_same_key_sends_once_and_replays_the_answer() {
+    let redis = RedisServer::start();
+    let app = TestApp::spawn(&settings(Some(&redis))).await;
+    let first = start_with_key(
+        &app,
+        API_KEY,
+        "\"8e03978e-40d5-43e8-bc93-6894a57f9324\"",
+        PHONE,
+    )
+    .await;
+    assert_eq!(first.status(), 201);
+    let location = first.headers()["location"].clone();
+    let first = first.text().await.expect("body");
+    for _ in 0..3 {
+        let retry = start_with_key(
+            &app,
+            API_KEY,
+            "\"8e03978e-40d5-43e8-bc93-6894a57f9324\"",
+            PHONE,
+        )
+        .await;
+        assert_eq!(retry.status(), 201);
+        assert_eq!(retry.headers()["location"], location);
+        assert_eq!(retry.text().await.expect("body"), first);
+    }
+    // The bare form of the same key is the same key.
+    let bare = start_with_key(&app, API_KEY, "8e03978e-40d5-43e8-bc93-6894a57f9324", PHONE).await;
+    assert_eq!(bare.text().await.expect("body"), first);
+    assert_eq!(app.carrier.bodies_to(PHONE).len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_same_key_with_another_request_is_refused() {
+    let redis = RedisServer::start();
+    let app = TestApp::spawn(&settings(Some(&redis))).await;
+    assert_eq!(
+        start_with_key(&app, API_KEY, "key-1", PHONE).await.status(),
+        201
+    );
+    let reused = start_with_key(&app, API_KEY, "key-1", "+819087654321").await;
+    problem(reused, 422, "idempotency-key-reused").await;
+    assert_eq!(app.carrier.bodies_to("+819087654321").len(), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keys_are_scoped_per_api_key() {
+    let redis = RedisServer::start();
+    let app = TestApp::spawn(&settings(Some(&redis))).await;
+    assert_eq!(
+        start_with_key(&app, API_KEY, "shared", PHONE)
+            .await
+            .status(),
+        201
+    );
+    let other = start_with_key(&app, DEMO_ONLY_KEY, "shared", "+819087654321").await;
+    assert_eq!(other.status(), 201, "another API key's key is another key");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retries_of_try_later_answers_run_again() {
+    let redis = RedisServer::start();
+    let app = TestApp::spawn(&settings(Some(&redis))).await;
+    app.carrier.fail_next(1);
+    problem(
+        start_with_key(&app, API_KEY, "retry-me", PHONE).await,
+        502,
+        "send-failed",
+    )
+    .await;
+    let retried = start_with_key(&app, API_KEY, "retry-me", PHONE).await;
+    assert_eq!(
+        retried.status(),
+        200,
+        "the pending verification is sent again"
+    );
+    assert_eq!(app.carrier.bodies_to(PHONE).len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_retried_cancel_replays_instead_of_conflicting() {
+    let redis = RedisServer::start();
+    let app = TestApp::spawn(&settings(Some(&redis))).await;
+    let id = app.started(PHONE).await;
+    let cancel = || {
+        app.http
+            .post(app.url(&format!("/v1/services/demo/verifications/{id}/cancel")))
+            .bearer_auth(API_KEY)
+            .header("idempotency-key", "cancel-1")
+            .json(&json!({}))
+            .send()
+    };
+    let first = cancel().await.expect("sent");
+    assert_eq!(first.status(), 200);
+    let first = json_of(first).await;
+    let again = cancel().await.expect("sent");
+    assert_eq!(again.status(), 200);
+    assert_eq!(json_of(again).await, first);
+    problem(app.cancel(&id).await, 409, "verification-canceled").await;
+}

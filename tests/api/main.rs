@@ -1,0 +1,12 @@
+//! Black-box tests of otpd over HTTP, against a real redis-server that each
+//! test starts on a free port.
+
+mod bad_input;
+mod binary;
+mod concurrency;
+mod faults;
+mod idempotency;
+mod lifecycle;
+mod privacy;
+mod store_redis;
+mod support;

@@ -1,0 +1,157 @@
+//! Nothing at rest or in telemetry holds a code or a full number
+//! (DESIGN invariants 1 and 6; SEC-11, SEC-13, RL-6, OBS-1).
+
+use std::io::Write;
+use std::sync::{Arc, Mutex};
+
+use serde_json::json;
+
+use crate::support::{json_of, settings, wrong, RedisServer, TestApp, PHONE};
+
+const NATIONAL: &str = "9012345678";
+const OTHER_PHONE: &str = "+819087654321";
+
+/// Runs a full lifecycle for two numbers and returns the codes sent.
+async fn exercise(app: &TestApp) -> Vec<String> {
+    let id = app.started(PHONE).await;
+    let code = app.sent_code(PHONE);
+    app.check(&id, &wrong(&code)).await;
+    app.check(&id, &code).await;
+    let body = json!({ "to": OTHER_PHONE, "channel": "sms", "binding": "session-1" });
+    let other = json_of(app.post("/v1/services/demo/verifications", body).await).await;
+    let other_code = app.sent_code(OTHER_PHONE);
+    app.post(
+        "/v1/services/demo/checks",
+        json!({ "to": OTHER_PHONE, "code": wrong(&other_code) }),
+    )
+    .await;
+    app.get(&format!(
+        "/v1/services/demo/verifications/{}",
+        other["id"].as_str().expect("id")
+    ))
+    .await;
+    vec![wrong(&code), code, other_code]
+}
+
+/// Whether `code` stands alone in `haystack` (not inside a longer digit run,
+/// such as a millisecond timestamp).
+fn holds_code(haystack: &[u8], code: &str) -> bool {
+    haystack
+        .windows(code.len())
+        .enumerate()
+        .any(|(at, window)| {
+            let before = at.checked_sub(1).map(|b| haystack[b]);
+            let after = haystack.get(at + code.len()).copied();
+            window == code.as_bytes()
+                && !before.is_some_and(|b| b.is_ascii_digit())
+                && !after.is_some_and(|b| b.is_ascii_digit())
+        })
+}
+
+fn holds_number(haystack: &[u8]) -> bool {
+    let contains = |needle: &str| {
+        haystack
+            .windows(needle.len())
+            .any(|w| w == needle.as_bytes())
+    };
+    contains(NATIONAL) || contains("9087654321") || contains("090-1234-5678")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_holds_no_number_and_no_code_and_every_key_expires() {
+    let redis = RedisServer::start();
+    let app = TestApp::spawn(&settings(Some(&redis))).await;
+    let codes = exercise(&app).await;
+    let dump = redis.dump();
+    assert!(
+        dump.len() >= 4,
+        "verifications and indexes: {:?}",
+        dump.iter().map(|d| &d.0).collect::<Vec<_>>()
+    );
+    for (key, value, ttl) in dump {
+        assert!(ttl > 0, "{key} has no TTL");
+        let stored = [key.as_bytes(), b"\n", &value].concat();
+        assert!(!holds_number(&stored), "{key} holds a phone number");
+        for code in &codes {
+            assert!(!holds_code(&stored, code), "{key} holds a code");
+        }
+    }
+}
+
+#[derive(Clone, Default)]
+struct Captured(Arc<Mutex<Vec<u8>>>);
+
+impl Write for Captured {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().expect("log buffer").extend_from_slice(bytes);
+        Ok(bytes.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// SEC-13: every log line at every level, from otpd and its libraries.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn logs_at_trace_level_hold_no_number_and_no_code() {
+    let captured = Captured::default();
+    let writer = captured.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::TRACE)
+        .with_writer(move || writer.clone())
+        .json()
+        .with_current_span(true)
+        .finish();
+    tracing::subscriber::set_global_default(subscriber)
+        .expect("the only subscriber in this process");
+    let redis = RedisServer::start();
+    let app = TestApp::spawn(&settings(Some(&redis))).await;
+    let codes = exercise(&app).await;
+    let logs = captured.0.lock().expect("log buffer").clone();
+    let text = String::from_utf8_lossy(&logs);
+    assert!(
+        text.contains("verification started") && text.contains("+81 90-****-5678"),
+        "logs were captured"
+    );
+    assert!(text.contains("request_id"), "requests carry their id");
+    assert!(!holds_number(&logs), "a log line holds a phone number");
+    for code in &codes {
+        assert!(!holds_code(&logs, code), "a log line holds a code");
+    }
+}
+
+/// OBS-1: metric labels are bounded; no number, id or code.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_count_the_funnel_without_numbers_or_ids() {
+    let app = TestApp::spawn(&settings(None)).await;
+    let codes = exercise(&app).await;
+    let metrics = app
+        .http
+        .get(app.url("/metrics"))
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(metrics.status(), 200);
+    assert!(metrics.headers()["content-type"]
+        .to_str()
+        .expect("ascii")
+        .starts_with("text/plain"));
+    let text = metrics.text().await.expect("body");
+    for expected in [
+        r#"otpd_verifications_started_total{channel="sms",country="81",kind="new",service="demo"} 2"#,
+        r#"otpd_checks_total{outcome="approved",service="demo"} 1"#,
+        r#"otpd_checks_total{outcome="wrong",service="demo"} 2"#,
+        r#"otpd_sends_total{carrier="recording",outcome="accepted",service="demo"} 2"#,
+        r#"otpd_http_requests_total{route="/v1/services/{service}/verifications/{id}/check",status="200"} 2"#,
+        r#"otpd_http_request_duration_seconds_count{route="/v1/services/{service}/verifications"} 2"#,
+        "otpd_build_info{version=",
+        "process_resident_memory_bytes",
+    ] {
+        assert!(text.contains(expected), "missing {expected}\n{text}");
+    }
+    assert!(!holds_number(text.as_bytes()));
+    for code in &codes {
+        assert!(!holds_code(text.as_bytes(), code));
+    }
+    assert!(!text.contains("+81"), "no number prefixes in labels");
+}

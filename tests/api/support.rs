@@ -1,0 +1,366 @@
+//! Test harness: a private redis-server per test, otpd built in-process on a
+//! free port with a manual clock and a recording carrier, and helpers that
+//! read like the API.
+
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use otpd::carrier::RecordingCarrier;
+use otpd::config::{self, ApiKeySettings, SecretSettings, ServiceSettings, Settings};
+use otpd::otp::ManualClock;
+use otpd::startup::{App, Overrides};
+use serde_json::{json, Value};
+use tempfile::TempDir;
+
+/// Tests start Redis themselves: a private redis-server on a free port,
+/// killed when dropped.
+pub struct RedisServer {
+    child: Option<Child>,
+    port: u16,
+    dir: TempDir,
+}
+
+pub fn free_port() -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("a free port");
+    listener.local_addr().expect("address").port()
+}
+
+impl RedisServer {
+    pub fn start() -> Self {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let mut server = RedisServer {
+            child: None,
+            port: free_port(),
+            dir,
+        };
+        server.start_again();
+        server
+    }
+
+    /// Starts (again) on the same port, empty, as after a crash without AOF.
+    pub fn start_again(&mut self) {
+        assert!(self.child.is_none(), "already running");
+        let log = self.dir.path().join("redis.log");
+        let child = Command::new("redis-server")
+            .args([
+                "--bind",
+                "127.0.0.1",
+                "--port",
+                &self.port.to_string(),
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ])
+            .arg("--dir")
+            .arg(self.dir.path())
+            .arg("--logfile")
+            .arg(&log)
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("redis-server missing: run scripts/test, which installs it");
+        self.child = Some(child);
+        self.wait_for_pong(Duration::from_secs(10), log);
+    }
+
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    fn wait_for_pong(&self, within: Duration, log: PathBuf) {
+        let deadline = Instant::now() + within;
+        while Instant::now() < deadline {
+            if let Ok(mut connection) = self.client().get_connection() {
+                if redis::cmd("PING").query::<String>(&mut connection).is_ok() {
+                    return;
+                }
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        panic!(
+            "redis-server did not answer: {}",
+            std::fs::read_to_string(log).unwrap_or_default()
+        );
+    }
+
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}/", self.port)
+    }
+
+    pub fn client(&self) -> redis::Client {
+        redis::Client::open(self.url()).expect("redis url")
+    }
+
+    pub fn key_count(&self) -> usize {
+        let mut connection = self.client().get_connection().expect("redis connection");
+        redis::cmd("DBSIZE").query(&mut connection).expect("DBSIZE")
+    }
+
+    /// Every key with its value bytes and its TTL in milliseconds.
+    pub fn dump(&self) -> Vec<(String, Vec<u8>, i64)> {
+        let mut connection = self.client().get_connection().expect("redis connection");
+        let keys: Vec<String> = redis::cmd("KEYS")
+            .arg("*")
+            .query(&mut connection)
+            .expect("KEYS");
+        keys.into_iter()
+            .map(|key| {
+                let kind: String = redis::cmd("TYPE")
+                    .arg(&key)
+                    .query(&mut connection)
+                    .expect("TYPE");
+                let value: Vec<u8> = match kind.as_str() {
+                    "string" => redis::cmd("GET")
+                        .arg(&key)
+                        .query(&mut connection)
+                        .expect("GET"),
+                    "hash" => {
+                        let fields: Vec<Vec<u8>> = redis::cmd("HGETALL")
+                            .arg(&key)
+                            .query(&mut connection)
+                            .expect("HGETALL");
+                        fields.join(&b'\n')
+                    }
+                    other => panic!("unexpected key type {other} for {key}"),
+                };
+                let ttl: i64 = redis::cmd("PTTL")
+                    .arg(&key)
+                    .query(&mut connection)
+                    .expect("PTTL");
+                (key, value, ttl)
+            })
+            .collect()
+    }
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+pub const API_KEY: &str = "otpd_test_key_for_every_service";
+pub const DEMO_ONLY_KEY: &str = "otpd_test_key_for_demo_only";
+pub const PHONE: &str = "+819012345678";
+
+/// Settings as a test wants them: the `demo` service plus `other`, two keys,
+/// a fixed secret, a free port, and Redis when given.
+pub fn settings(redis: Option<&RedisServer>) -> Settings {
+    let mut settings = Settings::dev("unused").expect("dev settings");
+    settings.http.listen = "127.0.0.1:0".parse().expect("address");
+    settings.http.workers = 2;
+    settings.secrets = vec![SecretSettings {
+        id: "test".into(),
+        value: "s".repeat(32),
+    }];
+    settings.api_keys = vec![
+        ApiKeySettings {
+            id: "all".into(),
+            sha256: config::sha256_hex(API_KEY),
+            services: vec!["*".into()],
+        },
+        ApiKeySettings {
+            id: "demo-only".into(),
+            sha256: config::sha256_hex(DEMO_ONLY_KEY),
+            services: vec!["demo".into()],
+        },
+    ];
+    settings
+        .services
+        .insert("other".into(), ServiceSettings::default());
+    if let Some(redis) = redis {
+        settings.mode = otpd::config::Mode::Production;
+        settings.redis.url = redis.url();
+    }
+    settings
+}
+
+pub struct TestApp {
+    pub base: String,
+    pub http: reqwest::Client,
+    pub carrier: RecordingCarrier,
+    pub clock: ManualClock,
+}
+
+impl TestApp {
+    pub async fn spawn(settings: &Settings) -> Self {
+        Self::spawn_with(settings, RecordingCarrier::new(), ManualClock::new()).await
+    }
+
+    /// A replica sharing `carrier` and `clock` with others.
+    pub async fn spawn_with(
+        settings: &Settings,
+        carrier: RecordingCarrier,
+        clock: ManualClock,
+    ) -> Self {
+        let overrides = Overrides {
+            clock: Some(Arc::new(clock.clone())),
+            carrier: Some(Arc::new(carrier.clone())),
+        };
+        let app = App::build_with(settings, overrides).expect("app builds");
+        let base = format!("http://{}", app.http_addr());
+        tokio::spawn(app.run_until_stopped(std::future::pending()));
+        TestApp {
+            base,
+            http: reqwest::Client::new(),
+            carrier,
+            clock,
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    pub async fn post(&self, path: &str, body: Value) -> reqwest::Response {
+        self.http
+            .post(self.url(path))
+            .bearer_auth(API_KEY)
+            .json(&body)
+            .send()
+            .await
+            .expect("request sent")
+    }
+
+    pub async fn get(&self, path: &str) -> reqwest::Response {
+        self.http
+            .get(self.url(path))
+            .bearer_auth(API_KEY)
+            .send()
+            .await
+            .expect("request sent")
+    }
+
+    pub async fn start(&self, to: &str) -> reqwest::Response {
+        self.post(
+            "/v1/services/demo/verifications",
+            json!({ "to": to, "channel": "sms" }),
+        )
+        .await
+    }
+
+    /// Starts a verification that must be created; returns its id.
+    pub async fn started(&self, to: &str) -> String {
+        let response = self.start(to).await;
+        assert_eq!(response.status(), 201, "start");
+        json_of(response).await["id"]
+            .as_str()
+            .expect("id")
+            .to_owned()
+    }
+
+    pub async fn check(&self, id: &str, code: &str) -> reqwest::Response {
+        self.post(
+            &format!("/v1/services/demo/verifications/{id}/check"),
+            json!({ "code": code }),
+        )
+        .await
+    }
+
+    pub async fn resend(&self, id: &str) -> reqwest::Response {
+        self.post(
+            &format!("/v1/services/demo/verifications/{id}/resend"),
+            json!({}),
+        )
+        .await
+    }
+
+    pub async fn cancel(&self, id: &str) -> reqwest::Response {
+        self.post(
+            &format!("/v1/services/demo/verifications/{id}/cancel"),
+            json!({}),
+        )
+        .await
+    }
+
+    pub async fn status(&self, id: &str) -> reqwest::Response {
+        self.get(&format!("/v1/services/demo/verifications/{id}"))
+            .await
+    }
+
+    /// Polls `/readyz` until it answers 200 or `within` passes.
+    pub async fn becomes_ready(&self, within: Duration) -> bool {
+        let deadline = Instant::now() + within;
+        while Instant::now() < deadline {
+            let response = self.http.get(self.url("/readyz")).send().await;
+            if response.is_ok_and(|r| r.status() == 200) {
+                return true;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        false
+    }
+
+    /// The code in the latest SMS to `e164`, read the way a user would.
+    pub fn sent_code(&self, e164: &str) -> String {
+        let bodies = self.carrier.bodies_to(e164);
+        let body = bodies.last().unwrap_or_else(|| panic!("no SMS to {e164}"));
+        code_in(body)
+    }
+}
+
+/// The six-digit run in an SMS body.
+pub fn code_in(body: &str) -> String {
+    let digits: Vec<&str> = body
+        .split(|c: char| !c.is_ascii_digit())
+        .filter(|run| run.len() == 6)
+        .collect();
+    assert_eq!(digits.len(), 1, "one code in {body:?}");
+    digits[0].to_owned()
+}
+
+/// A six-digit code other than `code`.
+pub fn wrong(code: &str) -> String {
+    let value: u32 = code.parse().expect("digits");
+    format!("{:06}", (value + 1) % 1_000_000)
+}
+
+pub async fn json_of(response: reqwest::Response) -> Value {
+    response.json().await.expect("a JSON body")
+}
+
+/// Asserts a problem document with `status` and `code`; returns it.
+pub async fn problem(response: reqwest::Response, status: u16, code: &str) -> Value {
+    assert_eq!(response.status(), status, "status for {code}");
+    let content_type = response.headers()["content-type"]
+        .to_str()
+        .expect("ascii")
+        .to_owned();
+    assert_eq!(content_type, "application/problem+json");
+    let body = json_of(response).await;
+    assert_eq!(body["code"], code, "{body}");
+    assert_eq!(body["status"], status);
+    assert_eq!(body["type"], format!("urn:otpd:problem:{code}"));
+    assert!(
+        body["title"].is_string() && body["detail"].is_string(),
+        "{body}"
+    );
+    body
+}
+
+/// Runs the test body against the in-process store and against Redis.
+#[macro_export]
+macro_rules! on_both_stores {
+    ($($name:ident),+ $(,)?) => { $(
+        mod $name {
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn on_memory() {
+                let app = $crate::support::TestApp::spawn(&$crate::support::settings(None)).await;
+                super::$name(&app).await;
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn on_redis() {
+                let redis = $crate::support::RedisServer::start();
+                let app = $crate::support::TestApp::spawn(&$crate::support::settings(Some(&redis))).await;
+                super::$name(&app).await;
+            }
+        }
+    )+ };
+}
