@@ -4,5 +4,5 @@
 mod encoding;
 mod template;
 
-pub use encoding::{segments, Encoding};
+pub use encoding::segments;
 pub use template::{Body, Template, TemplateError};

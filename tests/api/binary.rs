@@ -1,8 +1,8 @@
 //! The real `otpd` binary, as the README runs it: dev mode prints a banner
 //! with an API key, and the console carrier prints each SMS.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, ChildStdout, Command, Stdio};
+use std::io::{BufRead, BufReader, Read};
+use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
 
@@ -10,44 +10,59 @@ use serde_json::{json, Value};
 
 use crate::support::code_in;
 
+/// The binary in dev mode, its standard output and error read line by line.
 struct Otpd {
     child: Child,
     lines: mpsc::Receiver<String>,
 }
 
+fn forward(stream: impl Read + Send + 'static, lines: mpsc::Sender<String>) {
+    std::thread::spawn(move || {
+        for line in BufReader::new(stream).lines().map_while(Result::ok) {
+            if lines.send(line).is_err() {
+                break;
+            }
+        }
+    });
+}
+
 impl Otpd {
-    fn dev_mode() -> Self {
+    fn dev_mode(args: &[&str]) -> Self {
         let mut child = Command::new(env!("CARGO_BIN_EXE_otpd"))
+            .args(args)
             .env("OTPD_HTTP__LISTEN", "127.0.0.1:0")
             .env("OTPD_HTTP__WORKERS", "1")
             .env_remove("RUST_LOG")
             .stdout(Stdio::piped())
-            .stderr(Stdio::null())
+            .stderr(Stdio::piped())
             .spawn()
             .expect("otpd binary");
-        let stdout: ChildStdout = child.stdout.take().expect("stdout");
         let (send, lines) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if send.send(line).is_err() {
-                    break;
-                }
-            }
-        });
+        forward(child.stdout.take().expect("stdout"), send.clone());
+        forward(child.stderr.take().expect("stderr"), send);
         Otpd { child, lines }
     }
 
-    /// The next stdout line that starts with `prefix` (after trimming).
-    fn line_starting(&self, prefix: &str) -> String {
+    /// The first line for which `pick` gives a value, within 20 s.
+    fn find<T>(&self, what: &str, pick: impl Fn(&str) -> Option<T>) -> T {
         loop {
             let line = self
                 .lines
                 .recv_timeout(Duration::from_secs(20))
-                .unwrap_or_else(|_| panic!("no line {prefix:?}"));
-            if let Some(rest) = line.trim_start_matches(['│', ' ']).strip_prefix(prefix) {
-                return rest.trim().to_owned();
+                .unwrap_or_else(|_| panic!("no {what}"));
+            if let Some(found) = pick(&line) {
+                return found;
             }
         }
+    }
+
+    /// What follows `prefix` on the next line that starts with it.
+    fn line_starting(&self, prefix: &str) -> String {
+        self.find(prefix, |line| {
+            line.trim_start_matches(['│', ' '])
+                .strip_prefix(prefix)
+                .map(|rest| rest.trim().to_owned())
+        })
     }
 }
 
@@ -60,7 +75,7 @@ impl Drop for Otpd {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dev_mode_walkthrough_from_the_readme() {
-    let otpd = Otpd::dev_mode();
+    let otpd = Otpd::dev_mode(&[]);
     let base = otpd.line_starting("API:");
     let key = otpd.line_starting("API key:");
     assert!(key.starts_with("otpd_"), "{key}");
@@ -96,6 +111,27 @@ async fn dev_mode_walkthrough_from_the_readme() {
         (checked["valid"].as_bool(), checked["status"].as_str()),
         (Some(true), Some("approved"))
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn json_logs_carry_the_request_id() {
+    let otpd = Otpd::dev_mode(&["--log-format", "json"]);
+    let base = otpd.line_starting("API:");
+    let response = reqwest::Client::new()
+        .get(format!("{base}/healthz"))
+        .header("x-request-id", "json-log-test")
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(response.status(), 200);
+    let entry = otpd.find("a JSON log line of the request", |line| {
+        serde_json::from_str::<Value>(line)
+            .ok()
+            .filter(|entry| entry["span"]["request_id"] == "json-log-test")
+    });
+    assert_eq!(entry["message"], "request answered", "{entry}");
+    assert_eq!(entry["status"], 200, "{entry}");
+    assert_eq!(entry["span"]["route"], "/healthz", "{entry}");
 }
 
 /// Runs `otpd --config <config>` with `env`, expecting it to refuse to

@@ -88,4 +88,20 @@ async fn flushed_scripts_are_reloaded() {
         .expect("SCRIPT FLUSH");
     let code = app.sent_code(PHONE);
     assert_eq!(json_of(app.check(&id, &code).await).await["valid"], true);
+    let stats: String = redis::cmd("INFO")
+        .arg("commandstats")
+        .query(&mut connection)
+        .expect("INFO");
+    assert!(
+        stats.contains("cmdstat_evalsha:"),
+        "scripts run by EVALSHA: {stats}"
+    );
+    assert!(
+        stats.contains("cmdstat_script|load:"),
+        "NOSCRIPT made otpd load the script: {stats}"
+    );
+    assert!(
+        !stats.contains("cmdstat_eval:"),
+        "the script body is never sent with EVAL: {stats}"
+    );
 }

@@ -7,6 +7,7 @@ mod concurrency;
 mod faults;
 mod idempotency;
 mod lifecycle;
+mod operations;
 mod privacy;
 mod store_redis;
 mod support;
