@@ -6,6 +6,7 @@
 //!   keyring, the clock and use-case errors.
 //! - `store`: the `Store` trait, its Redis and in-memory implementations and
 //!   their conformance suite.
+//! - `ratelimit`: limit policies per scope, GCRA, trusted client IPs.
 //! - `carrier`: the `Carrier` trait and its adapters.
 //! - `sms`: templates, GSM-7/UCS-2 encoding and segment counts.
 //! - `domain`: values valid once built (phone, code, ids, names).
@@ -18,6 +19,7 @@ pub mod domain;
 pub mod http;
 pub mod metrics;
 pub mod otp;
+pub mod ratelimit;
 pub mod sms;
 pub mod startup;
 pub mod store;

@@ -13,6 +13,7 @@ use super::{
     Record, ResendPolicy, Resent, Reservation, Started, Store,
 };
 use crate::domain::{ServiceName, Timestamp, VerificationId};
+use crate::ratelimit::{Check, Group, Outcome, Verdict};
 
 /// How long a verification's record outlives its expiry, as in Redis.
 pub(super) const RETENTION: Duration = Duration::from_secs(60);
@@ -28,6 +29,10 @@ struct State {
     verifications: HashMap<VerificationId, Expiring<Record>>,
     numbers: HashMap<NumberKey, Expiring<VerificationId>>,
     idempotency: HashMap<IdempotencyKey, Expiring<Idempotent>>,
+    /// GCRA arrival times and quota counts, by (tag, key).
+    limits: HashMap<([u8; 2], [u8; 16]), Expiring<i64>>,
+    /// Blocked-until instants, by (tag, key).
+    blocks: HashMap<([u8; 2], [u8; 16]), Timestamp>,
     next_sweep: Option<Timestamp>,
 }
 
@@ -93,7 +98,68 @@ impl State {
         self.verifications.retain(|_, entry| now < entry.until);
         self.numbers.retain(|_, entry| now < entry.until);
         self.idempotency.retain(|_, entry| now < entry.until);
+        self.limits.retain(|_, entry| now < entry.until);
+        self.blocks.retain(|_, until| now < *until);
         self.next_sweep = Some(now.plus(SWEEP_EVERY));
+    }
+
+    /// The twin of `limits` in `lua/common.lua`.
+    fn take(&mut self, group: &Group, now: Timestamp) -> Verdict {
+        let mut writes = Vec::new();
+        let mut allowed = true;
+        let mut outcomes = Vec::new();
+        for item in &group.items {
+            let slot = (group.tag, item.key);
+            let current = self
+                .limits
+                .get(&slot)
+                .filter(|entry| now < entry.until)
+                .map(|entry| entry.value);
+            let mut outcome = Outcome {
+                denied: None,
+                remaining: 0,
+                used_before: 0,
+            };
+            let blocked = self
+                .blocks
+                .get(&slot)
+                .filter(|until| now < **until)
+                .copied();
+            match (blocked, item.check) {
+                (Some(until), _) => outcome.denied = Some(now.until(until)),
+                (None, Check::Rate(gcra)) => match gcra.take(current, now.millis(), item.cost) {
+                    (_, Some(wait)) => outcome.denied = Some(wait),
+                    (tat, None) => {
+                        outcome.remaining = gcra.remaining(tat, now.millis());
+                        writes.push((slot, tat, Timestamp::from_millis(tat)));
+                    }
+                },
+                (None, Check::Quota { cap, until }) => {
+                    let used = current.unwrap_or(0) as u64;
+                    outcome.used_before = used;
+                    if used + item.cost > cap {
+                        outcome.denied = Some(now.until(until));
+                    } else {
+                        outcome.remaining = cap - used - item.cost;
+                        writes.push((slot, (used + item.cost) as i64, until));
+                    }
+                }
+            }
+            if outcome.denied.is_some() && !item.monitor {
+                allowed = false;
+                if let Some(block) = item.block.filter(|_| blocked.is_none()) {
+                    self.blocks.insert(slot, now.plus(block));
+                    outcome.denied = Some(block);
+                }
+            }
+            outcomes.push(outcome);
+        }
+        if allowed {
+            for (slot, value, until) in writes {
+                self.limits.insert(slot, Expiring { value, until });
+            }
+        }
+        Verdict { outcomes }
     }
 
     fn live_record(&self, id: &VerificationId, now: Timestamp) -> Option<&Record> {
@@ -265,6 +331,27 @@ impl Store for MemoryStore {
 
     async fn release(&self, key: &IdempotencyKey) -> Result<(), Error> {
         self.lock().idempotency.remove(key);
+        Ok(())
+    }
+
+    async fn limit(&self, groups: &[Group], now: Timestamp) -> Result<Vec<Verdict>, Error> {
+        let mut state = self.lock();
+        state.sweep(now);
+        Ok(groups.iter().map(|group| state.take(group, now)).collect())
+    }
+
+    async fn refund(&self, groups: &[Group], _now: Timestamp) -> Result<(), Error> {
+        let mut state = self.lock();
+        for group in groups {
+            for item in &group.items {
+                if let Some(entry) = state.limits.get_mut(&(group.tag, item.key)) {
+                    entry.value -= match item.check {
+                        Check::Rate(gcra) => (gcra.interval_ms * item.cost) as i64,
+                        Check::Quota { .. } => item.cost as i64,
+                    };
+                }
+            }
+        }
         Ok(())
     }
 

@@ -18,6 +18,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 
 use crate::domain::{Locale, ServiceName, Status, Timestamp, VerificationId};
+use crate::ratelimit::{Group, Verdict};
 
 pub use self::memory::MemoryStore;
 pub use self::redis::{RedisSettings, RedisStore};
@@ -231,6 +232,13 @@ pub trait Store: Send + Sync + 'static {
 
     /// Gives a reserved key back unanswered (the request failed transiently).
     async fn release(&self, key: &IdempotencyKey) -> Result<(), Error>;
+
+    /// Decides each group of limits atomically, recording a group only if
+    /// it allows; groups are independent (see `Group`).
+    async fn limit(&self, groups: &[Group], now: Timestamp) -> Result<Vec<Verdict>, Error>;
+
+    /// Gives back what `limit` recorded for these (allowed) groups.
+    async fn refund(&self, groups: &[Group], now: Timestamp) -> Result<(), Error>;
 
     /// Whether the store answers (readiness).
     async fn ping(&self) -> Result<(), Error>;

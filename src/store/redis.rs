@@ -24,6 +24,7 @@ use super::{
     ResendPolicy, Resent, Reservation, Started, Store,
 };
 use crate::domain::{ServiceName, Status, Timestamp, VerificationId, TAG_LEN};
+use crate::ratelimit::{Check, Group, Outcome, Verdict};
 
 /// `[redis]` in the configuration.
 #[derive(Clone, Debug, Deserialize)]
@@ -51,6 +52,7 @@ struct Scripts {
     resend: Script,
     change: Script,
     reserve: Script,
+    limit: Script,
 }
 
 macro_rules! script {
@@ -84,6 +86,7 @@ impl RedisStore {
                 resend: script!("resend.lua"),
                 change: script!("change.lua"),
                 reserve: script!("reserve.lua"),
+                limit: script!("limit.lua"),
             },
         })
     }
@@ -237,6 +240,22 @@ fn encode(record: &Record) -> Vec<(&'static str, Vec<u8>)> {
                 .unwrap_or_default(),
         ),
     ]
+}
+
+/// `{allowed, denied ms, remaining, used before, …}` as a verdict.
+fn verdict(group: &Group, reply: Vec<i64>) -> Result<Verdict, Error> {
+    if reply.len() != 1 + 3 * group.items.len() {
+        return Err(Error::Corrupt("limit reply of the wrong length".into()));
+    }
+    let outcomes = reply[1..]
+        .chunks(3)
+        .map(|values| Outcome {
+            denied: (values[0] >= 0).then(|| Duration::from_millis(values[0] as u64)),
+            remaining: values[1].max(0) as u64,
+            used_before: values[2].max(0) as u64,
+        })
+        .collect();
+    Ok(Verdict { outcomes })
 }
 
 fn millis(duration: Duration) -> u64 {
@@ -450,12 +469,91 @@ impl Store for RedisStore {
             .await
     }
 
+    async fn limit(&self, groups: &[Group], now: Timestamp) -> Result<Vec<Verdict>, Error> {
+        let replies = self.run_limits(groups, now, "take").await?;
+        groups
+            .iter()
+            .zip(replies)
+            .map(|(group, reply)| verdict(group, reply))
+            .collect()
+    }
+
+    async fn refund(&self, groups: &[Group], now: Timestamp) -> Result<(), Error> {
+        self.run_limits(groups, now, "refund").await.map(drop)
+    }
+
     async fn ping(&self) -> Result<(), Error> {
         self.command::<String>(&redis::cmd("PING")).await.map(drop)
     }
 }
 
 impl RedisStore {
+    /// One EVALSHA per group, pipelined: one round trip for all groups. On
+    /// NOSCRIPT (a restarted Redis) the script is loaded and the pipeline
+    /// sent again; each group is atomic on its own.
+    async fn run_limits(
+        &self,
+        groups: &[Group],
+        now: Timestamp,
+        action: &str,
+    ) -> Result<Vec<Vec<i64>>, Error> {
+        let groups: Vec<&Group> = groups
+            .iter()
+            .filter(|group| !group.items.is_empty())
+            .collect();
+        if groups.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut pipe = redis::pipe();
+        for group in &groups {
+            let prefix = format!("{}:", self.slot(group.tag));
+            let command = pipe
+                .cmd("EVALSHA")
+                .arg(self.scripts.limit.get_hash())
+                .arg(1)
+                .arg(format!("{prefix}l"));
+            command.arg(&prefix).arg(now.millis()).arg(action);
+            for item in &group.items {
+                let (kind, a, b) = match item.check {
+                    Check::Rate(gcra) => ("r", gcra.interval_ms as i64, gcra.burst as i64),
+                    Check::Quota { cap, until } => ("q", cap as i64, until.millis()),
+                };
+                let block = item.block.map_or(0, millis);
+                command
+                    .arg(kind)
+                    .arg(URL_SAFE_NO_PAD.encode(item.key))
+                    .arg(item.cost)
+                    .arg(u8::from(item.monitor));
+                command.arg(block).arg(a).arg(b);
+            }
+        }
+        for attempt in 0..2 {
+            let mut connection = self.connection.clone();
+            let call = pipe.query_async::<Vec<Vec<i64>>>(&mut connection);
+            match tokio::time::timeout(self.timeout, call)
+                .await
+                .map_err(unavailable)?
+            {
+                Err(error)
+                    if attempt == 0
+                        && error.kind()
+                            == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript) =>
+                {
+                    let invocation = self.scripts.limit.prepare_invoke();
+                    let load = invocation.load_async(&mut connection);
+                    tokio::time::timeout(self.timeout, load)
+                        .await
+                        .map_err(unavailable)?
+                        .map_err(unavailable)?;
+                }
+                outcome => return outcome.map_err(unavailable),
+            }
+        }
+        Err(Error::Corrupt(
+            "the limit script could not be loaded".into(),
+        ))
+    }
+
     async fn change(
         &self,
         service: &ServiceName,

@@ -29,3 +29,78 @@ local function answer(outcome, key)
   table.insert(record, 1, outcome)
   return record
 end
+
+-- Decides a group of limits, all keys under `prefix` (one slot), and records
+-- them only if no enforced item refuses. Items start at ARGV[first], seven
+-- values each: kind ('r' GCRA rate | 'q' quota), key, cost, monitor ('1'),
+-- block ms (0: none), then a, b (rate: interval ms, burst; quota: cap,
+-- window end ms). Returns {allowed, denied ms (-1 if not), remaining, used
+-- before, ...}.
+local function limits(prefix, now, first)
+  local out = {1}
+  local writes = {}
+  for i = first, #ARGV, 7 do
+    local kind, key = ARGV[i], ARGV[i + 1]
+    local cost, monitor, block = tonumber(ARGV[i + 2]), ARGV[i + 3] == '1', tonumber(ARGV[i + 4])
+    local a, b = tonumber(ARGV[i + 5]), tonumber(ARGV[i + 6])
+    local state = prefix .. 'l:' .. key
+    local denied, remaining, before = -1, 0, 0
+    local blocked = tonumber(redis.call('GET', prefix .. 'b:' .. key))
+    local already = blocked and blocked > now
+    if already then
+      denied = blocked - now
+    elseif kind == 'r' then
+      local tat = math.max(tonumber(redis.call('GET', state)) or now, now)
+      local ahead = tat + a * cost - now
+      if ahead > a * b then
+        denied = ahead - a * b
+      else
+        remaining = math.floor((a * b - ahead) / a)
+        writes[#writes + 1] = {'r', state, now + ahead, ahead}
+      end
+    else
+      before = tonumber(redis.call('GET', state)) or 0
+      if before + cost > a then
+        denied = b - now
+      else
+        remaining = a - before - cost
+        writes[#writes + 1] = {'q', state, cost, b - now}
+      end
+    end
+    if denied >= 0 and not monitor then
+      out[1] = 0
+      if block > 0 and not already then
+        redis.call('SET', prefix .. 'b:' .. key, now + block, 'PX', block)
+        denied = block
+      end
+    end
+    out[#out + 1] = denied
+    out[#out + 1] = remaining
+    out[#out + 1] = before
+  end
+  if out[1] == 1 then
+    for _, w in ipairs(writes) do
+      if w[1] == 'r' then
+        redis.call('SET', w[2], w[3], 'PX', w[4])
+      else
+        redis.call('INCRBY', w[2], w[3])
+        redis.call('PEXPIRE', w[2], math.max(w[4], 1))
+      end
+    end
+  end
+  return out
+end
+
+-- Gives back what `limits` recorded for the same items.
+local function refund(prefix, first)
+  for i = first, #ARGV, 7 do
+    local state = prefix .. 'l:' .. ARGV[i + 1]
+    local cost, a = tonumber(ARGV[i + 2]), tonumber(ARGV[i + 5])
+    local current = tonumber(redis.call('GET', state))
+    if current then
+      local back = ARGV[i] == 'r' and a * cost or cost
+      redis.call('SET', state, current - back, 'KEEPTTL')
+    end
+  end
+  return {}
+end
