@@ -14,6 +14,10 @@ pub struct Metrics {
     started: IntCounterVec,
     checks: IntCounterVec,
     sends: IntCounterVec,
+    approvals: IntCounterVec,
+    rate_limited: IntCounterVec,
+    blocked: IntCounterVec,
+    budget: IntCounterVec,
 }
 
 /// What became of a check, as a metric label.
@@ -36,6 +40,14 @@ impl CheckOutcome {
             CheckOutcome::NotFound => "not-found",
             CheckOutcome::Conflict => "conflict",
         }
+    }
+}
+
+fn mode(monitor: bool) -> &'static str {
+    if monitor {
+        "monitor"
+    } else {
+        "enforce"
     }
 }
 
@@ -103,6 +115,30 @@ impl Metrics {
                 "Messages handed to carriers, by outcome.",
                 &["service", "carrier", "outcome"],
             ),
+            approvals: counter(
+                &registry,
+                "otpd_approvals_total",
+                "Verifications approved, by destination country (conversion = approvals / sends).",
+                &["service", "country"],
+            ),
+            rate_limited: counter(
+                &registry,
+                "otpd_rate_limited_total",
+                "Requests over a limit; mode monitor means reported, not refused.",
+                &["service", "scope", "mode"],
+            ),
+            blocked: counter(
+                &registry,
+                "otpd_blocked_total",
+                "Sends blocked by country or number range.",
+                &["service", "reason", "mode"],
+            ),
+            budget: counter(
+                &registry,
+                "otpd_budget_threshold_crossed_total",
+                "A budget passed 50, 80 or 100 percent of its cap.",
+                &["service", "budget", "threshold"],
+            ),
             http_duration,
             registry,
         }
@@ -134,6 +170,30 @@ impl Metrics {
         let outcome = if accepted { "accepted" } else { "failed" };
         self.sends
             .with_label_values(&[service, carrier, outcome])
+            .inc();
+    }
+
+    pub fn approved(&self, service: &str, country_code: u16) {
+        self.approvals
+            .with_label_values(&[service, &country_code.to_string()])
+            .inc();
+    }
+
+    pub fn rate_limited(&self, service: &str, scope: &str, monitor: bool) {
+        self.rate_limited
+            .with_label_values(&[service, scope, mode(monitor)])
+            .inc();
+    }
+
+    pub fn blocked(&self, service: &str, reason: &str, monitor: bool) {
+        self.blocked
+            .with_label_values(&[service, reason, mode(monitor)])
+            .inc();
+    }
+
+    pub fn budget_crossed(&self, service: &str, budget: &str, threshold: u64) {
+        self.budget
+            .with_label_values(&[service, budget, &threshold.to_string()])
             .inc();
     }
 

@@ -12,9 +12,10 @@ use anyhow::Context;
 use crate::carrier::{Carrier, ConsoleCarrier};
 use crate::config::{CarrierKind, Mode, Settings};
 use crate::domain::Phone;
-use crate::http::{self, ApiKeys};
+use crate::http::{self, ApiKeys, Flood};
 use crate::metrics::Metrics;
 use crate::otp::{Clock, Keyring, Otp, SystemClock};
+use crate::ratelimit::TrustedProxies;
 use crate::store::{MemoryStore, RedisStore, Store};
 
 /// What `App::build` can be given instead of what the settings name: tests
@@ -66,6 +67,13 @@ impl App {
             settings.idempotency.retention,
         ));
         let api_keys = web::Data::new(ApiKeys::new(validated.api_keys));
+        let proxies = web::Data::new(TrustedProxies::new(settings.http.trusted_proxies.clone()));
+        let http_settings = &settings.http;
+        let flood = web::Data::new(Flood::new(
+            http_settings.flood_per_second,
+            http_settings.flood_burst,
+            http_settings.ipv6_prefix,
+        ));
         let metrics = web::Data::new(metrics);
         let max_body = settings.http.max_body_bytes;
         let mut server = HttpServer::new(move || {
@@ -73,7 +81,10 @@ impl App {
                 .app_data(otp.clone())
                 .app_data(api_keys.clone())
                 .app_data(metrics.clone())
+                .app_data(proxies.clone())
+                .app_data(flood.clone())
                 .configure(http::configure(max_body))
+                .wrap(from_fn(http::shed_floods))
                 .wrap(from_fn(http::observe))
         })
         .disable_signals()

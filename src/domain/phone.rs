@@ -20,6 +20,7 @@ pub struct Phone {
     e164: String,
     masked: String,
     country_code: u16,
+    region: String,
 }
 
 /// The region used to read national-format numbers (ISO 3166-1 alpha-2).
@@ -78,6 +79,10 @@ impl Phone {
             e164: number.format().mode(Mode::E164).to_string(),
             masked: mask(&international),
             country_code: number.code().value(),
+            region: number
+                .country()
+                .id()
+                .map_or_else(|| "ZZ".to_owned(), |id| id.as_ref().to_owned()),
         })
     }
 
@@ -94,6 +99,11 @@ impl Phone {
     /// `+81 90-****-5678`: safe for logs and answers.
     pub fn masked(&self) -> &str {
         &self.masked
+    }
+
+    /// The region (ISO 3166-1 alpha-2) the number belongs to, e.g. `JP`.
+    pub fn region(&self) -> &str {
+        &self.region
     }
 
     /// The country calling code, e.g. 81: a low-cardinality metric label.
@@ -184,7 +194,7 @@ mod tests {
             let phone = Phone::parse(raw, jp()).unwrap_or_else(|e| panic!("{raw}: {e}"));
             assert_eq!(phone.e164(), "+819012345678", "{raw}");
             assert_eq!(phone.masked(), "+81 90-****-5678", "{raw}");
-            assert_eq!(phone.country_code(), 81);
+            assert_eq!((phone.country_code(), phone.region()), (81, "JP"));
         }
     }
 

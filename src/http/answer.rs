@@ -16,12 +16,11 @@ use crate::otp::{Begun, Otp};
 #[derive(Debug, Serialize, Deserialize)]
 pub struct Answer {
     status: u16,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    location: Option<String>,
     problem: bool,
     body: String,
-    #[serde(skip)]
-    retry_after: Option<u64>,
+    /// `Location`, `Retry-After`, RateLimit fields …
+    #[serde(default)]
+    headers: Vec<(String, String)>,
 }
 
 impl Answer {
@@ -29,30 +28,29 @@ impl Answer {
         let body = serde_json::to_string(body).expect("answers serialize");
         Answer {
             status: status.as_u16(),
-            location: None,
             problem: false,
             body,
-            retry_after: None,
+            headers: Vec::new(),
         }
     }
 
     pub fn problem(problem: &Problem) -> Self {
         let body = serde_json::to_string(problem).expect("problems serialize");
-        let retry_after = problem
-            .retry_after()
-            .map(|wait| wait.as_millis().div_ceil(1000).max(1) as u64);
-        let status = actix_web::ResponseError::status_code(problem).as_u16();
+        let headers = problem
+            .headers()
+            .iter()
+            .map(|(name, value)| ((*name).to_owned(), value.clone()))
+            .collect();
         Answer {
-            status,
-            location: None,
+            status: problem.status().as_u16(),
             problem: true,
             body,
-            retry_after,
+            headers,
         }
     }
 
     pub fn with_location(mut self, location: String) -> Self {
-        self.location = Some(location);
+        self.headers.push(("location".into(), location));
         self
     }
 
@@ -75,11 +73,13 @@ impl Responder for Answer {
         let mut response = HttpResponse::with_body(status, self.body);
         let headers = response.headers_mut();
         headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
-        if let Some(location) = self.location.and_then(|l| HeaderValue::from_str(&l).ok()) {
-            headers.insert(header::LOCATION, location);
-        }
-        if let Some(seconds) = self.retry_after {
-            headers.insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+        for (name, value) in self.headers {
+            if let (Ok(name), Ok(value)) = (
+                header::HeaderName::try_from(name),
+                HeaderValue::try_from(value),
+            ) {
+                headers.insert(name, value);
+            }
         }
         response
     }

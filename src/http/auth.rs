@@ -56,6 +56,14 @@ pub async fn authenticate(
         return Err(Problem::unauthorized().into());
     };
     tracing::Span::current().record("api_key", key.id.as_str());
+    if let Some(per_second) = key.requests_per_second {
+        let otp = request
+            .app_data::<web::Data<Otp>>()
+            .expect("Otp is registered");
+        otp.limit_api_key(&key.id, per_second)
+            .await
+            .map_err(Problem::from)?;
+    }
     request.extensions_mut().insert(Caller(key));
     next.call(request).await
 }

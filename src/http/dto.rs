@@ -1,6 +1,8 @@
 //! Wire types of HTTP API v1 and their translation to and from the use
 //! cases. Each bad field gets its own problem `code`.
 
+use std::net::IpAddr;
+
 use serde::{Deserialize, Serialize};
 
 use super::problem::Problem;
@@ -69,7 +71,11 @@ pub fn verification_id(raw: &str) -> Result<VerificationId, Problem> {
 }
 
 impl StartBody {
-    pub fn to_request(&self, service: &Service) -> Result<StartRequest, Problem> {
+    pub fn to_request(
+        &self,
+        service: &Service,
+        client_ip: Option<IpAddr>,
+    ) -> Result<StartRequest, Problem> {
         if self.channel != "sms" {
             return Err(Problem::bad_request(
                 "unsupported-channel",
@@ -86,6 +92,7 @@ impl StartBody {
             })
             .transpose()?;
         Ok(StartRequest {
+            client_ip,
             service: service.name.clone(),
             to: phone(&self.to, service)?,
             locale,
@@ -99,8 +106,10 @@ impl CheckBody {
         &self,
         service: &Service,
         id: VerificationId,
+        client_ip: Option<IpAddr>,
     ) -> Result<CheckRequest, Problem> {
         Ok(CheckRequest {
+            client_ip,
             service: service.name.clone(),
             target: CheckTarget::Id(id),
             code: code(&self.code, service)?,
@@ -110,8 +119,13 @@ impl CheckBody {
 }
 
 impl CheckByNumberBody {
-    pub fn to_request(&self, service: &Service) -> Result<CheckRequest, Problem> {
+    pub fn to_request(
+        &self,
+        service: &Service,
+        client_ip: Option<IpAddr>,
+    ) -> Result<CheckRequest, Problem> {
         Ok(CheckRequest {
+            client_ip,
             service: service.name.clone(),
             target: CheckTarget::Number(phone(&self.to, service)?),
             code: code(&self.code, service)?,

@@ -3,6 +3,7 @@
 
 mod answer;
 mod auth;
+mod client;
 mod dto;
 mod observe;
 mod problem;
@@ -14,11 +15,13 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use serde::Serialize;
 
 pub use self::auth::ApiKeys;
+pub use self::client::{shed_floods, Flood};
 pub use self::observe::{observe, REQUEST_ID};
 pub use self::problem::Problem;
 
 use self::answer::{idempotent, Answer, IdempotencyHeader};
 use self::auth::Authorized;
+use self::client::ClientIp;
 use self::dto::{
     verification_id, CheckBody, CheckByNumberBody, CheckView, StartBody, VerificationView,
 };
@@ -113,11 +116,12 @@ fn request_bytes(operation: &str, auth: &Authorized, id: &str, body: &impl Seria
 
 async fn start(
     auth: Authorized,
+    client: ClientIp,
     key: IdempotencyHeader,
     body: web::Json<StartBody>,
     otp: web::Data<Otp>,
 ) -> Result<Answer, Problem> {
-    let request = body.to_request(&auth.service)?;
+    let request = body.to_request(&auth.service, client.0)?;
     let bytes = request_bytes("start", &auth, "", &body.0);
     Ok(idempotent(&otp, &auth, key, &bytes, async {
         let outcome = otp.start(request).await?;
@@ -136,20 +140,22 @@ async fn start(
 
 async fn check(
     auth: Authorized,
+    client: ClientIp,
     path: web::Path<(String, String)>,
     body: web::Json<CheckBody>,
     otp: web::Data<Otp>,
 ) -> Result<Answer, Problem> {
-    let request = body.to_request(&auth.service, verification_id(&path.1)?)?;
+    let request = body.to_request(&auth.service, verification_id(&path.1)?, client.0)?;
     checked(&otp, request).await
 }
 
 async fn check_by_number(
     auth: Authorized,
+    client: ClientIp,
     body: web::Json<CheckByNumberBody>,
     otp: web::Data<Otp>,
 ) -> Result<Answer, Problem> {
-    checked(&otp, body.to_request(&auth.service)?).await
+    checked(&otp, body.to_request(&auth.service, client.0)?).await
 }
 
 async fn checked(otp: &Otp, request: crate::otp::CheckRequest) -> Result<Answer, Problem> {

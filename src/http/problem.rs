@@ -1,47 +1,59 @@
 //! RFC 9457 problem documents: every error answer is
 //! `application/problem+json` with `type`, `title`, `status`, `detail` and a
-//! stable `code` (DESIGN invariant 8).
+//! stable `code` (DESIGN invariant 8). Limits add `scope`, `Retry-After` and
+//! the IETF RateLimit fields (RL-4).
 
 use std::time::Duration;
 
-use actix_web::http::header::{self, HeaderValue};
 use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, ResponseError};
 use serde::Serialize;
 
-use crate::otp::{self, Kind};
+use crate::otp::{self, Kind, Limited};
 
 pub const CONTENT_TYPE: &str = "application/problem+json";
 
-#[derive(Debug, Serialize)]
+#[derive(Debug)]
 pub struct Problem {
-    #[serde(rename = "type")]
-    kind: String,
-    title: &'static str,
-    #[serde(serialize_with = "as_u16")]
     status: StatusCode,
     detail: String,
     code: &'static str,
-    #[serde(skip)]
-    retry_after: Option<Duration>,
-    #[serde(skip)]
-    challenge: bool,
+    /// Which limit refused (429 `rate-limited` / `budget-exhausted`).
+    scope: Option<&'static str>,
+    headers: Vec<(&'static str, String)>,
 }
 
-fn as_u16<S: serde::Serializer>(status: &StatusCode, serializer: S) -> Result<S::Ok, S::Error> {
-    serializer.serialize_u16(status.as_u16())
+/// `type` and `title` follow from `code` and `status`.
+impl Serialize for Problem {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut map = serializer.serialize_map(None)?;
+        map.serialize_entry("type", &format!("urn:otpd:problem:{}", self.code))?;
+        map.serialize_entry("title", self.status.canonical_reason().unwrap_or("Error"))?;
+        map.serialize_entry("status", &self.status.as_u16())?;
+        map.serialize_entry("detail", &self.detail)?;
+        map.serialize_entry("code", self.code)?;
+        if let Some(scope) = self.scope {
+            map.serialize_entry("scope", scope)?;
+        }
+        map.end()
+    }
+}
+
+/// Whole seconds, rounded up, at least one (RFC 9110 §10.2.3): a retry at
+/// that time passes the limit.
+pub fn seconds(wait: Duration) -> u64 {
+    (wait.as_millis().div_ceil(1000) as u64).max(1)
 }
 
 impl Problem {
     pub fn new(status: StatusCode, code: &'static str, detail: impl Into<String>) -> Self {
         Problem {
-            kind: format!("urn:otpd:problem:{code}"),
-            title: status.canonical_reason().unwrap_or("Error"),
             status,
             detail: detail.into(),
             code,
-            retry_after: None,
-            challenge: false,
+            scope: None,
+            headers: Vec::new(),
         }
     }
 
@@ -51,21 +63,55 @@ impl Problem {
 
     /// 401 with `WWW-Authenticate: Bearer`.
     pub fn unauthorized() -> Self {
+        let detail = "send a valid API key as Authorization: Bearer <key>";
+        Self::new(StatusCode::UNAUTHORIZED, "unauthorized", detail)
+            .with_header("www-authenticate", "Bearer".into())
+    }
+
+    /// 429 from the in-process flood shedder.
+    pub fn flood(wait: Duration) -> Self {
         let mut problem = Self::new(
-            StatusCode::UNAUTHORIZED,
-            "unauthorized",
-            "send a valid API key as Authorization: Bearer <key>",
+            StatusCode::TOO_MANY_REQUESTS,
+            "rate-limited",
+            "too many requests from this client",
         );
-        problem.challenge = true;
-        problem
+        problem.scope = Some("ip");
+        problem.with_header("retry-after", seconds(wait).to_string())
+    }
+
+    fn with_header(mut self, name: &'static str, value: String) -> Self {
+        self.headers.push((name, value));
+        self
+    }
+
+    /// `RateLimit-Policy` and `RateLimit` (draft-ietf-httpapi-ratelimit-headers-11).
+    fn with_limit(mut self, limited: &Limited) -> Self {
+        self.scope = Some(limited.scope.as_str());
+        let policy = format!(
+            "\"{}\";q={};w={}",
+            limited.policy,
+            limited.quota,
+            seconds(limited.window)
+        );
+        let state = format!(
+            "\"{}\";r=0;t={}",
+            limited.policy,
+            seconds(limited.retry_after)
+        );
+        self.with_header("ratelimit-policy", policy)
+            .with_header("ratelimit", state)
     }
 
     pub fn code(&self) -> &'static str {
         self.code
     }
 
-    pub fn retry_after(&self) -> Option<Duration> {
-        self.retry_after
+    pub fn status(&self) -> StatusCode {
+        self.status
+    }
+
+    pub fn headers(&self) -> &[(&'static str, String)] {
+        &self.headers
     }
 }
 
@@ -93,8 +139,13 @@ impl From<otp::Error> for Problem {
             tracing::error!(code = error.code(), error = %ErrorChain(&error), "request failed");
         }
         let mut problem = Problem::new(status, error.code(), error.to_string());
-        problem.retry_after = retry_after;
-        problem
+        if let Some(wait) = retry_after {
+            problem = problem.with_header("retry-after", seconds(wait).to_string());
+        }
+        match error.limit() {
+            Some(limited) => problem.with_limit(limited),
+            None => problem,
+        }
     }
 }
 
@@ -120,14 +171,9 @@ impl ResponseError for Problem {
 
     fn error_response(&self) -> HttpResponse {
         let mut response = HttpResponse::build(self.status);
-        response.insert_header((header::CONTENT_TYPE, HeaderValue::from_static(CONTENT_TYPE)));
-        if let Some(wait) = self.retry_after {
-            // Whole seconds, rounded up, at least one (RFC 9110 §10.2.3).
-            let seconds = wait.as_millis().div_ceil(1000).max(1);
-            response.insert_header((header::RETRY_AFTER, seconds.to_string()));
-        }
-        if self.challenge {
-            response.insert_header((header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer")));
+        response.insert_header(("content-type", CONTENT_TYPE));
+        for (name, value) in &self.headers {
+            response.insert_header((*name, value.as_str()));
         }
         response.body(serde_json::to_vec(self).expect("a problem serializes"))
     }

@@ -5,7 +5,19 @@ use std::time::Duration;
 
 use crate::carrier::SendError;
 use crate::domain::Status;
+use crate::ratelimit::Scope;
 use crate::store;
+
+/// Which limit refused, and when a retry passes it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Limited {
+    pub scope: Scope,
+    pub retry_after: Duration,
+    /// Its name in the RateLimit header fields.
+    pub policy: String,
+    pub quota: u64,
+    pub window: Duration,
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -21,6 +33,12 @@ pub enum Error {
     MaxSends(Duration),
     #[error("the carrier did not take the message; try again")]
     SendFailed(#[source] SendError),
+    #[error("too many requests ({} limit); retry in {} s", .0.scope.as_str(), .0.retry_after.as_secs().max(1))]
+    RateLimited(Limited),
+    #[error("the sending budget is used up; retry in {} s", .0.retry_after.as_secs().max(1))]
+    BudgetExhausted(Limited),
+    #[error("this service does not send to that country")]
+    CountryNotAllowed,
     #[error("this Idempotency-Key was used with a different request")]
     IdempotencyKeyReused,
     #[error("a request with this Idempotency-Key is still in progress")]
@@ -41,6 +59,14 @@ pub enum Kind {
 }
 
 impl Error {
+    /// The limit behind a 429 from a limit, for its headers and `scope`.
+    pub fn limit(&self) -> Option<&Limited> {
+        match self {
+            Error::RateLimited(limited) | Error::BudgetExhausted(limited) => Some(limited),
+            _ => None,
+        }
+    }
+
     pub fn code(&self) -> &'static str {
         match self {
             Error::ServiceNotFound => "service-not-found",
@@ -54,6 +80,9 @@ impl Error {
             Error::ResendTooSoon(_) => "resend-too-soon",
             Error::MaxSends(_) => "max-sends-reached",
             Error::SendFailed(_) => "send-failed",
+            Error::RateLimited(_) => "rate-limited",
+            Error::BudgetExhausted(_) => "budget-exhausted",
+            Error::CountryNotAllowed => "country-not-allowed",
             Error::IdempotencyKeyReused => "idempotency-key-reused",
             Error::IdempotencyKeyInUse => "idempotency-key-in-use",
             Error::Store(_) => "store-unavailable",
@@ -64,7 +93,10 @@ impl Error {
         match self {
             Error::ServiceNotFound | Error::NotFound => Kind::NotFound,
             Error::Finished(_) | Error::IdempotencyKeyInUse => Kind::Conflict,
-            Error::IdempotencyKeyReused => Kind::Unprocessable,
+            Error::IdempotencyKeyReused | Error::CountryNotAllowed => Kind::Unprocessable,
+            Error::RateLimited(limited) | Error::BudgetExhausted(limited) => Kind::Limited {
+                retry_after: limited.retry_after,
+            },
             Error::ResendTooSoon(wait) | Error::MaxSends(wait) => {
                 Kind::Limited { retry_after: *wait }
             }

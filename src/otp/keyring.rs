@@ -14,6 +14,7 @@ use sha2::Sha256;
 use zeroize::Zeroizing;
 
 use crate::domain::{Binding, Code, Phone, ServiceName, VerificationId};
+use crate::ratelimit::KeyMaker;
 use crate::store::{Candidate, Digest, IdempotencyKey, KeyId, NumberKey};
 
 type HmacSha256 = Hmac<Sha256>;
@@ -44,6 +45,7 @@ struct Keys {
     binding: Zeroizing<[u8; 32]>,
     number: Zeroizing<[u8; 32]>,
     idempotency: Zeroizing<[u8; 32]>,
+    limit: Zeroizing<[u8; 32]>,
     seal: Aes256Gcm,
 }
 
@@ -72,6 +74,7 @@ impl Keys {
             binding: derive("binding"),
             number: derive("number"),
             idempotency: derive("idempotency"),
+            limit: derive("limit"),
             seal: Aes256Gcm::new_from_slice(seal_key.as_slice()).expect("32-byte key"),
         }
     }
@@ -201,6 +204,20 @@ impl Keyring {
         };
         let plain = keys.seal.decrypt(Nonce::from_slice(nonce), payload).ok()?;
         String::from_utf8(plain).ok().map(Zeroizing::new)
+    }
+}
+
+/// Limit keys: keyed hashes of what is limited (RL-6), under the current
+/// secret (a rotation starts the limits afresh).
+impl KeyMaker for Keyring {
+    fn limit_key(&self, parts: &[&[u8]]) -> [u8; 16] {
+        let mut mac = <HmacSha256 as Mac>::new_from_slice(self.current().limit.as_slice())
+            .expect("any key length");
+        for part in parts {
+            mac.update(&(part.len() as u32).to_be_bytes());
+            mac.update(part);
+        }
+        truncated(mac.finalize().into_bytes().into())
     }
 }
 

@@ -6,9 +6,11 @@ mod clock;
 mod error;
 mod idempotency;
 mod keyring;
+mod limits;
 mod service;
 
 use std::collections::BTreeMap;
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -17,7 +19,7 @@ use tracing::{info, warn};
 #[cfg(any(test, feature = "test-support"))]
 pub use self::clock::ManualClock;
 pub use self::clock::{Clock, SystemClock};
-pub use self::error::{Error, Kind};
+pub use self::error::{Error, Kind, Limited};
 pub use self::idempotency::{Begun, Ticket};
 pub use self::keyring::{Keyring, Secret};
 pub use self::service::Service;
@@ -25,6 +27,7 @@ pub use self::service::Service;
 use crate::carrier::{Carrier, Sms};
 use crate::domain::{Binding, Code, Locale, Phone, ServiceName, Status, Timestamp, VerificationId};
 use crate::metrics::{CheckOutcome, Metrics};
+use crate::ratelimit::{Scope, Subject};
 use crate::store::{self, Checked, NewVerification, Record, ResendPolicy, Resent, Started, Store};
 
 /// A verification as callers see it: no digests, no sealed number.
@@ -60,6 +63,8 @@ impl From<Record> for Verification {
 pub struct StartRequest {
     pub service: ServiceName,
     pub to: Phone,
+    /// The end user's IP (ABU-5), when known.
+    pub client_ip: Option<IpAddr>,
     pub locale: Option<Locale>,
     pub binding: Option<Binding>,
 }
@@ -78,6 +83,7 @@ pub enum CheckTarget {
 
 pub struct CheckRequest {
     pub service: ServiceName,
+    pub client_ip: Option<IpAddr>,
     pub target: CheckTarget,
     pub code: Code,
     pub binding: Option<Binding>,
@@ -86,6 +92,8 @@ pub struct CheckRequest {
 pub struct CheckOutcomeView {
     pub verification: Verification,
     pub valid: bool,
+    /// For the approvals-per-country metric.
+    country_code: u16,
 }
 
 /// Everything the use cases need, built once by `startup`.
@@ -142,11 +150,58 @@ impl Otp {
     #[tracing::instrument(skip_all, fields(service = %request.service, to = %request.to.masked()))]
     pub async fn start(&self, request: StartRequest) -> Result<StartOutcome, Error> {
         let service = self.service(&request.service)?;
+        self.allow_country(service, &request.to)?;
         let number = self.keyring.number_key(&service.name, &request.to);
+        let subject = Subject {
+            service: service.name.as_str(),
+            phone: &request.to,
+            client_ip: request.client_ip,
+        };
+        let groups =
+            service
+                .limits
+                .send_groups(&self.keyring, &subject, number.0, true, self.clock.now());
+        let taken = self.take_limits(service, groups).await?;
+        let started = self.start_verification(service, &request, number).await;
+        if started.is_err() {
+            self.give_back(taken).await;
+        }
+        started
+    }
+
+    /// ABU-1: a service sends only to the countries it lists.
+    fn allow_country(&self, service: &Service, phone: &Phone) -> Result<(), Error> {
+        if service
+            .limits
+            .countries
+            .iter()
+            .any(|region| region == phone.region())
+        {
+            return Ok(());
+        }
+        let monitor = service.limits.monitor.contains(&Scope::Country);
+        self.metrics
+            .blocked(service.name.as_str(), "country", monitor);
+        if monitor {
+            warn!(
+                region = phone.region(),
+                "country not allowed (monitor mode: sending anyway)"
+            );
+            return Ok(());
+        }
+        Err(Error::CountryNotAllowed)
+    }
+
+    async fn start_verification(
+        &self,
+        service: &Service,
+        request: &StartRequest,
+        number: store::NumberKey,
+    ) -> Result<StartOutcome, Error> {
         for _ in 0..START_RACES {
             let now = self.clock.now();
             let code = Code::generate(service.code_length);
-            let new = self.new_verification(service, &request, number, &code, now);
+            let new = self.new_verification(service, request, number, &code, now);
             match self.store.start(&new, now).await? {
                 Started::Created { replaced } => {
                     if let Some(old) = replaced {
@@ -206,10 +261,11 @@ impl Otp {
                 .binding
                 .as_ref()
                 .map(|b| self.keyring.binding_digest(&service.name, b)),
+            number,
+            country_code: request.to.country_code(),
         };
         NewVerification {
             record,
-            number,
             index_ttl: service.ttl * service.max_sends + INDEX_SLACK,
         }
     }
@@ -217,18 +273,33 @@ impl Otp {
     #[tracing::instrument(skip_all, fields(service = %request.service))]
     pub async fn check(&self, request: CheckRequest) -> Result<CheckOutcomeView, Error> {
         let service = self.service(&request.service)?;
+        let groups =
+            service
+                .limits
+                .check_groups(&self.keyring, service.name.as_str(), request.client_ip);
+        let taken = self.take_limits(service, groups).await?;
         let outcome = self.check_target(service, &request).await;
         let label = match &outcome {
-            Ok(view) if view.valid => CheckOutcome::Approved,
-            Ok(view) if view.verification.status == Status::Failed => CheckOutcome::Failed,
-            Ok(_) => CheckOutcome::Wrong,
-            Err(Error::NotFound) => CheckOutcome::NotFound,
-            Err(_) => CheckOutcome::Conflict,
+            Ok(view) if view.valid => Some(CheckOutcome::Approved),
+            Ok(view) if view.verification.status == Status::Failed => Some(CheckOutcome::Failed),
+            Ok(_) => Some(CheckOutcome::Wrong),
+            Err(Error::NotFound) => Some(CheckOutcome::NotFound),
+            Err(Error::Finished(_)) => Some(CheckOutcome::Conflict),
+            Err(Error::RateLimited(_)) => {
+                // Refused before any code was compared: it costs the client nothing.
+                self.give_back(taken).await;
+                None
+            }
+            Err(_) => None,
         };
-        if !matches!(outcome, Err(Error::Store(_))) {
+        if let Some(label) = label {
             self.metrics.checked(service.name.as_str(), label);
         }
         if let Ok(view) = &outcome {
+            if view.valid {
+                self.metrics
+                    .approved(service.name.as_str(), view.country_code);
+            }
             info!(verification_id = %view.verification.id, valid = view.valid, attempts_left = view.verification.attempts_left, "code checked");
         }
         outcome
@@ -244,10 +315,21 @@ impl Otp {
             CheckTarget::Id(id) => *id,
             CheckTarget::Number(phone) => {
                 let number = self.keyring.number_key(&service.name, phone);
-                self.store
-                    .find(&number, now)
-                    .await?
-                    .ok_or(Error::NotFound)?
+                match self.store.find(&number, now).await? {
+                    Some(id) => id,
+                    None => {
+                        // The same work as a check of an unknown id, so the
+                        // answer and its timing tell an enumerator nothing.
+                        let unknown = VerificationId::generate([number.0[0], number.0[1]]);
+                        self.keyring.candidates(
+                            &service.name,
+                            &unknown,
+                            &request.code,
+                            request.binding.as_ref(),
+                        );
+                        return Err(Error::NotFound);
+                    }
+                }
             }
         };
         let candidates =
@@ -255,19 +337,37 @@ impl Otp {
                 .candidates(&service.name, &id, &request.code, request.binding.as_ref());
         match self
             .store
-            .check(&service.name, &id, &candidates, now)
+            .check(
+                &service.name,
+                &id,
+                &candidates,
+                &service.limits.failed_checks,
+                now,
+            )
             .await?
         {
             Checked::Approved(record) => Ok(CheckOutcomeView {
+                country_code: record.country_code,
                 verification: record.into(),
                 valid: true,
             }),
             Checked::Wrong(record) => Ok(CheckOutcomeView {
+                country_code: record.country_code,
                 verification: record.into(),
                 valid: false,
             }),
             Checked::Finished(record) => Err(Error::Finished(record.status)),
             Checked::NotFound => Err(Error::NotFound),
+            Checked::Throttled { retry_after } => {
+                let policy = &service.limits.failed_checks;
+                Err(Error::RateLimited(Limited {
+                    scope: Scope::CheckFailures,
+                    retry_after,
+                    policy: "check-failures".into(),
+                    quota: u64::from(policy.max),
+                    window: policy.decay,
+                }))
+            }
         }
     }
 
@@ -285,12 +385,29 @@ impl Otp {
             .get(&service.name, id, now)
             .await?
             .ok_or(Error::NotFound)?;
+        if record.status != Status::Pending {
+            return Err(Error::Finished(record.status));
+        }
         let e164 = self
             .keyring
             .open(&record.key_id, id, &record.sealed_to)
             .ok_or(Error::NotFound)?;
         let phone = Phone::parse(&e164, service.default_region).map_err(|_| Error::NotFound)?;
-        self.resend_to(service, id, &phone).await
+        let subject = Subject {
+            service: service.name.as_str(),
+            phone: &phone,
+            client_ip: None,
+        };
+        let groups =
+            service
+                .limits
+                .send_groups(&self.keyring, &subject, record.number.0, false, now);
+        let taken = self.take_limits(service, groups).await?;
+        let resent = self.resend_to(service, id, &phone).await;
+        if resent.is_err() {
+            self.give_back(taken).await;
+        }
+        resent
     }
 
     async fn resend_to(
@@ -304,6 +421,7 @@ impl Otp {
         let candidates = self.keyring.candidates(&service.name, id, &code, None);
         let policy = ResendPolicy {
             cooldown: service.resend_cooldown,
+            max_cooldown: service.max_resend_cooldown,
             max_sends: service.max_sends,
             ttl: service.ttl,
         };

@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use crate::domain::{Locale, Region, ServiceName};
+use crate::ratelimit::Policy;
 use crate::sms::Template;
 
 #[derive(Clone, Debug)]
@@ -16,10 +17,13 @@ pub struct Service {
     pub ttl: Duration,
     pub max_attempts: u32,
     pub max_sends: u32,
+    /// The wait after the first send; it doubles per send up to `max_resend_cooldown`.
     pub resend_cooldown: Duration,
+    pub max_resend_cooldown: Duration,
     pub default_region: Region,
     pub default_locale: Locale,
     pub templates: BTreeMap<Locale, Template>,
+    pub limits: Policy,
 }
 
 impl Service {

@@ -3,6 +3,11 @@
 //! The stores decide and record limits atomically (Lua in Redis, the same
 //! arithmetic in memory); `governor` sheds floods in process first.
 
+mod calendar;
+mod client_ip;
 mod limit;
+mod policy;
 
+pub use self::client_ip::{network_of, TrustedProxies};
 pub use self::limit::{Check, Gcra, Group, Item, Outcome, Scope, Verdict};
+pub use self::policy::{Budget, FailurePolicy, KeyMaker, Policy, Rate, Subject};

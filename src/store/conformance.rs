@@ -14,7 +14,7 @@ use super::{
 };
 use crate::domain::{ServiceName, Status, VerificationId};
 use crate::otp::{Clock, ManualClock};
-use crate::ratelimit::{Check, Gcra, Group, Item, Scope};
+use crate::ratelimit::{Check, FailurePolicy, Gcra, Group, Item, Scope};
 
 /// A store under test, its clock, and whatever must live as long as it
 /// (a redis-server, for example).
@@ -54,6 +54,8 @@ macro_rules! store_conformance {
             unsend_allows_an_immediate_resend,
             idempotency_reserves_completes_and_replays,
             idempotency_release_and_lock_expiry_free_the_key,
+            wrong_codes_delay_then_lock_the_number,
+            a_right_code_resets_the_numbers_failures,
             a_rate_allows_its_burst_then_waits_honestly,
             a_group_is_decided_all_or_nothing,
             monitored_items_report_without_refusing,
@@ -74,8 +76,25 @@ const TTL: Duration = Duration::from_secs(300);
 const COOLDOWN: Duration = Duration::from_secs(30);
 const POLICY: ResendPolicy = ResendPolicy {
     cooldown: COOLDOWN,
+    max_cooldown: Duration::from_secs(600),
     max_sends: 3,
     ttl: TTL,
+};
+/// Failures that never get in the way of the other cases.
+const FAILURES: FailurePolicy = FailurePolicy {
+    max: 100,
+    free: 99,
+    delay: Duration::from_secs(30),
+    max_delay: Duration::from_secs(3600),
+    decay: Duration::from_secs(86_400),
+};
+/// The number's failure gate under test.
+const GATE: FailurePolicy = FailurePolicy {
+    max: 6,
+    free: 2,
+    delay: Duration::from_secs(30),
+    max_delay: Duration::from_secs(3600),
+    decay: Duration::from_secs(86_400),
 };
 
 fn service(name: &str) -> ServiceName {
@@ -117,10 +136,11 @@ pub fn new_verification(
         key_id: "k1".into(),
         code_digest: digest(1),
         binding_digest: binding.map(digest),
+        number,
+        country_code: 81,
     };
     NewVerification {
         record,
-        number,
         index_ttl: TTL * POLICY.max_sends + Duration::from_secs(60),
     }
 }
@@ -161,7 +181,7 @@ pub async fn other_services_do_not_see_a_verification(fx: &Fixture) {
     );
     let checked = fx
         .store
-        .check(&other, &record.id, &candidate(1, None), now)
+        .check(&other, &record.id, &candidate(1, None), &FAILURES, now)
         .await
         .expect("check");
     assert_eq!(checked, Checked::NotFound);
@@ -194,7 +214,7 @@ pub async fn expired_is_not_found(fx: &Fixture) {
     );
     assert_eq!(
         fx.store
-            .check(&demo, &record.id, &candidate(1, None), now)
+            .check(&demo, &record.id, &candidate(1, None), &FAILURES, now)
             .await
             .expect("check"),
         Checked::NotFound
@@ -221,7 +241,7 @@ pub async fn right_code_approves_once_under_concurrency(fx: &Fixture) {
     let demo = service("demo");
     let now = fx.clock.now();
     let right = candidate(1, None);
-    let checks = (0..50).map(|_| fx.store.check(&demo, &record.id, &right, now));
+    let checks = (0..50).map(|_| fx.store.check(&demo, &record.id, &right, &FAILURES, now));
     let outcomes: Vec<Checked> = join_all(checks)
         .await
         .into_iter()
@@ -244,7 +264,7 @@ pub async fn wrong_codes_never_overspend_attempts(fx: &Fixture) {
     let demo = service("demo");
     let now = fx.clock.now();
     let wrong = candidate(2, None);
-    let checks = (0..20).map(|_| fx.store.check(&demo, &record.id, &wrong, now));
+    let checks = (0..20).map(|_| fx.store.check(&demo, &record.id, &wrong, &FAILURES, now));
     let outcomes: Vec<Checked> = join_all(checks)
         .await
         .into_iter()
@@ -260,7 +280,7 @@ pub async fn wrong_codes_never_overspend_attempts(fx: &Fixture) {
     // SEC-7: the right code after exhaustion still fails.
     let late = fx
         .store
-        .check(&demo, &record.id, &candidate(1, None), now)
+        .check(&demo, &record.id, &candidate(1, None), &FAILURES, now)
         .await
         .expect("check");
     assert!(matches!(late, Checked::Finished(r) if r.status == Status::Failed));
@@ -274,7 +294,7 @@ pub async fn wrong_binding_counts_as_a_wrong_code(fx: &Fixture) {
     for binding in [Some(8), None] {
         let checked = fx
             .store
-            .check(&demo, &record.id, &candidate(1, binding), now)
+            .check(&demo, &record.id, &candidate(1, binding), &FAILURES, now)
             .await
             .expect("check");
         assert!(
@@ -285,7 +305,7 @@ pub async fn wrong_binding_counts_as_a_wrong_code(fx: &Fixture) {
     assert_eq!(stored(fx, &record.id).await.attempts_left, 3);
     let right = fx
         .store
-        .check(&demo, &record.id, &candidate(1, Some(7)), now)
+        .check(&demo, &record.id, &candidate(1, Some(7)), &FAILURES, now)
         .await
         .expect("check");
     assert!(matches!(right, Checked::Approved(_)));
@@ -307,7 +327,13 @@ pub async fn a_rotated_secret_still_checks(fx: &Fixture) {
     ];
     let checked = fx
         .store
-        .check(&service("demo"), &record.id, &rotated, fx.clock.now())
+        .check(
+            &service("demo"),
+            &record.id,
+            &rotated,
+            &FAILURES,
+            fx.clock.now(),
+        )
         .await
         .expect("check");
     assert!(matches!(checked, Checked::Approved(_)), "{checked:?}");
@@ -382,7 +408,13 @@ pub async fn resend_replaces_the_code_and_keeps_attempts_left(fx: &Fixture) {
     let record = started(fx, None).await;
     let demo = service("demo");
     fx.store
-        .check(&demo, &record.id, &candidate(9, None), fx.clock.now())
+        .check(
+            &demo,
+            &record.id,
+            &candidate(9, None),
+            &FAILURES,
+            fx.clock.now(),
+        )
         .await
         .expect("check");
     fx.clock.advance(COOLDOWN);
@@ -396,11 +428,11 @@ pub async fn resend_replaces_the_code_and_keeps_attempts_left(fx: &Fixture) {
         panic!("{resent:?}")
     };
     assert_eq!((after.sends, after.attempts_left), (2, 4));
-    assert_eq!(after.resend_after, now.plus(COOLDOWN));
+    assert_eq!(after.resend_after, now.plus(POLICY.cooldown_after(2)));
     assert_eq!(after.expires_at, now.plus(TTL));
     let old = fx
         .store
-        .check(&demo, &record.id, &candidate(1, None), now)
+        .check(&demo, &record.id, &candidate(1, None), &FAILURES, now)
         .await
         .expect("check");
     assert!(
@@ -409,7 +441,7 @@ pub async fn resend_replaces_the_code_and_keeps_attempts_left(fx: &Fixture) {
     );
     let new = fx
         .store
-        .check(&demo, &record.id, &candidate(2, None), now)
+        .check(&demo, &record.id, &candidate(2, None), &FAILURES, now)
         .await
         .expect("check");
     assert!(matches!(new, Checked::Approved(_)), "{new:?}");
@@ -430,11 +462,24 @@ pub async fn resend_obeys_cooldown_and_max_sends(fx: &Fixture) {
         }
     };
     assert!(matches!(resend(fx).await, Resent::TooSoon(_)));
-    for _ in 1..POLICY.max_sends {
-        fx.clock.advance(COOLDOWN);
-        assert!(matches!(resend(fx).await, Resent::Resent(_)));
+    // The cooldown doubles with every send: 30 s, then 60 s, …
+    for sends in 1..POLICY.max_sends {
+        fx.clock
+            .advance(POLICY.cooldown_after(sends) - Duration::from_millis(1));
+        assert!(
+            matches!(resend(fx).await, Resent::TooSoon(_)),
+            "send {sends}: too soon by 1 ms"
+        );
+        fx.clock.advance(Duration::from_millis(1));
+        let now = fx.clock.now();
+        let resent = resend(fx).await;
+        let expected = now.plus(POLICY.cooldown_after(sends + 1));
+        assert!(
+            matches!(resent, Resent::Resent(ref r) if r.resend_after == expected),
+            "{resent:?}"
+        );
     }
-    fx.clock.advance(COOLDOWN);
+    fx.clock.advance(POLICY.cooldown_after(POLICY.max_sends));
     assert!(matches!(resend(fx).await, Resent::MaxSends(r) if r.sends == POLICY.max_sends));
 }
 
@@ -457,7 +502,7 @@ pub async fn cancel_finishes_a_verification(fx: &Fixture) {
     ));
     let checked = fx
         .store
-        .check(&demo, &record.id, &candidate(1, None), now)
+        .check(&demo, &record.id, &candidate(1, None), &FAILURES, now)
         .await
         .expect("check");
     assert!(
@@ -731,4 +776,103 @@ pub async fn groups_in_one_call_are_independent(fx: &Fixture) {
         verdicts[0].outcomes[0].remaining, 9,
         "two taken, two refunded, one taken"
     );
+}
+
+async fn check_code(fx: &Fixture, id: &VerificationId, code: u8) -> Checked {
+    let candidates = candidate(code, None);
+    fx.store
+        .check(&service("demo"), id, &candidates, &GATE, fx.clock.now())
+        .await
+        .expect("check")
+}
+
+/// SEC-8, SEC-9: a number's wrong codes, across its verifications, delay
+/// and then stop its checks; a refused check spends nothing.
+pub async fn wrong_codes_delay_then_lock_the_number(fx: &Fixture) {
+    let first = started(fx, None).await;
+    for _ in 0..GATE.free + 1 {
+        assert!(matches!(
+            check_code(fx, &first.id, 9).await,
+            Checked::Wrong(_)
+        ));
+    }
+    // Past the free failures: 30 s, then doubling.
+    assert_eq!(
+        check_code(fx, &first.id, 1).await,
+        Checked::Throttled {
+            retry_after: GATE.delay
+        }
+    );
+    assert_eq!(
+        stored(fx, &first.id).await.attempts_left,
+        2,
+        "a refused check spends no attempt"
+    );
+    fx.clock.advance(GATE.delay);
+    assert!(matches!(
+        check_code(fx, &first.id, 9).await,
+        Checked::Wrong(_)
+    ));
+    let wait = GATE.delay_after(4);
+    assert_eq!(
+        check_code(fx, &first.id, 9).await,
+        Checked::Throttled { retry_after: wait }
+    );
+    fx.clock.advance(wait);
+    assert!(
+        matches!(check_code(fx, &first.id, 9).await, Checked::Wrong(r) if r.status == Status::Failed)
+    );
+    // A new verification of the same number inherits the failures.
+    let second = started(fx, None).await;
+    assert_eq!(
+        check_code(fx, &second.id, 1).await,
+        Checked::Throttled {
+            retry_after: GATE.delay_after(5)
+        }
+    );
+    fx.clock.advance(GATE.delay_after(5));
+    assert!(matches!(
+        check_code(fx, &second.id, 9).await,
+        Checked::Wrong(_)
+    ));
+    // At the cap every check is refused until the failures decay.
+    assert_eq!(
+        check_code(fx, &second.id, 1).await,
+        Checked::Throttled {
+            retry_after: GATE.decay
+        }
+    );
+    fx.clock.advance(GATE.decay - Duration::from_secs(1));
+    let third = started(fx, None).await;
+    assert_eq!(
+        check_code(fx, &third.id, 1).await,
+        Checked::Throttled {
+            retry_after: Duration::from_secs(1)
+        }
+    );
+    fx.clock.advance(Duration::from_secs(1));
+    assert!(
+        matches!(check_code(fx, &third.id, 1).await, Checked::Approved(_)),
+        "the failures decayed"
+    );
+}
+
+/// SEC-8: a right code resets the number's count.
+pub async fn a_right_code_resets_the_numbers_failures(fx: &Fixture) {
+    let first = started(fx, None).await;
+    for _ in 0..GATE.free + 1 {
+        check_code(fx, &first.id, 9).await;
+    }
+    fx.clock.advance(GATE.delay);
+    assert!(matches!(
+        check_code(fx, &first.id, 1).await,
+        Checked::Approved(_)
+    ));
+    let second = started(fx, None).await;
+    for _ in 0..GATE.free + 1 {
+        assert!(
+            matches!(check_code(fx, &second.id, 9).await, Checked::Wrong(_)),
+            "no delay: the count restarted"
+        );
+    }
 }

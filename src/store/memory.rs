@@ -13,7 +13,7 @@ use super::{
     Record, ResendPolicy, Resent, Reservation, Started, Store,
 };
 use crate::domain::{ServiceName, Timestamp, VerificationId};
-use crate::ratelimit::{Check, Group, Outcome, Verdict};
+use crate::ratelimit::{Check, FailurePolicy, Group, Outcome, Verdict};
 
 /// How long a verification's record outlives its expiry, as in Redis.
 pub(super) const RETENTION: Duration = Duration::from_secs(60);
@@ -31,6 +31,8 @@ struct State {
     idempotency: HashMap<IdempotencyKey, Expiring<Idempotent>>,
     /// GCRA arrival times and quota counts, by (tag, key).
     limits: HashMap<([u8; 2], [u8; 16]), Expiring<i64>>,
+    /// Consecutive wrong codes, by number.
+    failures: HashMap<NumberKey, Expiring<rules::Failures>>,
     /// Blocked-until instants, by (tag, key).
     blocks: HashMap<([u8; 2], [u8; 16]), Timestamp>,
     next_sweep: Option<Timestamp>,
@@ -100,6 +102,7 @@ impl State {
         self.idempotency.retain(|_, entry| now < entry.until);
         self.limits.retain(|_, entry| now < entry.until);
         self.blocks.retain(|_, until| now < *until);
+        self.failures.retain(|_, entry| now < entry.until);
         self.next_sweep = Some(now.plus(SWEEP_EVERY));
     }
 
@@ -177,7 +180,7 @@ impl Store for MemoryStore {
         state.sweep(now);
         let existing = state
             .numbers
-            .get(&new.number)
+            .get(&new.record.number)
             .filter(|entry| now < entry.until)
             .map(|entry| entry.value);
         let mut replaced = None;
@@ -198,7 +201,7 @@ impl Store for MemoryStore {
         let record = new.record.clone();
         let until = record.expires_at.plus(RETENTION);
         state.numbers.insert(
-            new.number,
+            record.number,
             Expiring {
                 value: record.id,
                 until: now.plus(new.index_ttl),
@@ -241,11 +244,45 @@ impl Store for MemoryStore {
         service: &ServiceName,
         id: &VerificationId,
         candidates: &[Candidate],
+        failures: &FailurePolicy,
         now: Timestamp,
     ) -> Result<Checked, Error> {
-        Ok(self
-            .update(service, id, now, |record| rules::check(record, candidates))
-            .unwrap_or(Checked::NotFound))
+        let mut state = self.lock();
+        state.sweep(now);
+        let State {
+            verifications,
+            failures: by_number,
+            ..
+        } = &mut *state;
+        let Some(entry) = verifications
+            .get_mut(id)
+            .filter(|entry| entry.value.is_visible(service, now))
+        else {
+            return Ok(Checked::NotFound);
+        };
+        let number = entry.value.number;
+        let mut number_failures = by_number
+            .get(&number)
+            .filter(|e| now < e.until)
+            .map(|e| e.value);
+        let checked = rules::check(
+            &mut entry.value,
+            candidates,
+            &mut number_failures,
+            failures,
+            now,
+        );
+        match number_failures {
+            Some(kept) => by_number.insert(
+                number,
+                Expiring {
+                    value: kept,
+                    until: kept.last.plus(failures.decay),
+                },
+            ),
+            None => by_number.remove(&number),
+        };
+        Ok(checked)
     }
 
     async fn resend(

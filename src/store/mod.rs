@@ -18,7 +18,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 
 use crate::domain::{Locale, ServiceName, Status, Timestamp, VerificationId};
-use crate::ratelimit::{Group, Verdict};
+use crate::ratelimit::{FailurePolicy, Group, Verdict};
 
 pub use self::memory::MemoryStore;
 pub use self::redis::{RedisSettings, RedisStore};
@@ -68,6 +68,9 @@ pub struct Record {
     pub key_id: KeyId,
     pub code_digest: Digest,
     pub binding_digest: Option<Digest>,
+    /// The number's index key: also keys its consecutive failures.
+    pub number: NumberKey,
+    pub country_code: u16,
 }
 
 impl Record {
@@ -82,7 +85,6 @@ impl Record {
 #[derive(Clone, Debug)]
 pub struct NewVerification {
     pub record: Record,
-    pub number: NumberKey,
     /// How long the number index may point at this verification: the longest
     /// it can live with every resend extending it.
     pub index_ttl: Duration,
@@ -107,12 +109,29 @@ pub enum Checked {
     /// Already approved, canceled or failed: nothing changed.
     Finished(Record),
     NotFound,
+    /// The number has too many consecutive wrong codes: no check until
+    /// `retry_after` (SEC-8, SEC-9). Nothing was spent.
+    Throttled {
+        retry_after: Duration,
+    },
+}
+
+impl ResendPolicy {
+    /// The wait after send number `sends` (1-based).
+    pub fn cooldown_after(&self, sends: u32) -> Duration {
+        self.cooldown
+            .saturating_mul(1 << sends.saturating_sub(1).min(31))
+            .min(self.max_cooldown)
+    }
 }
 
 /// Settings a resend obeys, from the service.
 #[derive(Clone, Copy, Debug)]
 pub struct ResendPolicy {
+    /// The wait after the first send; it doubles with each send …
     pub cooldown: Duration,
+    /// … up to this.
+    pub max_cooldown: Duration,
     pub max_sends: u32,
     pub ttl: Duration,
 }
@@ -176,12 +195,14 @@ pub trait Store: Send + Sync + 'static {
         now: Timestamp,
     ) -> Result<Option<VerificationId>, Error>;
 
-    /// Approves at most once; a wrong code or binding spends exactly one attempt.
+    /// Approves at most once; a wrong code or binding spends exactly one
+    /// attempt and counts one failure for the number under `failures`.
     async fn check(
         &self,
         service: &ServiceName,
         id: &VerificationId,
         candidates: &[Candidate],
+        failures: &FailurePolicy,
         now: Timestamp,
     ) -> Result<Checked, Error>;
 

@@ -24,7 +24,7 @@ use super::{
     ResendPolicy, Resent, Reservation, Started, Store,
 };
 use crate::domain::{ServiceName, Status, Timestamp, VerificationId, TAG_LEN};
-use crate::ratelimit::{Check, Group, Outcome, Verdict};
+use crate::ratelimit::{Check, FailurePolicy, Group, Outcome, Verdict};
 
 /// `[redis]` in the configuration.
 #[derive(Clone, Debug, Deserialize)]
@@ -214,6 +214,12 @@ fn decode(id: &VerificationId, fields: Vec<Value>) -> Result<Record, Error> {
         key_id: parsed("k", take("k"))?,
         code_digest: digest(take("d").ok_or_else(|| Error::Corrupt("field d missing".into()))?)?,
         binding_digest: binding,
+        number: take("nk")
+            .and_then(|nk| URL_SAFE_NO_PAD.decode(nk).ok())
+            .and_then(|nk| nk.try_into().ok())
+            .map(NumberKey)
+            .ok_or_else(|| Error::Corrupt("field nk unreadable".into()))?,
+        country_code: parsed("cc", take("cc"))?,
     })
 }
 
@@ -239,6 +245,8 @@ fn encode(record: &Record) -> Vec<(&'static str, Vec<u8>)> {
                 .map(|b| b.to_vec())
                 .unwrap_or_default(),
         ),
+        ("nk", URL_SAFE_NO_PAD.encode(record.number.0).into_bytes()),
+        ("cc", record.country_code.to_string().into_bytes()),
     ]
 }
 
@@ -273,7 +281,7 @@ impl Store for RedisStore {
         let record_ttl = now.until(record.expires_at) + RETENTION;
         let mut invocation = self.scripts.start.prepare_invoke();
         invocation
-            .key(self.number_key(&new.number))
+            .key(self.number_key(&record.number))
             .key(self.verification_key(&record.id))
             .arg(self.verification_prefix(record.id.tag()))
             .arg(now.millis())
@@ -338,13 +346,20 @@ impl Store for RedisStore {
         service: &ServiceName,
         id: &VerificationId,
         candidates: &[Candidate],
+        failures: &FailurePolicy,
         now: Timestamp,
     ) -> Result<Checked, Error> {
         let mut invocation = self.scripts.check.prepare_invoke();
         invocation
             .key(self.verification_key(id))
             .arg(service.as_str())
-            .arg(now.millis());
+            .arg(now.millis())
+            .arg(format!("{}:f:", self.slot(id.tag())))
+            .arg(failures.max)
+            .arg(failures.free)
+            .arg(millis(failures.delay))
+            .arg(millis(failures.max_delay))
+            .arg(millis(failures.decay));
         for candidate in candidates {
             let binding = candidate.binding.map(|b| b.to_vec()).unwrap_or_default();
             invocation
@@ -352,7 +367,16 @@ impl Store for RedisStore {
                 .arg(candidate.code.to_vec())
                 .arg(binding);
         }
-        match Self::outcome(id, self.invoke(invocation).await?)? {
+        let reply = self.invoke(invocation).await?;
+        if let Value::Array(items) = &reply {
+            if let [Value::BulkString(outcome), Value::Int(wait)] = items.as_slice() {
+                if outcome == b"throttled" {
+                    let retry_after = Duration::from_millis((*wait).max(0) as u64);
+                    return Ok(Checked::Throttled { retry_after });
+                }
+            }
+        }
+        match Self::outcome(id, reply)? {
             (outcome, None) if outcome == "missing" => Ok(Checked::NotFound),
             (outcome, Some(record)) => match outcome.as_str() {
                 "approved" => Ok(Checked::Approved(record)),
@@ -380,7 +404,8 @@ impl Store for RedisStore {
             .arg(millis(policy.cooldown))
             .arg(policy.max_sends)
             .arg(millis(policy.ttl))
-            .arg(millis(RETENTION));
+            .arg(millis(RETENTION))
+            .arg(millis(policy.max_cooldown));
         for candidate in candidates {
             invocation
                 .arg(candidate.key_id.as_str())

@@ -6,6 +6,7 @@ use subtle::ConstantTimeEq;
 
 use super::{Candidate, Changed, Checked, Digest, Record, ResendPolicy, Resent};
 use crate::domain::{Status, Timestamp};
+use crate::ratelimit::FailurePolicy;
 
 /// Constant-time equality of optional digests (SEC-12): absent equals absent only.
 fn same(stored: Option<&Digest>, given: Option<&Digest>) -> bool {
@@ -27,9 +28,38 @@ pub(super) fn bindings_match(record: &Record, binding: Option<&Digest>) -> bool 
     same(record.binding_digest.as_ref(), binding)
 }
 
-pub(super) fn check(record: &mut Record, candidates: &[Candidate]) -> Checked {
+/// A number's consecutive wrong codes, across its verifications.
+#[derive(Clone, Copy, Debug)]
+pub(super) struct Failures {
+    pub count: u32,
+    pub last: Timestamp,
+    pub wait_until: Timestamp,
+}
+
+/// The check, behind the number's failure gate (SEC-8, SEC-9); `failures`
+/// is the number's state, updated in place.
+pub(super) fn check(
+    record: &mut Record,
+    candidates: &[Candidate],
+    failures: &mut Option<Failures>,
+    policy: &FailurePolicy,
+    now: Timestamp,
+) -> Checked {
     if record.status != Status::Pending {
         return Checked::Finished(record.clone());
+    }
+    let current = failures.filter(|f| now < f.last.plus(policy.decay));
+    if let Some(f) = current {
+        if f.count >= policy.max {
+            return Checked::Throttled {
+                retry_after: now.until(f.last.plus(policy.decay)),
+            };
+        }
+        if now < f.wait_until {
+            return Checked::Throttled {
+                retry_after: now.until(f.wait_until),
+            };
+        }
     }
     let right = candidate_for(record, candidates).is_some_and(|candidate| {
         // Both comparisons always run, so a wrong binding costs the same time.
@@ -39,8 +69,15 @@ pub(super) fn check(record: &mut Record, candidates: &[Candidate]) -> Checked {
     });
     if right {
         record.status = Status::Approved;
+        *failures = None;
         return Checked::Approved(record.clone());
     }
+    let count = current.map_or(0, |f| f.count) + 1;
+    *failures = Some(Failures {
+        count,
+        last: now,
+        wait_until: now.plus(policy.delay_after(count)),
+    });
     record.attempts_left = record.attempts_left.saturating_sub(1);
     if record.attempts_left == 0 {
         record.status = Status::Failed;
@@ -70,7 +107,7 @@ pub(super) fn resend(
     };
     record.code_digest = candidate.code;
     record.sends += 1;
-    record.resend_after = now.plus(policy.cooldown);
+    record.resend_after = now.plus(policy.cooldown_after(record.sends));
     record.expires_at = now.plus(policy.ttl);
     Resent::Resent(record.clone())
 }

@@ -188,18 +188,6 @@ const CASES: &[Case] = &[
         },
     },
     Case {
-        label: "unknown id",
-        status: 404,
-        code: "verification-not-found",
-        request: |app, _| {
-            post(
-                app,
-                "/v1/services/demo/verifications/AAAAAAAAAAAAAAAAAAAAAAAA/check",
-            )
-            .json(&json!({ "code": "123456" }))
-        },
-    },
-    Case {
         label: "bad Idempotency-Key",
         status: 400,
         code: "invalid-idempotency-key",

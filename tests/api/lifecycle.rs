@@ -123,6 +123,8 @@ async fn a_resend_replaces_the_code_and_keeps_the_attempt_count(app: &TestApp) {
     assert_eq!(json_of(app.check(&id, &new).await).await["valid"], true);
 }
 
+/// The cooldown doubles with every send (30 s, 60 s, 120 s, 240 s) and
+/// `Retry-After` is honest: a resend at that time goes through.
 async fn resends_wait_for_the_cooldown_and_stop_at_max_sends(app: &TestApp) {
     let id = app.started(PHONE).await;
     let early = problem(app.resend(&id).await, 429, "resend-too-soon").await;
@@ -130,17 +132,19 @@ async fn resends_wait_for_the_cooldown_and_stop_at_max_sends(app: &TestApp) {
         early["detail"].as_str().expect("detail").contains("30 s"),
         "{early}"
     );
-    let response = app.resend(&id).await;
-    assert_eq!(response.headers()["retry-after"], "30");
-    for sends in 2..=5 {
-        app.clock.advance(Duration::from_secs(30));
-        assert_eq!(json_of(app.resend(&id).await).await["sends"], sends);
+    for (sends, cooldown) in [(2, 30), (3, 60), (4, 120), (5, 240)] {
+        app.clock.advance(Duration::from_secs(cooldown - 1));
+        let response = app.resend(&id).await;
+        assert_eq!(response.headers()["retry-after"], "1", "send {sends}");
+        problem(response, 429, "resend-too-soon").await;
+        app.clock.advance(Duration::from_secs(1));
+        let resent = json_of(app.resend(&id).await).await;
+        assert_eq!(resent["sends"], sends);
     }
-    app.clock.advance(Duration::from_secs(30));
     let response = app.resend(&id).await;
     assert_eq!(
         response.headers()["retry-after"],
-        "270",
+        "300",
         "until the last code expires"
     );
     problem(response, 429, "max-sends-reached").await;

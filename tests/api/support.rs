@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use otpd::carrier::RecordingCarrier;
-use otpd::config::{self, ApiKeySettings, SecretSettings, ServiceSettings, Settings};
+use otpd::config::{self, ApiKeySettings, RateSetting, SecretSettings, ServiceSettings, Settings};
 use otpd::otp::ManualClock;
 use otpd::startup::{App, Overrides};
 use serde_json::{json, Value};
@@ -110,7 +110,7 @@ impl RedisServer {
             .query(&mut connection)
             .expect("KEYS");
         keys.into_iter()
-            .map(|key| {
+            .filter_map(|key| {
                 let kind: String = redis::cmd("TYPE")
                     .arg(&key)
                     .query(&mut connection)
@@ -127,13 +127,15 @@ impl RedisServer {
                             .expect("HGETALL");
                         fields.join(&b'\n')
                     }
+                    // A limit key that expired since KEYS.
+                    "none" => return None,
                     other => panic!("unexpected key type {other} for {key}"),
                 };
                 let ttl: i64 = redis::cmd("PTTL")
                     .arg(&key)
                     .query(&mut connection)
                     .expect("PTTL");
-                (key, value, ttl)
+                Some((key, value, ttl))
             })
             .collect()
     }
@@ -149,9 +151,29 @@ pub const API_KEY: &str = "otpd_test_key_for_every_service";
 pub const DEMO_ONLY_KEY: &str = "otpd_test_key_for_demo_only";
 pub const PHONE: &str = "+819012345678";
 
-/// Settings as a test wants them: the `demo` service plus `other`, two keys,
-/// a fixed secret, a free port, and Redis when given.
+/// Settings for tests of everything but the abuse limits: the default
+/// limits, except that every request comes from 127.0.0.1 (so per-IP limits
+/// and flood shedding are lifted) and wrong codes are not delayed before the
+/// verification's own attempts run out.
 pub fn settings(redis: Option<&RedisServer>) -> Settings {
+    let mut settings = settings_with_default_limits(redis);
+    settings.http.flood_per_second = 100_000;
+    settings.http.flood_burst = 100_000;
+    for service in settings.services.values_mut() {
+        let limits = &mut service.limits;
+        limits.ip_starts = vec![RateSetting {
+            count: 100_000,
+            period: Duration::from_secs(60),
+        }];
+        limits.ip_checks = limits.ip_starts.clone();
+        limits.failed_checks.free = limits.failed_checks.max - 1;
+    }
+    settings
+}
+
+/// Settings as the product ships them: the `demo` service plus `other`, two
+/// keys, a fixed secret, a free port, and Redis when given.
+pub fn settings_with_default_limits(redis: Option<&RedisServer>) -> Settings {
     let mut settings = Settings::dev("unused").expect("dev settings");
     settings.http.listen = "127.0.0.1:0".parse().expect("address");
     settings.http.workers = 2;
@@ -164,11 +186,13 @@ pub fn settings(redis: Option<&RedisServer>) -> Settings {
             id: "all".into(),
             sha256: config::sha256_hex(API_KEY),
             services: vec!["*".into()],
+            requests_per_second: None,
         },
         ApiKeySettings {
             id: "demo-only".into(),
             sha256: config::sha256_hex(DEMO_ONLY_KEY),
             services: vec!["demo".into()],
+            requests_per_second: None,
         },
     ];
     settings

@@ -22,7 +22,11 @@ use crate::otp::{Secret, Service};
 use crate::sms::{segments, Template};
 use crate::store::RedisSettings;
 
-const DEFAULTS: &str = include_str!("../config/defaults.toml");
+mod limits;
+
+pub use self::limits::{GlobalLimitSettings, LimitSettings, RateSetting};
+
+const DEFAULTS: &str = include_str!("../../config/defaults.toml");
 /// SEC-3: no code outlives ten minutes.
 const MAX_TTL: Duration = Duration::from_secs(600);
 const MIN_SECRET_BYTES: usize = 32;
@@ -46,6 +50,11 @@ pub struct Settings {
     pub secrets: Vec<SecretSettings>,
     pub api_keys: Vec<ApiKeySettings>,
     pub services: BTreeMap<String, ServiceSettings>,
+    #[serde(default)]
+    pub limits: GlobalLimitSettings,
+    /// Price of one SMS segment per region, in the currency of the budgets.
+    #[serde(default)]
+    pub pricing: BTreeMap<String, f64>,
 }
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -63,6 +72,13 @@ pub struct HttpSettings {
     pub listen: SocketAddr,
     pub max_body_bytes: usize,
     pub workers: usize,
+    /// Peers whose `Forwarded` / `X-Forwarded-For` are believed.
+    pub trusted_proxies: Vec<ipnet::IpNet>,
+    /// IPv6 clients are limited per prefix of this length.
+    pub ipv6_prefix: u8,
+    /// In-process flood shedding per client IP, before Redis.
+    pub flood_per_second: u32,
+    pub flood_burst: u32,
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -123,6 +139,9 @@ pub struct ApiKeySettings {
     pub sha256: String,
     /// Service names, or `"*"` for all.
     pub services: Vec<String>,
+    /// Optional cap on this key's requests per second.
+    #[serde(default)]
+    pub requests_per_second: Option<u32>,
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -136,9 +155,12 @@ pub struct ServiceSettings {
     pub max_sends: u32,
     #[serde(with = "humantime_serde")]
     pub resend_cooldown: Duration,
+    #[serde(with = "humantime_serde")]
+    pub max_resend_cooldown: Duration,
     pub default_region: String,
     pub default_locale: String,
     pub templates: BTreeMap<String, String>,
+    pub limits: LimitSettings,
 }
 
 impl Default for ServiceSettings {
@@ -150,12 +172,14 @@ impl Default for ServiceSettings {
             max_attempts: 5,
             max_sends: 5,
             resend_cooldown: Duration::from_secs(30),
+            max_resend_cooldown: Duration::from_secs(600),
             default_region: "JP".into(),
             default_locale: "ja".into(),
             templates: BTreeMap::from([
                 ("en".into(), DEFAULT_TEMPLATE_EN.into()),
                 ("ja".into(), DEFAULT_TEMPLATE_JA.into()),
             ]),
+            limits: LimitSettings::default(),
         }
     }
 }
@@ -183,6 +207,7 @@ pub struct ApiKey {
     pub sha256: [u8; 32],
     /// `None` means every service.
     pub services: Option<Vec<ServiceName>>,
+    pub requests_per_second: Option<u32>,
 }
 
 /// What `validate` makes of the settings: the typed pieces `startup` wires.
@@ -227,6 +252,7 @@ impl Settings {
             id: "dev".into(),
             sha256: sha256_hex(dev_api_key),
             services: vec!["demo".into()],
+            requests_per_second: None,
         });
         Ok(settings)
     }
@@ -246,11 +272,26 @@ impl Settings {
             return Err(invalid("http.max_body_bytes", "must be at least 256"));
         }
         let secrets = self.validate_secrets()?;
+        if self.http.ipv6_prefix > 128 || self.http.ipv6_prefix < 32 {
+            return Err(invalid("http.ipv6_prefix", "between 32 and 128"));
+        }
+        if self.http.flood_per_second == 0 || self.http.flood_burst == 0 {
+            return Err(invalid(
+                "http.flood_per_second",
+                "flood_per_second and flood_burst must be at least 1",
+            ));
+        }
+        let shared = limits::Shared {
+            global: &self.limits,
+            pricing: &self.pricing,
+            ipv6_prefix: self.http.ipv6_prefix,
+        };
         let services = self
             .services
             .iter()
             .map(|(name, settings)| {
-                validate_service(name, settings).map(|service| (service.name.clone(), service))
+                validate_service(name, settings, &shared)
+                    .map(|service| (service.name.clone(), service))
             })
             .collect::<Result<BTreeMap<_, _>, _>>()?;
         if services.is_empty() {
@@ -321,10 +362,14 @@ impl Settings {
                     });
                     Some(names.collect::<Result<Vec<_>, _>>()?)
                 };
+                if key.requests_per_second == Some(0) {
+                    return Err(invalid(format!("{path}.requests_per_second"), "at least 1"));
+                }
                 Ok(ApiKey {
                     id: key.id.clone(),
                     sha256,
                     services: allowed,
+                    requests_per_second: key.requests_per_second,
                 })
             })
             .collect()
@@ -338,7 +383,11 @@ fn redis_prefix_invalid(prefix: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
 }
 
-fn validate_service(name: &str, settings: &ServiceSettings) -> Result<Service, ConfigError> {
+fn validate_service(
+    name: &str,
+    settings: &ServiceSettings,
+    shared: &limits::Shared<'_>,
+) -> Result<Service, ConfigError> {
     let key = |field: &str| format!("services.{name}.{field}");
     let service_name: ServiceName = name
         .parse()
@@ -368,8 +417,12 @@ fn validate_service(name: &str, settings: &ServiceSettings) -> Result<Service, C
             format!("{} is outside 1..=10", settings.max_sends),
         ));
     }
-    if settings.resend_cooldown > MAX_TTL {
-        return Err(invalid(key("resend_cooldown"), "may not exceed 10m"));
+    if settings.resend_cooldown > MAX_TTL || settings.max_resend_cooldown < settings.resend_cooldown
+    {
+        return Err(invalid(
+            key("resend_cooldown"),
+            "may not exceed 10m nor max_resend_cooldown",
+        ));
     }
     let default_region: Region = settings
         .default_region
@@ -416,7 +469,10 @@ fn validate_service(name: &str, settings: &ServiceSettings) -> Result<Service, C
     if !templates.contains_key(&default_locale) {
         return Err(invalid(key("default_locale"), "has no template"));
     }
+    let limits = settings.limits.policy(&key("limits"), shared)?;
     Ok(Service {
+        limits,
+        max_resend_cooldown: settings.max_resend_cooldown,
         name: service_name,
         display_name,
         code_length: settings.code_length,

@@ -1,0 +1,296 @@
+//! A service's limits and the groups of them each request must pass.
+//! Keys are keyed hashes (RL-6): no number, IP or range is stored.
+
+use std::collections::{BTreeMap, HashSet};
+use std::net::IpAddr;
+use std::time::Duration;
+
+use super::calendar;
+use super::limit::{Check, Gcra, Group, Item, Scope};
+use crate::domain::{Phone, Timestamp};
+
+/// `count` per `period`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Rate {
+    pub count: u32,
+    pub period: Duration,
+}
+
+impl Rate {
+    /// `5-per-15m`: the policy name in RateLimit headers.
+    fn name(&self, scope: Scope) -> String {
+        format!(
+            "{}-{}-per-{}",
+            scope.as_str(),
+            self.count,
+            humantime::format_duration(self.period)
+        )
+    }
+}
+
+/// Consecutive wrong codes for one number, across its verifications
+/// (SEC-8, SEC-9).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FailurePolicy {
+    /// Checks are refused at this many (never above 100).
+    pub max: u32,
+    /// Failures without delay.
+    pub free: u32,
+    /// Wait after the first delayed failure, doubling after each next one.
+    pub delay: Duration,
+    pub max_delay: Duration,
+    /// Failures are forgotten this long after the last one.
+    pub decay: Duration,
+}
+
+impl FailurePolicy {
+    /// The wait imposed after failure number `failures` (1-based).
+    pub fn delay_after(&self, failures: u32) -> Duration {
+        if failures <= self.free {
+            return Duration::ZERO;
+        }
+        let doublings = (failures - self.free - 1).min(31);
+        self.delay
+            .saturating_mul(1 << doublings)
+            .min(self.max_delay)
+    }
+}
+
+/// Caps in messages and in money (minor units, e.g. sen or cents) per
+/// calendar day and month.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Budget {
+    pub daily_messages: Option<u64>,
+    pub monthly_messages: Option<u64>,
+    pub daily_cost: Option<u64>,
+    pub monthly_cost: Option<u64>,
+    /// Price of one segment by region (`JP`), in minor units.
+    pub prices: BTreeMap<String, u64>,
+    /// Where days and months begin, in hours east of UTC.
+    pub utc_offset_hours: i64,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Policy {
+    pub number_sends: Vec<Rate>,
+    pub ip_starts: Vec<Rate>,
+    pub ip_checks: Vec<Rate>,
+    pub range_sends: Vec<Rate>,
+    pub range_block: Duration,
+    /// Digits dropped from the end of a number to get its range, by country
+    /// calling code; `default_range_digits` for the rest.
+    pub range_digits: BTreeMap<u16, usize>,
+    pub default_range_digits: usize,
+    /// Regions (ISO 3166-1) a service sends to.
+    pub countries: Vec<String>,
+    pub country_sends: BTreeMap<String, Vec<Rate>>,
+    pub service_sends: Vec<Rate>,
+    /// Across every service (from the top-level `[limits]`).
+    pub global_sends: Vec<Rate>,
+    pub failed_checks: FailurePolicy,
+    pub budget: Budget,
+    /// Scopes that report instead of refusing (ABU-9).
+    pub monitor: HashSet<Scope>,
+    /// IPv6 clients are limited per prefix of this length.
+    pub ipv6_prefix: u8,
+}
+
+/// Makes a limit key from its parts (a keyed hash; see `Keyring::limit_key`).
+pub trait KeyMaker {
+    fn limit_key(&self, parts: &[&[u8]]) -> [u8; 16];
+}
+
+/// Who and what one send or check is about.
+pub struct Subject<'a> {
+    pub service: &'a str,
+    pub phone: &'a Phone,
+    pub client_ip: Option<IpAddr>,
+}
+
+impl Policy {
+    fn item(&self, scope: Scope, key: [u8; 16], rate: &Rate) -> Item {
+        Item {
+            key,
+            check: Check::Rate(Gcra::new(rate.count, rate.period)),
+            cost: 1,
+            monitor: self.monitor.contains(&scope),
+            block: None,
+            scope,
+            policy: rate.name(scope),
+            window: rate.period,
+        }
+    }
+
+    /// One item per rate, each on its own key, all in the slot of `key`.
+    fn group(
+        &self,
+        keys: &dyn KeyMaker,
+        scope: Scope,
+        key: [u8; 16],
+        rates: &[Rate],
+    ) -> Option<Group> {
+        let items: Vec<Item> = rates
+            .iter()
+            .map(|rate| {
+                let name = rate.name(scope);
+                self.item(scope, keys.limit_key(&[&key, name.as_bytes()]), rate)
+            })
+            .collect();
+        (!items.is_empty()).then(|| Group {
+            tag: [key[0], key[1]],
+            items,
+        })
+    }
+
+    /// The IP as limited: IPv4 whole, IPv6 by its prefix.
+    fn ip_bytes(&self, ip: IpAddr) -> Vec<u8> {
+        match super::network_of(ip, self.ipv6_prefix) {
+            IpAddr::V4(v4) => v4.octets().to_vec(),
+            IpAddr::V6(v6) => v6.octets().to_vec(),
+        }
+    }
+
+    /// The number's range: its E.164 digits without the last few.
+    pub fn range_of(&self, phone: &Phone) -> String {
+        let digits = self
+            .range_digits
+            .get(&phone.country_code())
+            .copied()
+            .unwrap_or(self.default_range_digits);
+        let e164 = phone.e164();
+        e164[..e164.len().saturating_sub(digits).max(3)].to_owned()
+    }
+
+    /// The limits a send (start or resend) must pass. `number_key` is the
+    /// verification's own tag source, so the number's group shares its slot.
+    pub fn send_groups(
+        &self,
+        keys: &dyn KeyMaker,
+        subject: &Subject<'_>,
+        number_key: [u8; 16],
+        starting: bool,
+        now: Timestamp,
+    ) -> Vec<Group> {
+        let service = subject.service.as_bytes();
+        let region = subject.phone.region();
+        let mut groups = Vec::new();
+        groups.extend(self.group(keys, Scope::Number, number_key, &self.number_sends));
+        if let (true, Some(ip)) = (starting, subject.client_ip) {
+            let key = keys.limit_key(&[b"ip-start", service, &self.ip_bytes(ip)]);
+            groups.extend(self.group(keys, Scope::Ip, key, &self.ip_starts));
+        }
+        let range = self.range_of(subject.phone);
+        let range_key = keys.limit_key(&[b"range", service, range.as_bytes()]);
+        if let Some(mut group) = self.group(keys, Scope::Range, range_key, &self.range_sends) {
+            group
+                .items
+                .iter_mut()
+                .for_each(|item| item.block = Some(self.range_block));
+            groups.push(group);
+        }
+        if let Some(rates) = self.country_sends.get(region) {
+            groups.extend(self.group(
+                keys,
+                Scope::Country,
+                keys.limit_key(&[b"country", service, region.as_bytes()]),
+                rates,
+            ));
+        }
+        groups.extend(self.group(
+            keys,
+            Scope::Global,
+            keys.limit_key(&[b"service", service]),
+            &self.service_sends,
+        ));
+        groups.extend(self.group(
+            keys,
+            Scope::Global,
+            keys.limit_key(&[b"global"]),
+            &self.global_sends,
+        ));
+        groups.extend(self.budget_group(keys, service, region, now));
+        groups
+    }
+
+    /// The limits a check must pass before its code is compared.
+    pub fn check_groups(
+        &self,
+        keys: &dyn KeyMaker,
+        service: &str,
+        client_ip: Option<IpAddr>,
+    ) -> Vec<Group> {
+        let Some(ip) = client_ip else {
+            return Vec::new();
+        };
+        let key = keys.limit_key(&[b"ip-check", service.as_bytes(), &self.ip_bytes(ip)]);
+        self.group(keys, Scope::Ip, key, &self.ip_checks)
+            .into_iter()
+            .collect()
+    }
+
+    fn budget_group(
+        &self,
+        keys: &dyn KeyMaker,
+        service: &[u8],
+        region: &str,
+        now: Timestamp,
+    ) -> Option<Group> {
+        let budget = &self.budget;
+        let price = budget.prices.get(region).copied().unwrap_or(0);
+        let day = calendar::day(now, budget.utc_offset_hours);
+        let month = calendar::month(now, budget.utc_offset_hours);
+        let caps = [
+            ("messages-day", budget.daily_messages, 1, &day),
+            ("messages-month", budget.monthly_messages, 1, &month),
+            ("cost-day", budget.daily_cost, price, &day),
+            ("cost-month", budget.monthly_cost, price, &month),
+        ];
+        let tag_key = keys.limit_key(&[b"budget", service]);
+        let items: Vec<Item> = caps
+            .into_iter()
+            .filter_map(|(name, cap, cost, window)| {
+                let cap = cap?;
+                let key =
+                    keys.limit_key(&[b"budget", service, name.as_bytes(), window.id.as_bytes()]);
+                Some(Item {
+                    key,
+                    check: Check::Quota {
+                        cap,
+                        until: window.end,
+                    },
+                    cost,
+                    monitor: self.monitor.contains(&Scope::Budget),
+                    block: None,
+                    scope: Scope::Budget,
+                    policy: format!("budget-{name}"),
+                    window: now.until(window.end),
+                })
+            })
+            .collect();
+        (!items.is_empty()).then(|| Group {
+            tag: [tag_key[0], tag_key[1]],
+            items,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn failure_delays_double_from_the_first_past_the_free_ones_sec_9() {
+        let policy = FailurePolicy {
+            max: 20,
+            free: 3,
+            delay: Duration::from_secs(30),
+            max_delay: Duration::from_secs(3600),
+            decay: Duration::from_secs(86_400),
+        };
+        let delays: Vec<u64> = (1..=12).map(|n| policy.delay_after(n).as_secs()).collect();
+        assert_eq!(
+            delays,
+            [0, 0, 0, 30, 60, 120, 240, 480, 960, 1920, 3600, 3600]
+        );
+    }
+}
