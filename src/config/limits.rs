@@ -52,7 +52,7 @@ pub struct LimitSettings {
     pub failed_checks: FailedCheckSettings,
     pub budget: BudgetSettings,
     /// Scopes that only report: "number", "ip", "range", "country",
-    /// "global", "check-failures", "budget".
+    /// "global", "budget".
     pub monitor: Vec<String>,
 }
 
@@ -164,21 +164,20 @@ fn region(key: &str, text: &str) -> Result<String, ConfigError> {
         .map_err(|e| invalid(key, e))
 }
 
-fn scope(key: &str, text: &str) -> Result<Scope, ConfigError> {
+/// Scopes that may run in monitor mode. The failure cap is always enforced
+/// (SEC-8), and API-key caps are not a service's to relax.
+fn monitored_scope(key: &str, text: &str) -> Result<Scope, ConfigError> {
     let scopes = [
         Scope::Number,
         Scope::Ip,
         Scope::Range,
         Scope::Country,
         Scope::Global,
-        Scope::ApiKey,
-        Scope::CheckFailures,
         Scope::Budget,
     ];
-    scopes
-        .into_iter()
-        .find(|scope| scope.as_str() == text)
-        .ok_or_else(|| invalid(key, format!("{text:?} is not a limit scope")))
+    scopes.into_iter().find(|scope| scope.as_str() == text).ok_or_else(|| {
+        invalid(key, format!("{text:?} cannot be monitored; use number, ip, range, country, global or budget"))
+    })
 }
 
 /// Context every service's policy shares.
@@ -236,7 +235,7 @@ impl LimitSettings {
         let monitor = self
             .monitor
             .iter()
-            .map(|text| scope(&at("monitor"), text))
+            .map(|text| monitored_scope(&at("monitor"), text))
             .collect::<Result<HashSet<_>, _>>()?;
         let budget = &self.budget;
         let prices = shared

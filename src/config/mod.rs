@@ -614,6 +614,23 @@ mod tests {
         }
     }
 
+    fn demo_limits(settings: &mut Settings) -> &mut LimitSettings {
+        &mut settings.services.get_mut("demo").expect("demo").limits
+    }
+
+    /// SEC-8: the consecutive-failure cap is always enforced.
+    #[test]
+    fn the_failure_cap_cannot_be_monitored_or_raised_past_100() {
+        let mut settings = dev();
+        demo_limits(&mut settings).monitor = vec!["check-failures".into()];
+        assert!(rejected(&settings)
+            .starts_with("services.demo.limits.monitor: \"check-failures\" cannot be monitored"));
+        let mut settings = dev();
+        demo_limits(&mut settings).failed_checks.max = 101;
+        assert!(rejected(&settings)
+            .starts_with("services.demo.limits.failed_checks.max: 101 is outside 1..=100"));
+    }
+
     #[test]
     fn api_keys_must_name_configured_services() {
         let mut settings = dev();

@@ -237,8 +237,8 @@ mod tests {
 
     #[test]
     fn reads_other_countries_in_e164() {
-        let uk = Phone::parse("+447911123456", jp()).expect("UK mobile");
-        assert_eq!(uk.masked(), "+44 7911 **3456");
+        let uk = Phone::parse("+447400123456", jp()).expect("UK mobile");
+        assert_eq!((uk.masked(), uk.region()), ("+44 7400 **3456", "GB"));
         let us = Phone::parse("+12015550123", jp()).expect("US number");
         assert_eq!(us.country_code(), 1);
         assert!(!us.masked().contains("555"));

@@ -135,6 +135,19 @@ mod tests {
     }
 
     #[test]
+    fn ipv6_clients_are_one_network_per_prefix() {
+        assert_eq!(
+            network_of(ip("2001:db8:1:2:aaaa::1"), 64),
+            ip("2001:db8:1:2::")
+        );
+        assert_eq!(
+            network_of(ip("2001:db8:1:2:bbbb::9"), 64),
+            ip("2001:db8:1:2::")
+        );
+        assert_eq!(network_of(ip("198.51.100.7"), 64), ip("198.51.100.7"));
+    }
+
+    #[test]
     fn garbage_behind_a_trusted_proxy_stops_the_walk() {
         assert_eq!(
             proxies().client(ip("10.0.0.1"), &[], &["unknown"]),

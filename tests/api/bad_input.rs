@@ -220,7 +220,7 @@ async fn every_bad_input_gets_its_problem_and_changes_nothing() {
     let redis = RedisServer::start();
     let app = TestApp::spawn(&settings(Some(&redis))).await;
     let id = app.started("+819011112222").await;
-    let keys = redis.key_count();
+    let keys = redis.keys();
     for case in CASES {
         let response = (case.request)(&app, &id).send().await.expect("sent");
         let label = case.label;
@@ -229,7 +229,7 @@ async fn every_bad_input_gets_its_problem_and_changes_nothing() {
             assert_eq!(response.headers()["www-authenticate"], "Bearer", "{label}");
         }
         problem(response, case.status, case.code).await;
-        assert_eq!(redis.key_count(), keys, "{label} stored something");
+        redis.assert_no_new_keys(&keys, label);
     }
     assert_eq!(app.carrier.count(), 1, "no bad input sent an SMS");
     let status = crate::support::json_of(app.status(&id).await).await;

@@ -11,15 +11,7 @@ async fn redis_down_answers_503_and_recovers_without_a_restart() {
     let app = TestApp::spawn(&settings(Some(&redis))).await;
     let id = app.started(PHONE).await;
     let code = app.sent_code(PHONE);
-    assert_eq!(
-        app.http
-            .get(app.url("/readyz"))
-            .send()
-            .await
-            .expect("sent")
-            .status(),
-        200
-    );
+    assert_eq!(app.public("/readyz").await.status(), 200);
 
     redis.stop();
     let check = app.check(&id, &code).await;
@@ -27,21 +19,8 @@ async fn redis_down_answers_503_and_recovers_without_a_restart() {
     problem(check, 503, "store-unavailable").await;
     problem(app.start("+819087654321").await, 503, "store-unavailable").await;
     problem(app.status(&id).await, 503, "store-unavailable").await;
-    problem(
-        app.http.get(app.url("/readyz")).send().await.expect("sent"),
-        503,
-        "store-unavailable",
-    )
-    .await;
-    assert_eq!(
-        app.http
-            .get(app.url("/healthz"))
-            .send()
-            .await
-            .expect("sent")
-            .status(),
-        200
-    );
+    problem(app.public("/readyz").await, 503, "store-unavailable").await;
+    assert_eq!(app.public("/healthz").await.status(), 200);
     assert_eq!(
         app.carrier.bodies_to("+819087654321").len(),
         0,
@@ -64,12 +43,7 @@ async fn otpd_starts_while_redis_is_down_and_serves_once_it_is_up() {
     let mut redis = RedisServer::start();
     redis.stop();
     let app = TestApp::spawn(&settings(Some(&redis))).await;
-    problem(
-        app.http.get(app.url("/readyz")).send().await.expect("sent"),
-        503,
-        "store-unavailable",
-    )
-    .await;
+    problem(app.public("/readyz").await, 503, "store-unavailable").await;
     redis.start_again();
     let ready = app.becomes_ready(Duration::from_secs(10)).await;
     assert!(ready);

@@ -1,6 +1,7 @@
 //! Black-box tests of otpd over HTTP, against a real redis-server that each
 //! test starts on a free port.
 
+mod abuse;
 mod bad_input;
 mod binary;
 mod concurrency;

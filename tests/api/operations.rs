@@ -33,12 +33,7 @@ async fn request_ids_are_honoured_when_sane_and_generated_otherwise() {
         assert_ne!(replaced, id);
         assert!(replaced.len() >= 16, "{replaced}");
     }
-    let generated = app
-        .http
-        .get(app.url("/healthz"))
-        .send()
-        .await
-        .expect("sent");
+    let generated = app.public("/healthz").await;
     assert!(!generated.headers()["x-request-id"].is_empty());
     assert_eq!(json_of(generated).await["status"], "ok");
 }
@@ -46,7 +41,7 @@ async fn request_ids_are_honoured_when_sane_and_generated_otherwise() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn readyz_reports_the_store() {
     let app = TestApp::spawn(&settings(None)).await;
-    let ready = app.http.get(app.url("/readyz")).send().await.expect("sent");
+    let ready = app.public("/readyz").await;
     assert_eq!(ready.status(), 200);
     assert_eq!(json_of(ready).await["status"], "ready");
 }

@@ -97,9 +97,19 @@ impl RedisServer {
         redis::Client::open(self.url()).expect("redis url")
     }
 
-    pub fn key_count(&self) -> usize {
+    pub fn keys(&self) -> std::collections::BTreeSet<String> {
         let mut connection = self.client().get_connection().expect("redis connection");
-        redis::cmd("DBSIZE").query(&mut connection).expect("DBSIZE")
+        redis::cmd("KEYS")
+            .arg("*")
+            .query(&mut connection)
+            .expect("KEYS")
+    }
+
+    /// Panics if Redis holds a key that is not in `before` (keys that
+    /// expired meanwhile are fine): what "stored nothing" means.
+    pub fn assert_no_new_keys(&self, before: &std::collections::BTreeSet<String>, what: &str) {
+        let new: Vec<String> = self.keys().difference(before).cloned().collect();
+        assert!(new.is_empty(), "{what} stored {new:?}");
     }
 
     /// Every key with its value bytes and its TTL in milliseconds.
@@ -135,7 +145,8 @@ impl RedisServer {
                     .arg(&key)
                     .query(&mut connection)
                     .expect("PTTL");
-                Some((key, value, ttl))
+                // -2: it expired meanwhile; -1 (no TTL) is kept for the caller.
+                (ttl != -2).then_some((key, value, ttl))
             })
             .collect()
     }
@@ -272,11 +283,10 @@ impl TestApp {
     /// Starts a verification that must be created; returns its id.
     pub async fn started(&self, to: &str) -> String {
         let response = self.start(to).await;
-        assert_eq!(response.status(), 201, "start");
-        json_of(response).await["id"]
-            .as_str()
-            .expect("id")
-            .to_owned()
+        let status = response.status();
+        let body = json_of(response).await;
+        assert_eq!(status, 201, "start: {body}");
+        body["id"].as_str().expect("id").to_owned()
     }
 
     pub async fn check(&self, id: &str, code: &str) -> reqwest::Response {
@@ -306,6 +316,16 @@ impl TestApp {
     pub async fn status(&self, id: &str) -> reqwest::Response {
         self.get(&format!("/v1/services/demo/verifications/{id}"))
             .await
+    }
+
+    /// A GET without an API key (health, readiness, metrics).
+    pub async fn public(&self, path: &str) -> reqwest::Response {
+        self.http.get(self.url(path)).send().await.expect("sent")
+    }
+
+    /// The Prometheus exposition at `/metrics`.
+    pub async fn metrics(&self) -> String {
+        self.public("/metrics").await.text().await.expect("text")
     }
 
     /// Polls `/readyz` until it answers 200 or `within` passes.

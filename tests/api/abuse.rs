@@ -1,0 +1,698 @@
+//! Abuse protection over HTTP: each limit at its boundary with an honest
+//! `Retry-After`, refusals that leave nothing behind, trusted client IPs,
+//! SMS pumping and brute force (ABU-*, RL-*, SEC-8, SEC-9).
+
+use std::time::Duration;
+
+use futures_util::future::join_all;
+use otpd::carrier::RecordingCarrier;
+use otpd::config::{RateSetting, Settings};
+use otpd::otp::ManualClock;
+use serde_json::{json, Value};
+
+use crate::support::{
+    json_of, problem, settings_with_default_limits, wrong, RedisServer, TestApp, API_KEY, PHONE,
+};
+
+/// The `n`th of a set of mobile numbers, each in its own range.
+fn number(set: u32, n: u32) -> String {
+    format!("+8190{:02}{:02}0000", 10 + set, n)
+}
+
+fn rate(count: u32, seconds: u64) -> RateSetting {
+    RateSetting {
+        count,
+        period: Duration::from_secs(seconds),
+    }
+}
+
+/// Default limits, with a change to the `demo` service's.
+fn with_demo(redis: &RedisServer, change: impl FnOnce(&mut Settings)) -> Settings {
+    let mut settings = settings_with_default_limits(Some(redis));
+    change(&mut settings);
+    settings
+}
+
+fn demo(settings: &mut Settings) -> &mut otpd::config::LimitSettings {
+    &mut settings.services.get_mut("demo").expect("demo").limits
+}
+
+async fn start_from(
+    app: &TestApp,
+    to: &str,
+    forwarded_for: Option<&str>,
+    binding: Option<&str>,
+) -> reqwest::Response {
+    let mut body = json!({ "to": to, "channel": "sms" });
+    if let Some(binding) = binding {
+        body["binding"] = json!(binding);
+    }
+    let mut request = app
+        .http
+        .post(app.url("/v1/services/demo/verifications"))
+        .bearer_auth(API_KEY)
+        .json(&body);
+    if let Some(ip) = forwarded_for {
+        request = request.header("x-forwarded-for", ip);
+    }
+    request.send().await.expect("sent")
+}
+
+/// A 429 `rate-limited` for `scope`, with an honest `Retry-After` and the
+/// draft RateLimit fields (RL-4); returns the `Retry-After` seconds.
+async fn limited(response: reqwest::Response, scope: &str) -> u64 {
+    let headers = response.headers().clone();
+    let body = problem(
+        response,
+        429,
+        if scope == "budget" {
+            "budget-exhausted"
+        } else {
+            "rate-limited"
+        },
+    )
+    .await;
+    assert_eq!(body["scope"], scope, "{body}");
+    let retry: u64 = headers["retry-after"]
+        .to_str()
+        .expect("ascii")
+        .parse()
+        .expect("seconds");
+    if scope != "ip" || headers.get("ratelimit").is_some() {
+        let policy = headers["ratelimit-policy"].to_str().expect("ascii");
+        let state = headers["ratelimit"].to_str().expect("ascii");
+        assert!(
+            policy.starts_with('"') && policy.contains(";q=") && policy.contains(";w="),
+            "{policy}"
+        );
+        assert!(state.contains(";r=0;t="), "{state}");
+        assert!(
+            state.ends_with(&format!(";t={retry}")),
+            "RateLimit agrees with Retry-After: {state}"
+        );
+    }
+    retry
+}
+
+/// Keys that hold verifications.
+fn verification_keys(redis: &RedisServer) -> usize {
+    redis
+        .dump()
+        .iter()
+        .filter(|(key, _, _)| key.contains(":v:"))
+        .count()
+}
+
+/// ABU-3: five sends per number in 15 minutes; one number however written.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn number_sends_stop_at_five_per_fifteen_minutes_however_the_number_is_written() {
+    let redis = RedisServer::start();
+    let app = TestApp::spawn(&settings_with_default_limits(Some(&redis))).await;
+    let forms = [
+        "090-1234-5678",
+        "+81 90 1234 5678",
+        "+819012345678",
+        "０９０１２３４５６７８",
+        "09012345678",
+    ];
+    for (at, form) in forms.iter().enumerate() {
+        // A new binding each time: a new verification, a new send.
+        let response = start_from(&app, form, None, Some(&format!("session-{at}"))).await;
+        assert_eq!(response.status(), 201, "send {}", at + 1);
+    }
+    let keys = redis.keys();
+    let retry = limited(
+        start_from(&app, PHONE, None, Some("session-6")).await,
+        "number",
+    )
+    .await;
+    assert_eq!(retry, 180, "one send every 3 minutes");
+    redis.assert_no_new_keys(&keys, "a refused start");
+    assert_eq!(app.carrier.bodies_to(PHONE).len(), 5);
+    app.clock.advance(Duration::from_secs(retry));
+    assert_eq!(
+        start_from(&app, PHONE, None, Some("session-7"))
+            .await
+            .status(),
+        201,
+        "Retry-After was honest"
+    );
+}
+
+/// ABU-5: ten starts per client IP per minute.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn starts_per_ip_stop_at_ten_per_minute() {
+    let redis = RedisServer::start();
+    let app = TestApp::spawn(&settings_with_default_limits(Some(&redis))).await;
+    for n in 0..10 {
+        assert_eq!(
+            start_from(&app, &number(1, n), None, None).await.status(),
+            201
+        );
+    }
+    let retry = limited(start_from(&app, &number(1, 99), None, None).await, "ip").await;
+    assert_eq!(retry, 6);
+    app.clock.advance(Duration::from_secs(6));
+    assert_eq!(
+        start_from(&app, &number(1, 99), None, None).await.status(),
+        201
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn checks_per_ip_stop_at_sixty_per_minute() {
+    let redis = RedisServer::start();
+    // Failures are not what this test is about.
+    let settings = with_demo(&redis, |s| demo(s).failed_checks.free = 99);
+    let settings = {
+        let mut settings = settings;
+        demo(&mut settings).failed_checks.max = 100;
+        settings
+    };
+    let app = TestApp::spawn(&settings).await;
+    let id = app.started(PHONE).await;
+    for _ in 0..60 {
+        assert_ne!(app.check(&id, "000000").await.status(), 429);
+    }
+    let retry = limited(app.check(&id, "000000").await, "ip").await;
+    assert_eq!(retry, 1);
+}
+
+/// ABU-4: 20 sends per range per hour, then the range is blocked for 12 h;
+/// other ranges are not affected.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_range_over_its_limit_is_blocked_for_twelve_hours() {
+    let redis = RedisServer::start();
+    let app = TestApp::spawn(&with_demo(&redis, |s| {
+        s.http.trusted_proxies = vec!["127.0.0.1/32".parse().expect("cidr")]
+    }))
+    .await;
+    for n in 0..20 {
+        let response = start_from(
+            &app,
+            &format!("+81901234{n:04}"),
+            Some(&format!("198.51.100.{n}")),
+            None,
+        )
+        .await;
+        assert_eq!(response.status(), 201, "send {n}");
+    }
+    let retry = limited(
+        start_from(&app, "+819012349999", Some("198.51.100.200"), None).await,
+        "range",
+    )
+    .await;
+    assert_eq!(retry, 12 * 3600);
+    assert_eq!(
+        start_from(&app, "+819055550000", Some("198.51.100.201"), None)
+            .await
+            .status(),
+        201,
+        "another range"
+    );
+    app.clock.advance(Duration::from_secs(3600));
+    let still = limited(
+        start_from(&app, "+819012349998", Some("198.51.100.202"), None).await,
+        "range",
+    )
+    .await;
+    assert_eq!(still, 11 * 3600, "the block does not slide");
+    app.clock.advance(Duration::from_secs(11 * 3600));
+    assert_eq!(
+        start_from(&app, "+819012349997", Some("198.51.100.203"), None)
+            .await
+            .status(),
+        201
+    );
+    let metrics = app.metrics().await;
+    assert!(
+        metrics.contains(r#"otpd_blocked_total{mode="enforce",reason="range",service="demo"} 2"#),
+        "{metrics}"
+    );
+}
+
+/// ABU-1: a service sends only to the countries it lists.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn other_countries_are_refused_unless_listed_or_monitored() {
+    let redis = RedisServer::start();
+    let app = TestApp::spawn(&settings_with_default_limits(Some(&redis))).await;
+    let keys = redis.keys();
+    problem(
+        start_from(&app, "+447400123456", None, None).await,
+        422,
+        "country-not-allowed",
+    )
+    .await;
+    redis.assert_no_new_keys(&keys, "a start to another country");
+    assert_eq!(app.carrier.count(), 0);
+
+    let listed = TestApp::spawn(&with_demo(&redis, |s| {
+        demo(s).countries = vec!["JP".into(), "GB".into()]
+    }))
+    .await;
+    assert_eq!(
+        start_from(&listed, "+447400123456", None, None)
+            .await
+            .status(),
+        201
+    );
+    let monitored = TestApp::spawn(&with_demo(&redis, |s| {
+        demo(s).monitor = vec!["country".into()]
+    }))
+    .await;
+    assert_eq!(
+        start_from(&monitored, "+447400123457", None, None)
+            .await
+            .status(),
+        201
+    );
+    let metrics = monitored.metrics().await;
+    assert!(
+        metrics.contains(r#"otpd_blocked_total{mode="monitor",reason="country",service="demo"} 1"#),
+        "{metrics}"
+    );
+}
+
+/// Country, service-wide and global caps, each at its boundary.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn country_service_and_global_caps_hold_at_their_boundary() {
+    let redis = RedisServer::start();
+    let trusted =
+        |s: &mut Settings| s.http.trusted_proxies = vec!["127.0.0.1/32".parse().expect("cidr")];
+    type Change = Box<dyn Fn(&mut Settings)>;
+    let cases: [(&str, Change, u64); 3] = [
+        (
+            "country",
+            Box::new(|s| {
+                demo(s)
+                    .country_sends
+                    .insert("JP".into(), vec![rate(3, 3600)]);
+            }),
+            1200,
+        ),
+        (
+            "global",
+            Box::new(|s| demo(s).service_sends = vec![rate(3, 60)]),
+            20,
+        ),
+        (
+            "global",
+            Box::new(|s| s.limits.global_sends = vec![rate(3, 60)]),
+            20,
+        ),
+    ];
+    for (scope, change, expected_retry) in cases {
+        let app = TestApp::spawn(&with_demo(&redis, |s| {
+            trusted(s);
+            change(s);
+        }))
+        .await;
+        let prefix = 20 + app.carrier.count() as u32;
+        for n in 0..3 {
+            let to = number(prefix, n);
+            assert_eq!(
+                start_from(&app, &to, Some(&format!("203.0.113.{n}")), None)
+                    .await
+                    .status(),
+                201,
+                "{scope} {n}"
+            );
+        }
+        let retry = limited(
+            start_from(&app, &number(prefix, 99), Some("203.0.113.9"), None).await,
+            scope,
+        )
+        .await;
+        assert_eq!(retry, expected_retry, "{scope}");
+        redis
+            .client()
+            .get_connection()
+            .and_then(|mut c| redis::cmd("FLUSHALL").query::<()>(&mut c))
+            .expect("flush");
+    }
+}
+
+/// ABU-7: budgets in messages and money; 50/80/100 % crossings are metrics.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn budgets_refuse_at_their_cap_and_report_crossings() {
+    let redis = RedisServer::start();
+    let app = TestApp::spawn(&with_demo(&redis, |s| {
+        s.pricing.insert("JP".into(), 3.0);
+        let limits = demo(s);
+        limits.budget.daily_cost = Some(15.0);
+        limits.budget.monthly_messages = Some(100);
+        limits.ip_starts = vec![rate(100, 60)];
+    }))
+    .await;
+    for n in 0..5 {
+        assert_eq!(
+            start_from(&app, &number(3, n), None, None).await.status(),
+            201,
+            "{n}"
+        );
+    }
+    let retry = limited(start_from(&app, &number(3, 99), None, None).await, "budget").await;
+    assert!(
+        retry > 0 && retry <= 86_400,
+        "until the day ends in Japan: {retry}"
+    );
+    assert_eq!(app.carrier.count(), 5);
+    let metrics = app.metrics().await;
+    for threshold in [50, 80, 100] {
+        let line = format!(
+            r#"otpd_budget_threshold_crossed_total{{budget="budget-cost-day",service="demo",threshold="{threshold}"}} 1"#
+        );
+        assert!(metrics.contains(&line), "{line}\n{metrics}");
+    }
+    assert!(!metrics.contains(r#"budget="budget-messages-month",service="demo",threshold="50""#));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_api_key_can_be_capped_per_second() {
+    let redis = RedisServer::start();
+    let app = TestApp::spawn(&with_demo(&redis, |s| {
+        s.api_keys[0].requests_per_second = Some(3)
+    }))
+    .await;
+    for _ in 0..3 {
+        assert_eq!(
+            app.get("/v1/services/demo/verifications/AAAAAAAAAAAAAAAAAAAAAAAA")
+                .await
+                .status(),
+            404
+        );
+    }
+    let retry = limited(
+        app.get("/v1/services/demo/verifications/AAAAAAAAAAAAAAAAAAAAAAAA")
+            .await,
+        "api-key",
+    )
+    .await;
+    assert_eq!(retry, 1);
+    assert_eq!(
+        app.public("/healthz").await.status(),
+        200,
+        "health is not limited"
+    );
+}
+
+/// ABU-9: a monitored limit reports what it would have refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn monitored_limits_report_without_refusing() {
+    let redis = RedisServer::start();
+    let app = TestApp::spawn(&with_demo(&redis, |s| {
+        demo(s).monitor = vec!["number".into()]
+    }))
+    .await;
+    for at in 0..7 {
+        assert_eq!(
+            start_from(&app, PHONE, None, Some(&format!("s{at}")))
+                .await
+                .status(),
+            201,
+            "send {at}"
+        );
+    }
+    let metrics = app.metrics().await;
+    assert!(
+        metrics
+            .contains(r#"otpd_rate_limited_total{mode="monitor",scope="number",service="demo"} 2"#),
+        "{metrics}"
+    );
+}
+
+/// Limits hold across replicas: requests alternate between two otpd.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_replicas_share_every_limit() {
+    let redis = RedisServer::start();
+    let (carrier, clock) = (RecordingCarrier::new(), ManualClock::new());
+    let settings = settings_with_default_limits(Some(&redis));
+    let replicas = [
+        TestApp::spawn_with(&settings, carrier.clone(), clock.clone()).await,
+        TestApp::spawn_with(&settings, carrier.clone(), clock).await,
+    ];
+    for at in 0..5 {
+        let response = start_from(&replicas[at % 2], PHONE, None, Some(&format!("s{at}"))).await;
+        assert_eq!(response.status(), 201, "send {at}");
+    }
+    limited(
+        start_from(&replicas[1], PHONE, None, Some("s5")).await,
+        "number",
+    )
+    .await;
+    limited(
+        start_from(&replicas[0], PHONE, None, Some("s6")).await,
+        "number",
+    )
+    .await;
+    assert_eq!(carrier.bodies_to(PHONE).len(), 5);
+}
+
+/// A request refused by one limit takes nothing from the others (RL-7):
+/// the IP refusal below does not count as a send to the number.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_request_leaves_no_verification_and_no_counters() {
+    let redis = RedisServer::start();
+    let app = TestApp::spawn(&with_demo(&redis, |s| {
+        s.http.trusted_proxies = vec!["127.0.0.1/32".parse().expect("cidr")]
+    }))
+    .await;
+    for n in 0..10 {
+        assert_eq!(
+            start_from(&app, &number(4, n), Some("192.0.2.1"), None)
+                .await
+                .status(),
+            201
+        );
+    }
+    let verifications = verification_keys(&redis);
+    for _ in 0..3 {
+        limited(start_from(&app, PHONE, Some("192.0.2.1"), None).await, "ip").await;
+    }
+    assert_eq!(
+        verification_keys(&redis),
+        verifications,
+        "no verification stored"
+    );
+    assert!(app.carrier.bodies_to(PHONE).is_empty(), "nothing sent");
+    for at in 0..5 {
+        let response = start_from(&app, PHONE, Some("192.0.2.2"), Some(&format!("s{at}"))).await;
+        assert_eq!(
+            response.status(),
+            201,
+            "all five sends are still the number's: {at}"
+        );
+    }
+}
+
+/// Headers from an untrusted peer change nothing; from a trusted proxy they
+/// name the client.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forwarded_headers_count_only_from_trusted_proxies() {
+    let redis = RedisServer::start();
+    let untrusted = TestApp::spawn(&settings_with_default_limits(Some(&redis))).await;
+    for n in 0..10 {
+        let response = start_from(
+            &untrusted,
+            &number(5, n),
+            Some(&format!("203.0.113.{n}")),
+            None,
+        )
+        .await;
+        assert_eq!(response.status(), 201);
+    }
+    limited(
+        start_from(&untrusted, &number(5, 99), Some("203.0.113.77"), None).await,
+        "ip",
+    )
+    .await;
+
+    let trusted = TestApp::spawn(&with_demo(&redis, |s| {
+        s.http.trusted_proxies = vec!["127.0.0.0/8".parse().expect("cidr")]
+    }))
+    .await;
+    for n in 0..11 {
+        let response = start_from(
+            &trusted,
+            &number(6, n),
+            Some(&format!("203.0.113.{n}")),
+            None,
+        )
+        .await;
+        assert_eq!(response.status(), 201, "each client has its own limit: {n}");
+    }
+    // The client's own claim, left of what the proxy saw, is not believed.
+    for n in 0..10 {
+        let spoofed = format!("10.9.9.{n}, 198.51.100.50");
+        assert_eq!(
+            start_from(&trusted, &number(7, n), Some(&spoofed), None)
+                .await
+                .status(),
+            201
+        );
+    }
+    limited(
+        start_from(
+            &trusted,
+            &number(7, 99),
+            Some("10.9.9.99, 198.51.100.50"),
+            None,
+        )
+        .await,
+        "ip",
+    )
+    .await;
+}
+
+/// SMS pumping: 500 starts to sequential numbers of one range from 50
+/// client IPs. At most the range limit reaches the carrier.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pumping_one_range_from_many_ips_reaches_the_carrier_at_most_twenty_times() {
+    let redis = RedisServer::start();
+    let app = TestApp::spawn(&with_demo(&redis, |s| {
+        s.http.trusted_proxies = vec!["127.0.0.1/32".parse().expect("cidr")]
+    }))
+    .await;
+    let mut statuses = Vec::new();
+    for batch in 0..50 {
+        let requests = (0..10).map(|n| {
+            let number = batch * 10 + n;
+            let app = &app;
+            async move {
+                let response = start_from(
+                    app,
+                    &format!("+81901234{number:04}"),
+                    Some(&format!("198.51.100.{batch}")),
+                    None,
+                )
+                .await;
+                let status = response.status().as_u16();
+                let scope = if status == 429 {
+                    json_of(response).await["scope"].as_str().map(str::to_owned)
+                } else {
+                    None
+                };
+                (status, scope)
+            }
+        });
+        statuses.extend(join_all(requests).await);
+    }
+    let sent = statuses.iter().filter(|(status, _)| *status == 201).count();
+    let by_range = statuses
+        .iter()
+        .filter(|(status, scope)| *status == 429 && scope.as_deref() == Some("range"))
+        .count();
+    assert_eq!(sent, 20);
+    assert_eq!(by_range, 480, "every other start is refused by the range");
+    assert_eq!(app.carrier.count(), 20);
+    let metrics = app.metrics().await;
+    assert!(
+        metrics.contains(
+            r#"otpd_rate_limited_total{mode="enforce",scope="range",service="demo"} 480"#
+        ),
+        "{metrics}"
+    );
+    assert!(metrics.contains(r#"otpd_verifications_started_total{channel="sms",country="81",kind="new",service="demo"} 20"#));
+}
+
+/// SEC-8, SEC-9: an attacker cycling verifications of one number, across
+/// two replicas, gets 20 wrong guesses in all; delays start after the 3rd.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn brute_force_across_verifications_and_replicas_stops_at_twenty_failures() {
+    let redis = RedisServer::start();
+    let (carrier, clock) = (RecordingCarrier::new(), ManualClock::new());
+    // Sends are not what this test is about.
+    let settings = with_demo(&redis, |s| {
+        let limits = demo(s);
+        limits.number_sends = vec![rate(1000, 60)];
+        limits.range_sends = vec![rate(1000, 60)];
+        limits.ip_starts = vec![rate(1000, 60)];
+    });
+    let replicas = [
+        TestApp::spawn_with(&settings, carrier.clone(), clock.clone()).await,
+        TestApp::spawn_with(&settings, carrier.clone(), clock.clone()).await,
+    ];
+    let mut id = replicas[0].started(PHONE).await;
+    let mut wrong_answers = 0;
+    let mut delays = Vec::new();
+    for turn in 0..200 {
+        let app = &replicas[turn % 2];
+        let response = app.check(&id, &wrong(&app.sent_code(PHONE))).await;
+        match response.status().as_u16() {
+            200 => {
+                wrong_answers += 1;
+                if json_of(response).await["status"] == "failed" {
+                    id = app.started(PHONE).await;
+                }
+            }
+            404 => id = app.started(PHONE).await,
+            429 => {
+                let wait = limited(response, "check-failures").await;
+                if wrong_answers == 20 {
+                    break;
+                }
+                delays.push((wrong_answers, wait));
+                clock.advance(Duration::from_secs(wait));
+            }
+            other => panic!("unexpected {other}"),
+        }
+    }
+    assert_eq!(wrong_answers, 20);
+    assert_eq!(
+        &delays[..3],
+        &[(4, 30), (5, 60), (6, 120)],
+        "the delay starts after the 4th failure"
+    );
+    assert!(
+        delays.iter().all(|(_, wait)| *wait <= 3600),
+        "capped at an hour: {delays:?}"
+    );
+    // Locked: even the right code of a new verification is refused.
+    let fresh = json_of(start_from(&replicas[1], PHONE, None, Some("fresh-session")).await).await;
+    let id = fresh["id"].as_str().expect("a new verification");
+    let code = replicas[1].sent_code(PHONE);
+    let wait = limited(replicas[0].check(id, &code).await, "check-failures").await;
+    assert!(wait > 23 * 3600, "until the failures decay: {wait}");
+}
+
+/// A check by number for a number without a pending verification answers
+/// exactly like a check of an unknown id.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn checks_by_number_do_not_reveal_which_numbers_have_verifications() {
+    let redis = RedisServer::start();
+    let app = TestApp::spawn(&settings_with_default_limits(Some(&redis))).await;
+    let by_number = app
+        .post(
+            "/v1/services/demo/checks",
+            json!({ "to": "+819087654321", "code": "123456" }),
+        )
+        .await;
+    let by_id = app.check("AAAAAAAAAAAAAAAAAAAAAAAA", "123456").await;
+    assert_eq!(by_number.status(), by_id.status());
+    let (by_number, by_id): (Value, Value) = (json_of(by_number).await, json_of(by_id).await);
+    assert_eq!(by_number, by_id);
+}
+
+/// The in-process first line: a flood from one client is shed before Redis.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn floods_from_one_client_are_shed_in_process() {
+    let redis = RedisServer::start();
+    let app = TestApp::spawn(&with_demo(&redis, |s| {
+        s.http.flood_per_second = 1;
+        s.http.flood_burst = 5;
+    }))
+    .await;
+    let mut shed = 0;
+    for _ in 0..20 {
+        let response = app.public("/healthz").await;
+        if response.status() == 429 {
+            assert!(response.headers().contains_key("retry-after"));
+            assert_eq!(json_of(response).await["scope"], "ip");
+            shed += 1;
+        }
+    }
+    assert!(
+        shed >= 10,
+        "a burst of 5 and 1 per second: most of 20 quick requests are shed ({shed})"
+    );
+}
