@@ -19,7 +19,7 @@ use zeroize::Zeroizing;
 
 use crate::domain::{Code, Locale, Region, ServiceName};
 use crate::otp::{Secret, Service};
-use crate::sms::{segments, Template};
+use crate::sms::{segments, Origin, Template};
 use crate::store::RedisSettings;
 
 mod limits;
@@ -160,6 +160,10 @@ pub struct ServiceSettings {
     pub default_region: String,
     pub default_locale: String,
     pub templates: BTreeMap<String, String>,
+    /// The host of the origin-bound autofill line (`@example.com #123456`).
+    pub origin: Option<String>,
+    /// The most SMS segments a message may cost.
+    pub max_segments: usize,
     pub limits: LimitSettings,
 }
 
@@ -179,6 +183,8 @@ impl Default for ServiceSettings {
                 ("en".into(), DEFAULT_TEMPLATE_EN.into()),
                 ("ja".into(), DEFAULT_TEMPLATE_JA.into()),
             ]),
+            origin: None,
+            max_segments: 1,
             limits: LimitSettings::default(),
         }
     }
@@ -435,25 +441,16 @@ fn validate_service(
     if display_name.is_empty() || display_name.chars().count() > 20 {
         return Err(invalid(key("display_name"), "1 to 20 characters"));
     }
-    let mut templates = BTreeMap::new();
-    for (locale, text) in &settings.templates {
-        let path = key(&format!("templates.{locale}"));
-        let parsed_locale: Locale = locale.parse().map_err(|e| invalid(&path, format!("{e}")))?;
-        let template = Template::parse(text).map_err(|e| invalid(&path, format!("{e}")))?;
-        let sample = template.render(
-            &Code::generate(settings.code_length),
-            &display_name,
-            settings.ttl.as_secs().div_ceil(60),
-        );
-        let count = segments(sample.text());
-        if count != 1 {
-            return Err(invalid(
-                &path,
-                format!("renders to {count} SMS segments; an OTP must fit one (SMS-5)"),
-            ));
-        }
-        templates.insert(parsed_locale, template);
-    }
+    let templates = settings
+        .templates
+        .iter()
+        .map(|(locale, text)| {
+            let path = key(&format!("templates.{locale}"));
+            let locale: Locale = locale.parse().map_err(|e| invalid(&path, format!("{e}")))?;
+            let template = Template::parse(text).map_err(|e| invalid(&path, format!("{e}")))?;
+            Ok((locale, template))
+        })
+        .collect::<Result<BTreeMap<_, _>, ConfigError>>()?;
     for required in ["en", "ja"] {
         if !settings.templates.contains_key(required) {
             return Err(invalid(
@@ -469,9 +466,20 @@ fn validate_service(
     if !templates.contains_key(&default_locale) {
         return Err(invalid(key("default_locale"), "has no template"));
     }
-    let limits = settings.limits.policy(&key("limits"), shared)?;
-    Ok(Service {
-        limits,
+    if !(1..=10).contains(&settings.max_segments) {
+        return Err(invalid(
+            key("max_segments"),
+            "1..=10 (carriers concatenate at most 10)",
+        ));
+    }
+    let origin = settings
+        .origin
+        .as_deref()
+        .map(Origin::parse)
+        .transpose()
+        .map_err(|e| invalid(key("origin"), e.to_string()))?;
+    let service = Service {
+        limits: settings.limits.policy(&key("limits"), shared)?,
         max_resend_cooldown: settings.max_resend_cooldown,
         name: service_name,
         display_name,
@@ -483,7 +491,25 @@ fn validate_service(
         default_region,
         default_locale,
         templates,
-    })
+        origin,
+        max_segments: settings.max_segments,
+    };
+    // SMS-5: every template, with its autofill line, fits the segments allowed.
+    for locale in service.templates.keys() {
+        let count = segments(
+            service
+                .body(locale, &Code::generate(service.code_length), None)
+                .text(),
+        );
+        if count > service.max_segments {
+            let problem = format!(
+                "renders to {count} SMS segments; max_segments is {} (SMS-5)",
+                service.max_segments
+            );
+            return Err(invalid(key(&format!("templates.{locale}")), problem));
+        }
+    }
+    Ok(service)
 }
 
 fn parse_hex(text: &str) -> Option<[u8; 32]> {
@@ -594,7 +620,7 @@ mod tests {
             .insert("ja".into(), format!("{{code}}{}", "あ".repeat(65)));
         assert_eq!(
             rejected(&settings),
-            "services.demo.templates.ja: renders to 2 SMS segments; an OTP must fit one (SMS-5)"
+            "services.demo.templates.ja: renders to 2 SMS segments; max_segments is 1 (SMS-5)"
         );
     }
 
@@ -616,6 +642,20 @@ mod tests {
 
     fn demo_limits(settings: &mut Settings) -> &mut LimitSettings {
         &mut settings.services.get_mut("demo").expect("demo").limits
+    }
+
+    /// AUTO-1 + SMS-5: the origin line counts toward the segments.
+    #[test]
+    fn the_origin_line_must_fit_too() {
+        let mut settings = dev();
+        let demo = settings.services.get_mut("demo").expect("demo");
+        demo.origin = Some("auth.example.co.jp".into());
+        demo.display_name = Some("x".repeat(20));
+        assert!(rejected(&settings)
+            .starts_with("services.demo.templates.ja: renders to 2 SMS segments"));
+        let demo = settings.services.get_mut("demo").expect("demo");
+        demo.max_segments = 2;
+        assert!(settings.validate().is_ok());
     }
 
     /// SEC-8: the consecutive-failure cap is always enforced.

@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 use super::problem::Problem;
 use crate::domain::{Binding, Code, Locale, Phone, VerificationId};
 use crate::otp::{CheckRequest, CheckTarget, Service, StartRequest, Verification};
+use crate::sms::AppHash;
 
 #[derive(Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
@@ -18,6 +19,9 @@ pub struct StartBody {
     pub locale: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub binding: Option<String>,
+    /// The Android app's SMS Retriever hash (11 characters).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub app_hash: Option<String>,
 }
 
 #[derive(Debug, Deserialize, Serialize)]
@@ -71,10 +75,13 @@ pub fn verification_id(raw: &str) -> Result<VerificationId, Problem> {
 }
 
 impl StartBody {
+    /// The request's locale is the body's, else the first language of
+    /// `Accept-Language` the service has a template for, else the default.
     pub fn to_request(
         &self,
         service: &Service,
         client_ip: Option<IpAddr>,
+        accept_language: Option<&str>,
     ) -> Result<StartRequest, Problem> {
         if self.channel != "sms" {
             return Err(Problem::bad_request(
@@ -82,23 +89,52 @@ impl StartBody {
                 "channel: only \"sms\" is supported",
             ));
         }
-        let locale = self
-            .locale
+        let locale = match self.locale.as_deref() {
+            Some(raw) => Some(raw.parse::<Locale>().map_err(|error| {
+                Problem::bad_request("invalid-locale", format!("locale: {error}"))
+            })?),
+            None => accept_language.and_then(|header| preferred(header, service)),
+        };
+        let app_hash = self
+            .app_hash
             .as_deref()
             .map(|raw| {
-                raw.parse::<Locale>().map_err(|error| {
-                    Problem::bad_request("invalid-locale", format!("locale: {error}"))
-                })
+                AppHash::parse(raw)
+                    .map_err(|error| Problem::bad_request("invalid-app-hash", error.to_string()))
             })
             .transpose()?;
         Ok(StartRequest {
             client_ip,
+            app_hash,
             service: service.name.clone(),
             to: phone(&self.to, service)?,
             locale,
             binding: binding(self.binding.as_deref())?,
         })
     }
+}
+
+/// The most preferred language of an `Accept-Language` value that the
+/// service has a template for (RFC 9110 §12.5.4; `q=0` means "not this").
+fn preferred(header: &str, service: &Service) -> Option<Locale> {
+    let mut ranked: Vec<(u16, Locale)> = header
+        .split(',')
+        .filter_map(|item| {
+            let mut parts = item.split(';').map(str::trim);
+            let locale = parts.next()?.parse::<Locale>().ok()?;
+            let weight =
+                parts
+                    .find_map(|param| param.strip_prefix("q="))
+                    .map_or(Some(1000), |q| {
+                        q.parse::<f32>()
+                            .ok()
+                            .map(|q| (q.clamp(0.0, 1.0) * 1000.0) as u16)
+                    })?;
+            (weight > 0 && service.templates.contains_key(&locale)).then_some((weight, locale))
+        })
+        .collect();
+    ranked.sort_by_key(|(weight, _)| std::cmp::Reverse(*weight));
+    ranked.into_iter().next().map(|(_, locale)| locale)
 }
 
 impl CheckBody {

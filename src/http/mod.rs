@@ -115,13 +115,18 @@ fn request_bytes(operation: &str, auth: &Authorized, id: &str, body: &impl Seria
 }
 
 async fn start(
+    request: HttpRequest,
     auth: Authorized,
     client: ClientIp,
     key: IdempotencyHeader,
     body: web::Json<StartBody>,
     otp: web::Data<Otp>,
 ) -> Result<Answer, Problem> {
-    let request = body.to_request(&auth.service, client.0)?;
+    let accept_language = request
+        .headers()
+        .get("accept-language")
+        .and_then(|value| value.to_str().ok());
+    let request = body.to_request(&auth.service, client.0, accept_language)?;
     let bytes = request_bytes("start", &auth, "", &body.0);
     Ok(idempotent(&otp, &auth, key, &bytes, async {
         let outcome = otp.start(request).await?;

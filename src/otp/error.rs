@@ -39,6 +39,8 @@ pub enum Error {
     BudgetExhausted(Limited),
     #[error("this service does not send to that country")]
     CountryNotAllowed,
+    #[error("the message with this app_hash would not fit the service's max_segments; use a shorter template or locale")]
+    MessageTooLong,
     #[error("this Idempotency-Key was used with a different request")]
     IdempotencyKeyReused,
     #[error("a request with this Idempotency-Key is still in progress")]
@@ -83,6 +85,7 @@ impl Error {
             Error::RateLimited(_) => "rate-limited",
             Error::BudgetExhausted(_) => "budget-exhausted",
             Error::CountryNotAllowed => "country-not-allowed",
+            Error::MessageTooLong => "message-too-long",
             Error::IdempotencyKeyReused => "idempotency-key-reused",
             Error::IdempotencyKeyInUse => "idempotency-key-in-use",
             Error::Store(_) => "store-unavailable",
@@ -93,7 +96,9 @@ impl Error {
         match self {
             Error::ServiceNotFound | Error::NotFound => Kind::NotFound,
             Error::Finished(_) | Error::IdempotencyKeyInUse => Kind::Conflict,
-            Error::IdempotencyKeyReused | Error::CountryNotAllowed => Kind::Unprocessable,
+            Error::IdempotencyKeyReused | Error::CountryNotAllowed | Error::MessageTooLong => {
+                Kind::Unprocessable
+            }
             Error::RateLimited(limited) | Error::BudgetExhausted(limited) => Kind::Limited {
                 retry_after: limited.retry_after,
             },

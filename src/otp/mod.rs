@@ -28,6 +28,7 @@ use crate::carrier::{Carrier, Sms};
 use crate::domain::{Binding, Code, Locale, Phone, ServiceName, Status, Timestamp, VerificationId};
 use crate::metrics::{CheckOutcome, Metrics};
 use crate::ratelimit::{Scope, Subject};
+use crate::sms::AppHash;
 use crate::store::{self, Checked, NewVerification, Record, ResendPolicy, Resent, Started, Store};
 
 /// A verification as callers see it: no digests, no sealed number.
@@ -65,6 +66,8 @@ pub struct StartRequest {
     pub to: Phone,
     /// The end user's IP (ABU-5), when known.
     pub client_ip: Option<IpAddr>,
+    /// Adds the Android SMS Retriever line (AUTO-4).
+    pub app_hash: Option<AppHash>,
     pub locale: Option<Locale>,
     pub binding: Option<Binding>,
 }
@@ -150,6 +153,10 @@ impl Otp {
     #[tracing::instrument(skip_all, fields(service = %request.service, to = %request.to.masked()))]
     pub async fn start(&self, request: StartRequest) -> Result<StartOutcome, Error> {
         let service = self.service(&request.service)?;
+        let locale = service.locale_for(request.locale.as_ref());
+        if !service.fits(&locale, request.app_hash.as_ref()) {
+            return Err(Error::MessageTooLong);
+        }
         self.allow_country(service, &request.to)?;
         let number = self.keyring.number_key(&service.name, &request.to);
         let subject = Subject {
@@ -263,6 +270,7 @@ impl Otp {
                 .map(|b| self.keyring.binding_digest(&service.name, b)),
             number,
             country_code: request.to.country_code(),
+            app_hash: request.app_hash.clone(),
         };
         NewVerification {
             record,
@@ -454,10 +462,7 @@ impl Otp {
         to: &Phone,
         code: &Code,
     ) -> Result<Record, Error> {
-        let body =
-            service
-                .template(&record.locale)
-                .render(code, &service.display_name, service.minutes());
+        let body = service.body(&record.locale, code, record.app_hash.as_ref());
         let sms = Sms {
             to: to.clone(),
             body,

@@ -4,9 +4,9 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use crate::domain::{Locale, Region, ServiceName};
+use crate::domain::{Code, Locale, Region, ServiceName};
 use crate::ratelimit::Policy;
-use crate::sms::Template;
+use crate::sms::{segments, AppHash, Body, Origin, Template};
 
 #[derive(Clone, Debug)]
 pub struct Service {
@@ -23,6 +23,10 @@ pub struct Service {
     pub default_region: Region,
     pub default_locale: Locale,
     pub templates: BTreeMap<Locale, Template>,
+    /// Adds the origin-bound autofill line (WebOTP, Apple) when set.
+    pub origin: Option<Origin>,
+    /// The most segments a body may cost (1 unless configured).
+    pub max_segments: usize,
     pub limits: Policy,
 }
 
@@ -40,6 +44,20 @@ impl Service {
             .get(locale)
             .or_else(|| self.templates.get(&self.default_locale))
             .expect("config validation guarantees a template for the default locale")
+    }
+
+    /// The SMS for `code`: the locale's template, then the autofill lines.
+    pub fn body(&self, locale: &Locale, code: &Code, app_hash: Option<&AppHash>) -> Body {
+        let body = self
+            .template(locale)
+            .render(code, &self.display_name, self.minutes());
+        body.with_autofill(code, app_hash, self.origin.as_ref())
+    }
+
+    /// Whether a body in `locale` with `app_hash` fits `max_segments`.
+    pub fn fits(&self, locale: &Locale, app_hash: Option<&AppHash>) -> bool {
+        let sample = Code::generate(self.code_length);
+        segments(self.body(locale, &sample, app_hash).text()) <= self.max_segments
     }
 
     /// Whole minutes a code lives, for `{minutes}`.

@@ -4,6 +4,7 @@ use std::fmt;
 
 use zeroize::Zeroizing;
 
+use super::autofill::{self, AppHash, Origin};
 use crate::domain::Code;
 
 /// A template known to hold `{code}` exactly once and no other placeholder.
@@ -25,6 +26,17 @@ pub struct Body(Zeroizing<String>);
 impl Body {
     pub fn text(&self) -> &str {
         &self.0
+    }
+
+    /// With the autofill lines appended (see `autofill::append`).
+    pub fn with_autofill(
+        mut self,
+        code: &Code,
+        app_hash: Option<&AppHash>,
+        origin: Option<&Origin>,
+    ) -> Body {
+        autofill::append(&mut self.0, code.digits(), app_hash, origin);
+        self
     }
 }
 

@@ -138,6 +138,7 @@ pub fn new_verification(
         binding_digest: binding.map(digest),
         number,
         country_code: 81,
+        app_hash: None,
     };
     NewVerification {
         record,

@@ -19,6 +19,7 @@ use async_trait::async_trait;
 
 use crate::domain::{Locale, ServiceName, Status, Timestamp, VerificationId};
 use crate::ratelimit::{FailurePolicy, Group, Verdict};
+use crate::sms::AppHash;
 
 pub use self::memory::MemoryStore;
 pub use self::redis::{RedisSettings, RedisStore};
@@ -71,6 +72,8 @@ pub struct Record {
     /// The number's index key: also keys its consecutive failures.
     pub number: NumberKey,
     pub country_code: u16,
+    /// The Android app hash the start asked for, for every send's body.
+    pub app_hash: Option<AppHash>,
 }
 
 impl Record {

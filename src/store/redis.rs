@@ -25,6 +25,7 @@ use super::{
 };
 use crate::domain::{ServiceName, Status, Timestamp, VerificationId, TAG_LEN};
 use crate::ratelimit::{Check, FailurePolicy, Group, Outcome, Verdict};
+use crate::sms::AppHash;
 
 /// `[redis]` in the configuration.
 #[derive(Clone, Debug, Deserialize)]
@@ -220,6 +221,7 @@ fn decode(id: &VerificationId, fields: Vec<Value>) -> Result<Record, Error> {
             .map(NumberKey)
             .ok_or_else(|| Error::Corrupt("field nk unreadable".into()))?,
         country_code: parsed("cc", take("cc"))?,
+        app_hash: take("ah").and_then(|hash| AppHash::parse(std::str::from_utf8(&hash).ok()?).ok()),
     })
 }
 
@@ -247,6 +249,14 @@ fn encode(record: &Record) -> Vec<(&'static str, Vec<u8>)> {
         ),
         ("nk", URL_SAFE_NO_PAD.encode(record.number.0).into_bytes()),
         ("cc", record.country_code.to_string().into_bytes()),
+        (
+            "ah",
+            record
+                .app_hash
+                .as_ref()
+                .map(|hash| hash.as_str().as_bytes().to_vec())
+                .unwrap_or_default(),
+        ),
     ]
 }
 

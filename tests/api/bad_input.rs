@@ -85,6 +85,14 @@ const CASES: &[Case] = &[
         },
     },
     Case {
+        label: "bad app hash",
+        status: 400,
+        code: "invalid-app-hash",
+        request: |app, _| {
+            start(app).json(&json!({ "to": PHONE, "channel": "sms", "app_hash": "short" }))
+        },
+    },
+    Case {
         label: "binding over 256 bytes",
         status: 400,
         code: "invalid-binding",

@@ -8,6 +8,7 @@ mod concurrency;
 mod faults;
 mod idempotency;
 mod lifecycle;
+mod messages;
 mod operations;
 mod privacy;
 mod store_redis;

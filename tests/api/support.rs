@@ -349,14 +349,16 @@ impl TestApp {
     }
 }
 
-/// The six-digit run in an SMS body.
+/// The six-digit code in an SMS body (it may stand twice: in the text and
+/// in the origin-bound line).
 pub fn code_in(body: &str) -> String {
-    let digits: Vec<&str> = body
+    let mut codes: Vec<&str> = body
         .split(|c: char| !c.is_ascii_digit())
         .filter(|run| run.len() == 6)
         .collect();
-    assert_eq!(digits.len(), 1, "one code in {body:?}");
-    digits[0].to_owned()
+    codes.dedup();
+    assert_eq!(codes.len(), 1, "one code in {body:?}");
+    codes[0].to_owned()
 }
 
 /// A six-digit code other than `code`.

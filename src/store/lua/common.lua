@@ -3,7 +3,7 @@
 -- st sealed number, lc locale, c created, e expires, r resend after
 -- (milliseconds), n sends, a attempts left, k secret id, d code digest,
 -- b binding digest ('' when unbound), nk the number key, cc the country
--- calling code. "now" always comes from the caller's
+-- calling code, ah the Android app hash ('' when none). "now" always comes from the caller's
 -- clock; key TTLs are housekeeping only.
 
 -- Constant-time equality (SEC-12): the loop never exits early.
