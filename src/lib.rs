@@ -7,6 +7,7 @@
 //! - `store`: the `Store` trait, its Redis and in-memory implementations and
 //!   their conformance suite.
 //! - `ratelimit`: limit policies per scope, GCRA, trusted client IPs.
+//! - `delivery`: outbox workers: claims, retries, takeover, outcomes.
 //! - `carrier`: the `Carrier` trait and its adapters.
 //! - `sms`: templates, GSM-7/UCS-2 encoding and segment counts.
 //! - `domain`: values valid once built (phone, code, ids, names).
@@ -15,6 +16,7 @@
 
 pub mod carrier;
 pub mod config;
+pub mod delivery;
 pub mod domain;
 pub mod http;
 pub mod metrics;

@@ -3,7 +3,8 @@
 //! number, a code or an id (OBS-1).
 
 use prometheus::{
-    Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry, TextEncoder,
+    Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
+    Registry, TextEncoder,
 };
 
 #[derive(Clone)]
@@ -18,6 +19,9 @@ pub struct Metrics {
     rate_limited: IntCounterVec,
     blocked: IntCounterVec,
     budget: IntCounterVec,
+    carrier_duration: HistogramVec,
+    outbox_depth: IntGauge,
+    dead_letters: IntCounter,
 }
 
 /// What became of a check, as a metric label.
@@ -90,6 +94,33 @@ impl Metrics {
         registry
             .register(Box::new(http_duration.clone()))
             .expect("unique metric");
+        let carrier_buckets = vec![0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0];
+        let carrier_duration = HistogramVec::new(
+            HistogramOpts::new(
+                "otpd_carrier_request_duration_seconds",
+                "Carrier call latency.",
+            )
+            .buckets(carrier_buckets),
+            &["carrier"],
+        )
+        .expect("valid metric");
+        registry
+            .register(Box::new(carrier_duration.clone()))
+            .expect("unique metric");
+        let outbox_depth =
+            IntGauge::new("otpd_outbox_depth", "Sends queued or in flight (sampled).")
+                .expect("valid metric");
+        registry
+            .register(Box::new(outbox_depth.clone()))
+            .expect("unique metric");
+        let dead_letters = IntCounter::new(
+            "otpd_dead_letters_total",
+            "Sends given up after every attempt.",
+        )
+        .expect("valid metric");
+        registry
+            .register(Box::new(dead_letters.clone()))
+            .expect("unique metric");
         Metrics {
             http_requests: counter(
                 &registry,
@@ -112,8 +143,8 @@ impl Metrics {
             sends: counter(
                 &registry,
                 "otpd_sends_total",
-                "Messages handed to carriers, by outcome.",
-                &["service", "carrier", "outcome"],
+                "Carrier calls by outcome: accepted, temporary (retried) or rejected.",
+                &["service", "carrier", "country", "outcome"],
             ),
             approvals: counter(
                 &registry,
@@ -140,6 +171,9 @@ impl Metrics {
                 &["service", "budget", "threshold"],
             ),
             http_duration,
+            carrier_duration,
+            outbox_depth,
+            dead_letters,
             registry,
         }
     }
@@ -166,11 +200,26 @@ impl Metrics {
             .inc();
     }
 
-    pub fn sent(&self, service: &str, carrier: &str, accepted: bool) {
-        let outcome = if accepted { "accepted" } else { "failed" };
+    /// One carrier call: `outcome` is accepted, temporary or rejected.
+    pub fn sent(&self, service: &str, carrier: &str, country_code: u16, outcome: &str) {
         self.sends
-            .with_label_values(&[service, carrier, outcome])
+            .with_label_values(&[service, carrier, &country_code.to_string(), outcome])
             .inc();
+    }
+
+    pub fn carrier_request(&self, carrier: &str, seconds: f64) {
+        self.carrier_duration
+            .with_label_values(&[carrier])
+            .observe(seconds);
+    }
+
+    pub fn outbox_depth(&self, depth: u64) {
+        self.outbox_depth
+            .set(i64::try_from(depth).unwrap_or(i64::MAX));
+    }
+
+    pub fn dead_letter(&self) {
+        self.dead_letters.inc();
     }
 
     pub fn approved(&self, service: &str, country_code: u16) {

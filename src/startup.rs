@@ -1,6 +1,6 @@
 //! Builds the running service from settings: picks the store and carrier,
-//! wires the use cases, binds the listener. Nothing else chooses
-//! implementations.
+//! wires the use cases and the delivery worker, binds the listener. Nothing
+//! else chooses implementations.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -8,13 +8,15 @@ use std::sync::Arc;
 use actix_web::middleware::from_fn;
 use actix_web::{web, App as ActixApp, HttpServer};
 use anyhow::Context;
+use tokio::sync::watch;
 
 use crate::carrier::{Carrier, ConsoleCarrier};
-use crate::config::{CarrierKind, Mode, Settings};
+use crate::config::{self, CarrierKind, Mode, Settings};
+use crate::delivery::Worker;
 use crate::domain::Phone;
 use crate::http::{self, ApiKeys, Flood};
 use crate::metrics::Metrics;
-use crate::otp::{Clock, Keyring, Otp, SystemClock};
+use crate::otp::{Clock, Keyring, Options, Otp, SystemClock};
 use crate::ratelimit::TrustedProxies;
 use crate::store::{MemoryStore, RedisStore, Store};
 
@@ -26,10 +28,33 @@ pub struct Overrides {
     pub carrier: Option<Arc<dyn Carrier>>,
 }
 
-/// A bound, not yet running otpd.
+/// A bound, not yet running otpd: the HTTP server and the delivery worker.
 pub struct App {
     server: actix_web::dev::Server,
     http_addr: SocketAddr,
+    otp: Arc<Otp>,
+    worker: Arc<Worker>,
+}
+
+fn store(settings: &Settings) -> anyhow::Result<Arc<dyn Store>> {
+    if settings.redis.url.is_empty() {
+        return Ok(Arc::new(MemoryStore::new()));
+    }
+    Ok(Arc::new(
+        RedisStore::connect(&settings.redis).context("redis.url")?,
+    ))
+}
+
+fn carrier(settings: &Settings, chosen: Option<Arc<dyn Carrier>>) -> Arc<dyn Carrier> {
+    let carrier = chosen.unwrap_or_else(|| match settings.carrier.kind {
+        CarrierKind::Console => Arc::new(ConsoleCarrier::stdout()),
+    });
+    if settings.mode == Mode::Production && carrier.name() == "console" {
+        tracing::warn!(
+            "the console carrier prints codes to standard output; configure a real carrier"
+        );
+    }
+    carrier
 }
 
 impl App {
@@ -40,65 +65,39 @@ impl App {
     pub fn build_with(settings: &Settings, overrides: Overrides) -> anyhow::Result<Self> {
         let validated = settings.validate()?;
         Phone::load_metadata();
-        let store: Arc<dyn Store> = if settings.redis.url.is_empty() {
-            Arc::new(MemoryStore::new())
-        } else {
-            Arc::new(RedisStore::connect(&settings.redis).context("redis.url")?)
-        };
-        let carrier: Arc<dyn Carrier> =
-            overrides
-                .carrier
-                .unwrap_or_else(|| match settings.carrier.kind {
-                    CarrierKind::Console => Arc::new(ConsoleCarrier::stdout()),
-                });
-        if settings.mode == Mode::Production && carrier.name() == "console" {
-            tracing::warn!(
-                "the console carrier prints codes to standard output; configure a real carrier"
-            );
-        }
         let metrics = Metrics::new();
-        let otp = web::Data::new(Otp::new(
-            store,
-            carrier,
+        let options = Options {
+            idempotency_retention: settings.idempotency.retention,
+            max_queued: settings.delivery.max_queued,
+        };
+        let otp = Arc::new(Otp::new(
+            store(settings)?,
             overrides.clock.unwrap_or_else(|| Arc::new(SystemClock)),
             Keyring::new(&validated.secrets),
             validated.services,
             metrics.clone(),
-            settings.idempotency.retention,
+            options,
         ));
-        let api_keys = web::Data::new(ApiKeys::new(validated.api_keys));
-        let proxies = web::Data::new(TrustedProxies::new(settings.http.trusted_proxies.clone()));
-        let http_settings = &settings.http;
-        let flood = web::Data::new(Flood::new(
-            http_settings.flood_per_second,
-            http_settings.flood_burst,
-            http_settings.ipv6_prefix,
+        let consumer = format!("replica-{}", config::random_token(6));
+        let carrier = carrier(settings, overrides.carrier);
+        let worker = Arc::new(Worker::new(
+            Arc::clone(&otp),
+            carrier,
+            metrics.clone(),
+            settings.delivery.clone(),
+            consumer,
         ));
-        let metrics = web::Data::new(metrics);
-        let max_body = settings.http.max_body_bytes;
-        let mut server = HttpServer::new(move || {
-            ActixApp::new()
-                .app_data(otp.clone())
-                .app_data(api_keys.clone())
-                .app_data(metrics.clone())
-                .app_data(proxies.clone())
-                .app_data(flood.clone())
-                .configure(http::configure(max_body))
-                .wrap(from_fn(http::shed_floods))
-                .wrap(from_fn(http::observe))
-        })
-        .disable_signals()
-        .shutdown_timeout(10);
-        if settings.http.workers > 0 {
-            server = server.workers(settings.http.workers);
-        }
-        let server = server
-            .bind(settings.http.listen)
-            .with_context(|| format!("http.listen {}", settings.http.listen))?;
-        let http_addr = server.addrs()[0];
+        let (server, http_addr) = http_server(
+            settings,
+            Arc::clone(&otp),
+            ApiKeys::new(validated.api_keys),
+            metrics,
+        )?;
         Ok(App {
-            server: server.run(),
+            server,
             http_addr,
+            otp,
+            worker,
         })
     }
 
@@ -106,19 +105,69 @@ impl App {
         self.http_addr
     }
 
-    /// Serves until `shutdown` completes, then drains in-flight requests.
+    /// The use cases this instance serves (tests watch its outbox).
+    pub fn otp(&self) -> Arc<Otp> {
+        Arc::clone(&self.otp)
+    }
+
+    /// Serves and delivers until `shutdown` completes, then drains the
+    /// requests and sends in flight.
     pub async fn run_until_stopped(
         self,
         shutdown: impl std::future::Future<Output = ()>,
     ) -> std::io::Result<()> {
+        let (stop, stopped) = watch::channel(false);
+        let delivery = tokio::spawn(Arc::clone(&self.worker).run(stopped));
         let handle = self.server.handle();
-        let server = self.server;
-        tokio::select! {
-            result = server => result,
+        let served = tokio::select! {
+            result = self.server => result,
             () = shutdown => {
                 handle.stop(true).await;
                 Ok(())
             }
-        }
+        };
+        let _ = stop.send(true);
+        let _ = delivery.await;
+        served
     }
+}
+
+fn http_server(
+    settings: &Settings,
+    otp: Arc<Otp>,
+    api_keys: ApiKeys,
+    metrics: Metrics,
+) -> anyhow::Result<(actix_web::dev::Server, SocketAddr)> {
+    let otp = web::Data::from(otp);
+    let api_keys = web::Data::new(api_keys);
+    let proxies = web::Data::new(TrustedProxies::new(settings.http.trusted_proxies.clone()));
+    let http = &settings.http;
+    let flood = web::Data::new(Flood::new(
+        http.flood_per_second,
+        http.flood_burst,
+        http.ipv6_prefix,
+    ));
+    let metrics = web::Data::new(metrics);
+    let max_body = http.max_body_bytes;
+    let mut server = HttpServer::new(move || {
+        ActixApp::new()
+            .app_data(otp.clone())
+            .app_data(api_keys.clone())
+            .app_data(metrics.clone())
+            .app_data(proxies.clone())
+            .app_data(flood.clone())
+            .configure(http::configure(max_body))
+            .wrap(from_fn(http::shed_floods))
+            .wrap(from_fn(http::observe))
+    })
+    .disable_signals()
+    .shutdown_timeout(10);
+    if http.workers > 0 {
+        server = server.workers(http.workers);
+    }
+    let server = server
+        .bind(http.listen)
+        .with_context(|| format!("http.listen {}", http.listen))?;
+    let http_addr = server.addrs()[0];
+    Ok((server.run(), http_addr))
 }

@@ -88,6 +88,7 @@ mod tests {
             ),
             service: "demo".parse().expect("service"),
             verification: VerificationId::generate([0, 0]),
+            send: 1,
         };
         let accepted = carrier.send(&sms).await.expect("sent");
         assert_eq!(accepted.message_id, "console-1");

@@ -21,6 +21,9 @@ pub struct Sms {
     pub body: Body,
     pub service: ServiceName,
     pub verification: VerificationId,
+    /// Which send of the verification: with its id, the idempotency key
+    /// towards the carrier.
+    pub send: u32,
 }
 
 /// The carrier took the message.

@@ -17,6 +17,7 @@ use serde::Deserialize;
 use sha2::{Digest as _, Sha256};
 use zeroize::Zeroizing;
 
+use crate::delivery::DeliverySettings;
 use crate::domain::{Code, Locale, Region, ServiceName};
 use crate::otp::{Secret, Service};
 use crate::sms::{segments, Origin, Template};
@@ -46,6 +47,7 @@ pub struct Settings {
     pub log: LogSettings,
     pub redis: RedisSettings,
     pub idempotency: IdempotencySettings,
+    pub delivery: DeliverySettings,
     pub carrier: CarrierSettings,
     pub secrets: Vec<SecretSettings>,
     pub api_keys: Vec<ApiKeySettings>,
@@ -272,6 +274,13 @@ impl Settings {
             return Err(invalid(
                 "redis.key_prefix",
                 "use 1 to 32 of A-Z, a-z, 0-9, '-', '_', '.'",
+            ));
+        }
+        let delivery = &self.delivery;
+        if delivery.max_queued == 0 || delivery.attempts == 0 || delivery.concurrency == 0 {
+            return Err(invalid(
+                "delivery",
+                "max_queued, attempts and concurrency must be at least 1",
             ));
         }
         if self.http.max_body_bytes < 256 {

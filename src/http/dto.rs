@@ -183,6 +183,18 @@ pub struct VerificationView {
     pub resend_after: String,
     pub sends: u32,
     pub attempts_left: u32,
+    pub delivery: DeliveryView,
+}
+
+/// The latest send: `queued`, `sent` (with the carrier and its message id)
+/// or `failed`.
+#[derive(Debug, Serialize)]
+pub struct DeliveryView {
+    pub status: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub carrier: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub message_id: Option<String>,
 }
 
 impl From<&Verification> for VerificationView {
@@ -198,6 +210,11 @@ impl From<&Verification> for VerificationView {
             resend_after: v.resend_after.to_string(),
             sends: v.sends,
             attempts_left: v.attempts_left,
+            delivery: DeliveryView {
+                status: v.delivery.status.as_str(),
+                carrier: v.delivery.carrier.clone(),
+                message_id: v.delivery.message_id.clone(),
+            },
         }
     }
 }

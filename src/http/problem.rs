@@ -128,7 +128,6 @@ impl From<otp::Error> for Problem {
             Kind::Conflict => (StatusCode::CONFLICT, None),
             Kind::Unprocessable => (StatusCode::UNPROCESSABLE_ENTITY, None),
             Kind::Limited { retry_after } => (StatusCode::TOO_MANY_REQUESTS, Some(retry_after)),
-            Kind::BadGateway => (StatusCode::BAD_GATEWAY, None),
             Kind::Unavailable => (
                 StatusCode::SERVICE_UNAVAILABLE,
                 Some(Duration::from_secs(1)),

@@ -3,7 +3,6 @@
 
 use std::time::Duration;
 
-use crate::carrier::SendError;
 use crate::domain::Status;
 use crate::ratelimit::Scope;
 use crate::store;
@@ -31,8 +30,8 @@ pub enum Error {
     ResendTooSoon(Duration),
     #[error("no more codes can be sent for this verification")]
     MaxSends(Duration),
-    #[error("the carrier did not take the message; try again")]
-    SendFailed(#[source] SendError),
+    #[error("too many messages are waiting to be sent; try again shortly")]
+    OutboxFull,
     #[error("too many requests ({} limit); retry in {} s", .0.scope.as_str(), .0.retry_after.as_secs().max(1))]
     RateLimited(Limited),
     #[error("the sending budget is used up; retry in {} s", .0.retry_after.as_secs().max(1))]
@@ -56,7 +55,6 @@ pub enum Kind {
     Conflict,
     Unprocessable,
     Limited { retry_after: Duration },
-    BadGateway,
     Unavailable,
 }
 
@@ -81,7 +79,7 @@ impl Error {
             Error::Finished(Status::Pending) => "verification-pending",
             Error::ResendTooSoon(_) => "resend-too-soon",
             Error::MaxSends(_) => "max-sends-reached",
-            Error::SendFailed(_) => "send-failed",
+            Error::OutboxFull => "outbox-full",
             Error::RateLimited(_) => "rate-limited",
             Error::BudgetExhausted(_) => "budget-exhausted",
             Error::CountryNotAllowed => "country-not-allowed",
@@ -105,8 +103,7 @@ impl Error {
             Error::ResendTooSoon(wait) | Error::MaxSends(wait) => {
                 Kind::Limited { retry_after: *wait }
             }
-            Error::SendFailed(_) => Kind::BadGateway,
-            Error::Store(_) => Kind::Unavailable,
+            Error::Store(_) | Error::OutboxFull => Kind::Unavailable,
         }
     }
 }

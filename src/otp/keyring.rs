@@ -169,14 +169,16 @@ impl Keyring {
             .collect()
     }
 
-    /// The E.164 number encrypted (AES-256-GCM) under the current secret,
-    /// bound to the verification id.
-    pub fn seal(&self, id: &VerificationId, phone: &Phone) -> Vec<u8> {
+    /// Encrypts `plain` (AES-256-GCM) under the current secret, bound to
+    /// `what` and the verification id: a sealed value only opens for the
+    /// purpose and verification it was made for.
+    fn encrypt(&self, what: &[u8], id: &VerificationId, plain: &[u8]) -> Vec<u8> {
         let mut nonce = [0u8; NONCE_LEN];
         OsRng.try_fill_bytes(&mut nonce).expect("OS RNG");
+        let aad = [what, id.as_bytes()].concat();
         let payload = Payload {
-            msg: phone.e164().as_bytes(),
-            aad: id.as_bytes(),
+            msg: plain,
+            aad: &aad,
         };
         let sealed = self
             .current()
@@ -186,6 +188,34 @@ impl Keyring {
         [nonce.as_slice(), &sealed].concat()
     }
 
+    fn decrypt(
+        &self,
+        key_id: &str,
+        what: &[u8],
+        id: &VerificationId,
+        sealed: &[u8],
+    ) -> Option<Zeroizing<Vec<u8>>> {
+        let keys = self.named(key_id)?;
+        if sealed.len() <= NONCE_LEN {
+            return None;
+        }
+        let (nonce, ciphertext) = sealed.split_at(NONCE_LEN);
+        let aad = [what, id.as_bytes()].concat();
+        let payload = Payload {
+            msg: ciphertext,
+            aad: &aad,
+        };
+        keys.seal
+            .decrypt(Nonce::from_slice(nonce), payload)
+            .ok()
+            .map(Zeroizing::new)
+    }
+
+    /// The E.164 number, sealed for resends.
+    pub fn seal(&self, id: &VerificationId, phone: &Phone) -> Vec<u8> {
+        self.encrypt(b"number", id, phone.e164().as_bytes())
+    }
+
     /// The E.164 number sealed by `seal` under secret `key_id`.
     pub fn open(
         &self,
@@ -193,17 +223,25 @@ impl Keyring {
         id: &VerificationId,
         sealed: &[u8],
     ) -> Option<Zeroizing<String>> {
-        let keys = self.named(key_id)?;
-        if sealed.len() <= NONCE_LEN {
-            return None;
-        }
-        let (nonce, ciphertext) = sealed.split_at(NONCE_LEN);
-        let payload = Payload {
-            msg: ciphertext,
-            aad: id.as_bytes(),
-        };
-        let plain = keys.seal.decrypt(Nonce::from_slice(nonce), payload).ok()?;
-        String::from_utf8(plain).ok().map(Zeroizing::new)
+        let plain = self.decrypt(key_id, b"number", id, sealed)?;
+        String::from_utf8(plain.to_vec()).ok().map(Zeroizing::new)
+    }
+
+    /// The code, sealed for the outbox (never in clear at rest, SEC-11).
+    pub fn seal_code(&self, id: &VerificationId, code: &Code) -> Vec<u8> {
+        self.encrypt(b"code", id, code.digits().as_bytes())
+    }
+
+    /// The code sealed by `seal_code`, if it opens and has `length` digits.
+    pub fn open_code(
+        &self,
+        key_id: &str,
+        id: &VerificationId,
+        sealed: &[u8],
+        length: usize,
+    ) -> Option<Code> {
+        let plain = self.decrypt(key_id, b"code", id, sealed)?;
+        Code::parse(std::str::from_utf8(&plain).ok()?, length).ok()
     }
 }
 
@@ -234,6 +272,27 @@ mod tests {
 
     fn phone() -> Phone {
         Phone::parse("+819012345678", "JP".parse().expect("JP")).expect("phone")
+    }
+
+    #[test]
+    fn sealed_codes_open_only_for_their_verification_and_purpose() {
+        let ring = Keyring::new(&[secret("k1", 1)]);
+        let id = VerificationId::generate([0, 0]);
+        let code = Code::parse("123456", 6).expect("code");
+        let sealed = ring.seal_code(&id, &code);
+        assert!(!sealed.windows(6).any(|w| w == b"123456"), "not in clear");
+        assert_eq!(
+            ring.open_code("k1", &id, &sealed, 6)
+                .map(|c| c.digits().to_owned()),
+            Some("123456".into())
+        );
+        assert!(ring
+            .open_code("k1", &VerificationId::generate([0, 0]), &sealed, 6)
+            .is_none());
+        assert!(
+            ring.open("k1", &id, &sealed).is_none(),
+            "a sealed code is not a sealed number"
+        );
     }
 
     #[test]

@@ -7,6 +7,7 @@ mod error;
 mod idempotency;
 mod keyring;
 mod limits;
+mod outbox;
 mod service;
 
 use std::collections::BTreeMap;
@@ -24,12 +25,13 @@ pub use self::idempotency::{Begun, Ticket};
 pub use self::keyring::{Keyring, Secret};
 pub use self::service::Service;
 
-use crate::carrier::{Carrier, Sms};
 use crate::domain::{Binding, Code, Locale, Phone, ServiceName, Status, Timestamp, VerificationId};
 use crate::metrics::{CheckOutcome, Metrics};
 use crate::ratelimit::{Scope, Subject};
 use crate::sms::AppHash;
-use crate::store::{self, Checked, NewVerification, Record, ResendPolicy, Resent, Started, Store};
+use crate::store::{
+    self, Checked, Enqueue, NewVerification, Record, ResendPolicy, Resent, Started, Store,
+};
 
 /// A verification as callers see it: no digests, no sealed number.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -43,6 +45,8 @@ pub struct Verification {
     pub resend_after: Timestamp,
     pub sends: u32,
     pub attempts_left: u32,
+    /// How the latest send is doing.
+    pub delivery: store::Delivery,
 }
 
 impl From<Record> for Verification {
@@ -57,6 +61,7 @@ impl From<Record> for Verification {
             resend_after: record.resend_after,
             sends: record.sends,
             attempts_left: record.attempts_left,
+            delivery: record.delivery,
         }
     }
 }
@@ -102,12 +107,21 @@ pub struct CheckOutcomeView {
 /// Everything the use cases need, built once by `startup`.
 pub struct Otp {
     store: Arc<dyn Store>,
-    carrier: Arc<dyn Carrier>,
     clock: Arc<dyn Clock>,
     keyring: Keyring,
     services: BTreeMap<ServiceName, Arc<Service>>,
     metrics: Metrics,
     idempotency_retention: Duration,
+    shard_cap: u64,
+}
+
+/// Settings of the use cases that are not a service's.
+#[derive(Clone, Copy, Debug)]
+pub struct Options {
+    /// How long an Idempotency-Key and its answer are kept.
+    pub idempotency_retention: Duration,
+    /// Sends the outbox may hold in all; past it starts answer 503.
+    pub max_queued: u64,
 }
 
 /// A start that finds a pending verification resends it; if that one
@@ -119,12 +133,11 @@ const INDEX_SLACK: Duration = Duration::from_secs(60);
 impl Otp {
     pub fn new(
         store: Arc<dyn Store>,
-        carrier: Arc<dyn Carrier>,
         clock: Arc<dyn Clock>,
         keyring: Keyring,
         services: BTreeMap<ServiceName, Service>,
         metrics: Metrics,
-        idempotency_retention: Duration,
+        options: Options,
     ) -> Self {
         let services = services
             .into_iter()
@@ -132,12 +145,12 @@ impl Otp {
             .collect();
         Otp {
             store,
-            carrier,
             clock,
             keyring,
             services,
             metrics,
-            idempotency_retention,
+            idempotency_retention: options.idempotency_retention,
+            shard_cap: options.max_queued.div_ceil(u64::from(store::SHARDS)).max(1),
         }
     }
 
@@ -214,18 +227,16 @@ impl Otp {
                     if let Some(old) = replaced {
                         info!(verification_id = %old, "pending verification replaced by one with another binding");
                     }
-                    let record = self
-                        .deliver(service, new.record, &request.to, &code)
-                        .await?;
                     self.metrics
                         .started(service.name.as_str(), false, request.to.country_code());
-                    info!(verification_id = %record.id, "verification started");
+                    info!(verification_id = %new.record.id, "verification started, send queued");
                     return Ok(StartOutcome {
-                        verification: record.into(),
+                        verification: new.record.into(),
                         created: true,
                     });
                 }
-                Started::Pending(id) => match self.resend_to(service, &id, &request.to).await {
+                Started::Full => return Err(Error::OutboxFull),
+                Started::Pending(id) => match self.resend_to(service, &id).await {
                     Err(Error::NotFound | Error::Finished(_)) => continue,
                     resent => {
                         return resent.map(|verification| StartOutcome {
@@ -249,7 +260,7 @@ impl Otp {
         code: &Code,
         now: Timestamp,
     ) -> NewVerification {
-        let id = VerificationId::generate([number.0[0], number.0[1]]);
+        let id = VerificationId::generate(number.shard());
         let record = Record {
             id,
             service: service.name.clone(),
@@ -271,8 +282,10 @@ impl Otp {
             number,
             country_code: request.to.country_code(),
             app_hash: request.app_hash.clone(),
+            delivery: store::Delivery::queued(),
         };
         NewVerification {
+            enqueue: self.enqueue(&id, code),
             record,
             index_ttl: service.ttl * service.max_sends + INDEX_SLACK,
         }
@@ -328,7 +341,7 @@ impl Otp {
                     None => {
                         // The same work as a check of an unknown id, so the
                         // answer and its timing tell an enumerator nothing.
-                        let unknown = VerificationId::generate([number.0[0], number.0[1]]);
+                        let unknown = VerificationId::generate(number.shard());
                         self.keyring.candidates(
                             &service.name,
                             &unknown,
@@ -411,18 +424,18 @@ impl Otp {
                 .limits
                 .send_groups(&self.keyring, &subject, record.number.0, false, now);
         let taken = self.take_limits(service, groups).await?;
-        let resent = self.resend_to(service, id, &phone).await;
+        let resent = self.resend_to(service, id).await;
         if resent.is_err() {
             self.give_back(taken).await;
         }
         resent
     }
 
+    /// A new code for the pending verification `id`, queued with its send.
     async fn resend_to(
         &self,
         service: &Service,
         id: &VerificationId,
-        phone: &Phone,
     ) -> Result<Verification, Error> {
         let now = self.clock.now();
         let code = Code::generate(service.code_length);
@@ -433,9 +446,10 @@ impl Otp {
             max_sends: service.max_sends,
             ttl: service.ttl,
         };
+        let enqueue = self.enqueue(id, &code);
         let record = match self
             .store
-            .resend(&service.name, id, &candidates, policy, now)
+            .resend(&service.name, id, &candidates, policy, &enqueue, now)
             .await?
         {
             Resent::Resent(record) => record,
@@ -445,45 +459,20 @@ impl Otp {
             Resent::MaxSends(record) => return Err(Error::MaxSends(now.until(record.expires_at))),
             Resent::Finished(record) => return Err(Error::Finished(record.status)),
             Resent::NotFound => return Err(Error::NotFound),
+            Resent::Full => return Err(Error::OutboxFull),
         };
-        let record = self.deliver(service, record, phone, &code).await?;
         self.metrics
-            .started(service.name.as_str(), true, phone.country_code());
-        info!(verification_id = %id, to = %phone.masked(), sends = record.sends, "code resent");
+            .started(service.name.as_str(), true, record.country_code);
+        info!(verification_id = %id, to = %record.masked_to, sends = record.sends, "code resent, send queued");
         Ok(record.into())
     }
 
-    /// Hands the code to the carrier. On failure the send is taken back, so
-    /// the caller can retry at once and the verification stays completable.
-    async fn deliver(
-        &self,
-        service: &Service,
-        record: Record,
-        to: &Phone,
-        code: &Code,
-    ) -> Result<Record, Error> {
-        let body = service.body(&record.locale, code, record.app_hash.as_ref());
-        let sms = Sms {
-            to: to.clone(),
-            body,
-            service: service.name.clone(),
-            verification: record.id,
-        };
-        let sent = self.carrier.send(&sms).await;
-        self.metrics
-            .sent(service.name.as_str(), self.carrier.name(), sent.is_ok());
-        match sent {
-            Ok(accepted) => {
-                info!(verification_id = %record.id, carrier = self.carrier.name(), message_id = %accepted.message_id, "message accepted");
-                Ok(record)
-            }
-            Err(error) => {
-                warn!(verification_id = %record.id, carrier = self.carrier.name(), error = %error, "send failed");
-                self.store
-                    .unsend(&service.name, &record.id, self.clock.now())
-                    .await?;
-                Err(Error::SendFailed(error))
-            }
+    /// The outbox entry for `code`: sealed, never in clear (SEC-11).
+    fn enqueue(&self, id: &VerificationId, code: &Code) -> Enqueue {
+        Enqueue {
+            sealed_code: self.keyring.seal_code(id, code),
+            key_id: self.keyring.current_id().clone(),
+            shard_cap: self.shard_cap,
         }
     }
 

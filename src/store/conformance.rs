@@ -9,8 +9,9 @@ use std::time::Duration;
 use futures_util::future::join_all;
 
 use super::{
-    Candidate, Changed, Checked, Digest, IdempotencyKey, NewVerification, NumberKey, Record,
-    ResendPolicy, Resent, Reservation, Started, Store,
+    Candidate, Changed, Checked, Claimed, Delivery, DeliveryStatus, Digest, Enqueue, Finish,
+    IdempotencyKey, NewVerification, NumberKey, Record, ResendPolicy, Resent, Reservation, Started,
+    Store, SHARDS,
 };
 use crate::domain::{ServiceName, Status, VerificationId};
 use crate::otp::{Clock, ManualClock};
@@ -51,7 +52,12 @@ macro_rules! store_conformance {
             resend_replaces_the_code_and_keeps_attempts_left,
             resend_obeys_cooldown_and_max_sends,
             cancel_finishes_a_verification,
-            unsend_allows_an_immediate_resend,
+            a_start_queues_its_send_and_a_finish_records_it,
+            a_newer_send_supersedes_an_older_one,
+            a_failed_send_is_taken_back,
+            idle_claims_are_taken_over,
+            a_full_outbox_refuses_starts_and_resends,
+            a_send_is_finished_once,
             idempotency_reserves_completes_and_replays,
             idempotency_release_and_lock_expiry_free_the_key,
             wrong_codes_delay_then_lock_the_number,
@@ -97,6 +103,14 @@ const GATE: FailurePolicy = FailurePolicy {
     decay: Duration::from_secs(86_400),
 };
 
+fn enqueue() -> Enqueue {
+    Enqueue {
+        sealed_code: vec![0xc0, 0xde, 0, 1],
+        key_id: "k1".into(),
+        shard_cap: 100,
+    }
+}
+
 fn service(name: &str) -> ServiceName {
     name.parse().expect("service name")
 }
@@ -122,7 +136,7 @@ pub fn new_verification(
     let now = clock.now();
     let number = NumberKey([42; 16]);
     let record = Record {
-        id: VerificationId::generate([number.0[0], number.0[1]]),
+        id: VerificationId::generate(number.shard()),
         service: service(service_name),
         status: Status::Pending,
         masked_to: "+81 90-****-5678".into(),
@@ -139,8 +153,10 @@ pub fn new_verification(
         number,
         country_code: 81,
         app_hash: None,
+        delivery: Delivery::queued(),
     };
     NewVerification {
+        enqueue: enqueue(),
         record,
         index_ttl: TTL * POLICY.max_sends + Duration::from_secs(60),
     }
@@ -222,7 +238,14 @@ pub async fn expired_is_not_found(fx: &Fixture) {
     );
     assert_eq!(
         fx.store
-            .resend(&demo, &record.id, &candidate(2, None), POLICY, now)
+            .resend(
+                &demo,
+                &record.id,
+                &candidate(2, None),
+                POLICY,
+                &enqueue(),
+                now
+            )
             .await
             .expect("resend"),
         Resent::NotFound
@@ -422,7 +445,14 @@ pub async fn resend_replaces_the_code_and_keeps_attempts_left(fx: &Fixture) {
     let now = fx.clock.now();
     let resent = fx
         .store
-        .resend(&demo, &record.id, &candidate(2, None), POLICY, now)
+        .resend(
+            &demo,
+            &record.id,
+            &candidate(2, None),
+            POLICY,
+            &enqueue(),
+            now,
+        )
         .await
         .expect("resend");
     let Resent::Resent(after) = resent else {
@@ -457,7 +487,7 @@ pub async fn resend_obeys_cooldown_and_max_sends(fx: &Fixture) {
         let now = fx.clock.now();
         async move {
             store
-                .resend(&demo, &id, &candidate(2, None), POLICY, now)
+                .resend(&demo, &id, &candidate(2, None), POLICY, &enqueue(), now)
                 .await
                 .expect("resend")
         }
@@ -516,31 +546,231 @@ pub async fn cancel_finishes_a_verification(fx: &Fixture) {
             &record.id,
             &candidate(2, None),
             POLICY,
+            &enqueue(),
             now.plus(COOLDOWN),
         )
         .await;
     assert!(matches!(resent.expect("resend"), Resent::Finished(_)));
 }
 
-pub async fn unsend_allows_an_immediate_resend(fx: &Fixture) {
-    let record = started(fx, None).await;
-    let demo = service("demo");
-    let now = fx.clock.now();
-    let undone = fx
-        .store
-        .unsend(&demo, &record.id, now)
+/// Claims everything queued now.
+async fn claim_all(fx: &Fixture, consumer: &str) -> Vec<Claimed> {
+    fx.store
+        .claim(consumer, 100, Duration::from_millis(50))
         .await
-        .expect("unsend");
+        .expect("claim")
+}
+
+async fn finish(fx: &Fixture, claimed: &Claimed, how: Finish) {
+    fx.store
+        .finish(claimed, &how, fx.clock.now())
+        .await
+        .expect("finish");
+}
+
+fn sent() -> Finish {
+    Finish::Sent {
+        carrier: "recording".into(),
+        message_id: "m-1".into(),
+    }
+}
+
+/// A start stores the verification and queues its first send, in one step.
+pub async fn a_start_queues_its_send_and_a_finish_records_it(fx: &Fixture) {
+    let record = started(fx, None).await;
+    assert_eq!(fx.store.outbox_depth().await.expect("depth"), 1);
+    let claimed = claim_all(fx, "a").await;
+    assert_eq!(claimed.len(), 1);
+    let send = &claimed[0].send;
+    assert_eq!(
+        (send.id, send.number, send.service.as_str()),
+        (record.id, 1, "demo")
+    );
+    assert_eq!(
+        (send.sealed_code.as_slice(), send.key_id.as_str()),
+        (enqueue().sealed_code.as_slice(), "k1")
+    );
+    assert_eq!(
+        fx.store.outbox_depth().await.expect("depth"),
+        1,
+        "claimed is still in the outbox"
+    );
     assert!(
-        matches!(undone, Changed::Changed(ref r) if r.sends == 0 && r.resend_after == now),
-        "{undone:?}"
+        claim_all(fx, "b").await.is_empty(),
+        "one send, one consumer"
+    );
+    finish(fx, &claimed[0], sent()).await;
+    assert_eq!(fx.store.outbox_depth().await.expect("depth"), 0);
+    let delivery = stored(fx, &record.id).await.delivery;
+    assert_eq!(
+        delivery,
+        Delivery {
+            status: DeliveryStatus::Sent,
+            carrier: Some("recording".into()),
+            message_id: Some("m-1".into())
+        }
+    );
+}
+
+/// A resend queues send 2; finishing the superseded send 1 records nothing.
+pub async fn a_newer_send_supersedes_an_older_one(fx: &Fixture) {
+    let record = started(fx, None).await;
+    let first = claim_all(fx, "a").await;
+    fx.clock.advance(COOLDOWN);
+    let demo = service("demo");
+    let resent = fx
+        .store
+        .resend(
+            &demo,
+            &record.id,
+            &candidate(2, None),
+            POLICY,
+            &enqueue(),
+            fx.clock.now(),
+        )
+        .await;
+    assert!(
+        matches!(resent.expect("resend"), Resent::Resent(r) if r.delivery == Delivery::queued())
+    );
+    let second = claim_all(fx, "a").await;
+    assert_eq!(
+        second.iter().map(|c| c.send.number).collect::<Vec<_>>(),
+        [2]
+    );
+    finish(fx, &first[0], sent()).await;
+    assert_eq!(
+        stored(fx, &record.id).await.delivery.status,
+        DeliveryStatus::Queued,
+        "send 1 is not the latest"
+    );
+    finish(fx, &second[0], sent()).await;
+    assert_eq!(
+        stored(fx, &record.id).await.delivery.status,
+        DeliveryStatus::Sent
+    );
+}
+
+/// A send that failed on every route is taken back: the user may ask again.
+pub async fn a_failed_send_is_taken_back(fx: &Fixture) {
+    let record = started(fx, None).await;
+    let claimed = claim_all(fx, "a").await;
+    finish(fx, &claimed[0], Finish::Failed { dead: true }).await;
+    let after = stored(fx, &record.id).await;
+    assert_eq!(
+        (after.delivery.status, after.sends, after.resend_after),
+        (DeliveryStatus::Failed, 0, fx.clock.now())
     );
     let resent = fx
         .store
-        .resend(&demo, &record.id, &candidate(2, None), POLICY, now)
+        .resend(
+            &service("demo"),
+            &record.id,
+            &candidate(2, None),
+            POLICY,
+            &enqueue(),
+            fx.clock.now(),
+        )
+        .await;
+    assert!(matches!(resent.expect("resend"), Resent::Resent(r) if r.sends == 1));
+}
+
+/// At least once: a send claimed by a replica that died is taken over.
+pub async fn idle_claims_are_taken_over(fx: &Fixture) {
+    started(fx, None).await;
+    let lost = claim_all(fx, "dead-replica").await;
+    assert_eq!(lost.len(), 1);
+    let kept = fx
+        .store
+        .reclaim("b", Duration::from_secs(3600), 10)
         .await
-        .expect("resend");
-    assert!(matches!(resent, Resent::Resent(r) if r.sends == 1));
+        .expect("reclaim");
+    assert!(kept.is_empty(), "not idle long enough");
+    let taken = fx
+        .store
+        .reclaim("b", Duration::ZERO, 10)
+        .await
+        .expect("reclaim");
+    assert_eq!(
+        taken
+            .iter()
+            .map(|c| (&c.entry, &c.send))
+            .collect::<Vec<_>>(),
+        [(&lost[0].entry, &lost[0].send)]
+    );
+    finish(fx, &taken[0], sent()).await;
+    assert_eq!(fx.store.outbox_depth().await.expect("depth"), 0);
+}
+
+/// The outbox is bounded per shard: a full shard refuses starts and
+/// resends, and changes nothing.
+pub async fn a_full_outbox_refuses_starts_and_resends(fx: &Fixture) {
+    let mut first = new_verification(&fx.clock, "demo", None);
+    first.enqueue.shard_cap = 1;
+    assert!(matches!(
+        fx.store.start(&first, fx.clock.now()).await.expect("start"),
+        Started::Created { .. }
+    ));
+    let mut same_shard = new_verification(&fx.clock, "demo", None);
+    same_shard.record.number = NumberKey([42 + SHARDS; 16]);
+    same_shard.enqueue.shard_cap = 1;
+    assert_eq!(
+        fx.store
+            .start(&same_shard, fx.clock.now())
+            .await
+            .expect("start"),
+        Started::Full
+    );
+    assert!(fx
+        .store
+        .get(&service("demo"), &same_shard.record.id, fx.clock.now())
+        .await
+        .expect("get")
+        .is_none());
+    fx.clock.advance(COOLDOWN);
+    let full = Enqueue {
+        shard_cap: 1,
+        ..enqueue()
+    };
+    let (demo, new_code) = (service("demo"), candidate(2, None));
+    let resent = fx
+        .store
+        .resend(
+            &demo,
+            &first.record.id,
+            &new_code,
+            POLICY,
+            &full,
+            fx.clock.now(),
+        )
+        .await;
+    assert_eq!(resent.expect("resend"), Resent::Full);
+    assert_eq!(
+        stored(fx, &first.record.id).await.sends,
+        1,
+        "nothing changed"
+    );
+    let claimed = claim_all(fx, "a").await;
+    finish(fx, &claimed[0], sent()).await;
+    assert!(matches!(
+        fx.store
+            .start(&same_shard, fx.clock.now())
+            .await
+            .expect("start"),
+        Started::Created { .. }
+    ));
+}
+
+/// Finishing is idempotent: a second finish of the same send records nothing.
+pub async fn a_send_is_finished_once(fx: &Fixture) {
+    let record = started(fx, None).await;
+    let claimed = claim_all(fx, "a").await;
+    finish(fx, &claimed[0], sent()).await;
+    finish(fx, &claimed[0], Finish::Failed { dead: true }).await;
+    let after = stored(fx, &record.id).await;
+    assert_eq!(
+        (after.delivery.status, after.sends),
+        (DeliveryStatus::Sent, 1)
+    );
 }
 
 pub async fn idempotency_reserves_completes_and_replays(fx: &Fixture) {

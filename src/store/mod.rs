@@ -32,6 +32,17 @@ pub type Digest = [u8; 32];
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct NumberKey(pub [u8; 16]);
 
+/// Verifications are spread over this many shards; each shard is one Redis
+/// slot holding its verifications, number indexes and outbox stream.
+pub const SHARDS: u8 = 64;
+
+impl NumberKey {
+    /// The tag of the number's shard, shared by its verification ids.
+    pub fn shard(&self) -> [u8; 2] {
+        [0, self.0[0] % SHARDS]
+    }
+}
+
 /// The keyed hash of (API key, `Idempotency-Key` value).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct IdempotencyKey(pub [u8; 16]);
@@ -74,6 +85,107 @@ pub struct Record {
     pub country_code: u16,
     /// The Android app hash the start asked for, for every send's body.
     pub app_hash: Option<AppHash>,
+    /// How the latest send is doing.
+    pub delivery: Delivery,
+}
+
+/// What became of a verification's latest send (what `GET` shows).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DeliveryStatus {
+    /// Waiting in the outbox.
+    Queued,
+    /// A carrier accepted it.
+    Sent,
+    /// Every attempt on every route failed.
+    Failed,
+}
+
+impl DeliveryStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DeliveryStatus::Queued => "queued",
+            DeliveryStatus::Sent => "sent",
+            DeliveryStatus::Failed => "failed",
+        }
+    }
+}
+
+impl std::str::FromStr for DeliveryStatus {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, String> {
+        match text {
+            "queued" => Ok(DeliveryStatus::Queued),
+            "sent" => Ok(DeliveryStatus::Sent),
+            "failed" => Ok(DeliveryStatus::Failed),
+            other => Err(format!("unknown delivery status {other:?}")),
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Delivery {
+    pub status: DeliveryStatus,
+    /// The carrier that took it, and its message id.
+    pub carrier: Option<String>,
+    pub message_id: Option<String>,
+}
+
+impl Delivery {
+    pub fn queued() -> Self {
+        Delivery {
+            status: DeliveryStatus::Queued,
+            carrier: None,
+            message_id: None,
+        }
+    }
+}
+
+/// What a start or resend puts in the outbox with the verification.
+#[derive(Clone, Debug)]
+pub struct Enqueue {
+    /// The code, encrypted under `key_id` (never in clear at rest, SEC-11).
+    pub sealed_code: Vec<u8>,
+    pub key_id: KeyId,
+    /// The most sends a shard may hold; past it the start is refused.
+    pub shard_cap: u64,
+}
+
+/// One SMS waiting in the outbox.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct QueuedSend {
+    pub id: VerificationId,
+    pub service: ServiceName,
+    /// Which send of the verification (1 for the first).
+    pub number: u32,
+    pub sealed_code: Vec<u8>,
+    pub key_id: KeyId,
+    pub queued_at: Timestamp,
+}
+
+/// A send handed to one worker, until it finishes it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Claimed {
+    /// The outbox entry (a stream id in Redis).
+    pub entry: String,
+    pub send: QueuedSend,
+}
+
+/// How a worker finished a send.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Finish {
+    Sent {
+        carrier: String,
+        message_id: String,
+    },
+    /// Gave up: recorded as failed, and the send is taken back (the user
+    /// may resend at once). `dead` keeps a copy in the dead-letter stream.
+    Failed {
+        dead: bool,
+    },
+    /// Not sent and nothing to record: the verification expired, finished
+    /// or was resent since (a newer send supersedes it).
+    Skipped,
 }
 
 impl Record {
@@ -88,6 +200,7 @@ impl Record {
 #[derive(Clone, Debug)]
 pub struct NewVerification {
     pub record: Record,
+    pub enqueue: Enqueue,
     /// How long the number index may point at this verification: the longest
     /// it can live with every resend extending it.
     pub index_ttl: Duration,
@@ -101,6 +214,8 @@ pub enum Started {
     /// The number already has a pending verification with the same binding;
     /// nothing changed. The caller resends it.
     Pending(VerificationId),
+    /// The outbox shard is full: nothing stored.
+    Full,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -147,6 +262,8 @@ pub enum Resent {
     MaxSends(Record),
     Finished(Record),
     NotFound,
+    /// The outbox shard is full: nothing changed.
+    Full,
 }
 
 /// Outcome of a state change with no other preconditions (cancel, send failure).
@@ -217,19 +334,11 @@ pub trait Store: Send + Sync + 'static {
         id: &VerificationId,
         candidates: &[Candidate],
         policy: ResendPolicy,
+        enqueue: &Enqueue,
         now: Timestamp,
     ) -> Result<Resent, Error>;
 
     async fn cancel(
-        &self,
-        service: &ServiceName,
-        id: &VerificationId,
-        now: Timestamp,
-    ) -> Result<Changed, Error>;
-
-    /// Undoes the last send's bookkeeping after the carrier refused it: one
-    /// send fewer and no cooldown, so the verification can still be completed.
-    async fn unsend(
         &self,
         service: &ServiceName,
         id: &VerificationId,
@@ -263,6 +372,32 @@ pub trait Store: Send + Sync + 'static {
 
     /// Gives back what `limit` recorded for these (allowed) groups.
     async fn refund(&self, groups: &[Group], now: Timestamp) -> Result<(), Error>;
+
+    /// Up to `max` queued sends for `consumer`, waiting up to `wait` for the
+    /// first. Each stays claimed until `finish`ed or reclaimed.
+    async fn claim(
+        &self,
+        consumer: &str,
+        max: usize,
+        wait: Duration,
+    ) -> Result<Vec<Claimed>, Error>;
+
+    /// Up to `max` sends claimed by any consumer but not finished for
+    /// `idle` (a replica died holding them), now claimed by `consumer`.
+    async fn reclaim(
+        &self,
+        consumer: &str,
+        idle: Duration,
+        max: usize,
+    ) -> Result<Vec<Claimed>, Error>;
+
+    /// Removes the send from the outbox and records how it went on its
+    /// verification, if that send is still the latest, in one step.
+    async fn finish(&self, claimed: &Claimed, finish: &Finish, now: Timestamp)
+        -> Result<(), Error>;
+
+    /// Sends queued or claimed, not finished.
+    async fn outbox_depth(&self) -> Result<u64, Error>;
 
     /// Whether the store answers (readiness).
     async fn ping(&self) -> Result<(), Error>;

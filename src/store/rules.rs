@@ -4,7 +4,10 @@
 
 use subtle::ConstantTimeEq;
 
-use super::{Candidate, Changed, Checked, Digest, Record, ResendPolicy, Resent};
+use super::{
+    Candidate, Changed, Checked, Delivery, DeliveryStatus, Digest, Finish, Record, ResendPolicy,
+    Resent,
+};
 use crate::domain::{Status, Timestamp};
 use crate::ratelimit::FailurePolicy;
 
@@ -108,6 +111,7 @@ pub(super) fn resend(
     record.code_digest = candidate.code;
     record.sends += 1;
     record.resend_after = now.plus(policy.cooldown_after(record.sends));
+    record.delivery = Delivery::queued();
     record.expires_at = now.plus(policy.ttl);
     Resent::Resent(record.clone())
 }
@@ -120,11 +124,29 @@ pub(super) fn cancel(record: &mut Record) -> Changed {
     Changed::Changed(record.clone())
 }
 
-pub(super) fn unsend(record: &mut Record, now: Timestamp) -> Changed {
-    if record.status != Status::Pending {
-        return Changed::Finished(record.clone());
+/// Records how send number `number` went, if it is still the latest send
+/// of a pending verification (the twin of `lua/finish.lua`).
+pub(super) fn finish(record: &mut Record, number: u32, finish: &Finish, now: Timestamp) {
+    if record.sends != number || record.status != Status::Pending {
+        return;
     }
-    record.sends = record.sends.saturating_sub(1);
-    record.resend_after = now;
-    Changed::Changed(record.clone())
+    match finish {
+        Finish::Sent {
+            carrier,
+            message_id,
+        } => {
+            record.delivery = Delivery {
+                status: DeliveryStatus::Sent,
+                carrier: Some(carrier.clone()),
+                message_id: Some(message_id.clone()),
+            };
+        }
+        Finish::Failed { .. } => {
+            // Taken back: the user may ask again at once.
+            record.delivery.status = DeliveryStatus::Failed;
+            record.sends = record.sends.saturating_sub(1);
+            record.resend_after = now;
+        }
+        Finish::Skipped => {}
+    }
 }

@@ -128,7 +128,7 @@ async fn number_sends_stop_at_five_per_fifteen_minutes_however_the_number_is_wri
     .await;
     assert_eq!(retry, 180, "one send every 3 minutes");
     redis.assert_no_new_keys(&keys, "a refused start");
-    assert_eq!(app.carrier.bodies_to(PHONE).len(), 5);
+    assert_eq!(app.sent_to(PHONE).await.len(), 5);
     app.clock.advance(Duration::from_secs(retry));
     assert_eq!(
         start_from(&app, PHONE, None, Some("session-7"))
@@ -244,7 +244,7 @@ async fn other_countries_are_refused_unless_listed_or_monitored() {
     )
     .await;
     redis.assert_no_new_keys(&keys, "a start to another country");
-    assert_eq!(app.carrier.count(), 0);
+    assert_eq!(app.sent_count().await, 0);
 
     let listed = TestApp::spawn(&with_demo(&redis, |s| {
         demo(s).countries = vec!["JP".into(), "GB".into()]
@@ -307,7 +307,7 @@ async fn country_service_and_global_caps_hold_at_their_boundary() {
             change(s);
         }))
         .await;
-        let prefix = 20 + app.carrier.count() as u32;
+        let prefix = 20 + app.sent_count().await as u32;
         for n in 0..3 {
             let to = number(prefix, n);
             assert_eq!(
@@ -356,7 +356,7 @@ async fn budgets_refuse_at_their_cap_and_report_crossings() {
         retry > 0 && retry <= 86_400,
         "until the day ends in Japan: {retry}"
     );
-    assert_eq!(app.carrier.count(), 5);
+    assert_eq!(app.sent_count().await, 5);
     let metrics = app.metrics().await;
     for threshold in [50, 80, 100] {
         let line = format!(
@@ -474,7 +474,7 @@ async fn a_refused_request_leaves_no_verification_and_no_counters() {
         verifications,
         "no verification stored"
     );
-    assert!(app.carrier.bodies_to(PHONE).is_empty(), "nothing sent");
+    assert!(app.sent_to(PHONE).await.is_empty(), "nothing sent");
     for at in 0..5 {
         let response = start_from(&app, PHONE, Some("192.0.2.2"), Some(&format!("s{at}"))).await;
         assert_eq!(
@@ -584,7 +584,7 @@ async fn pumping_one_range_from_many_ips_reaches_the_carrier_at_most_twenty_time
         .count();
     assert_eq!(sent, 20);
     assert_eq!(by_range, 480, "every other start is refused by the range");
-    assert_eq!(app.carrier.count(), 20);
+    assert_eq!(app.sent_count().await, 20);
     let metrics = app.metrics().await;
     assert!(
         metrics.contains(
@@ -617,7 +617,7 @@ async fn brute_force_across_verifications_and_replicas_stops_at_twenty_failures(
     let mut delays = Vec::new();
     for turn in 0..200 {
         let app = &replicas[turn % 2];
-        let response = app.check(&id, &wrong(&app.sent_code(PHONE))).await;
+        let response = app.check(&id, &wrong(&app.sent_code(PHONE).await)).await;
         match response.status().as_u16() {
             200 => {
                 wrong_answers += 1;
@@ -650,7 +650,7 @@ async fn brute_force_across_verifications_and_replicas_stops_at_twenty_failures(
     // Locked: even the right code of a new verification is refused.
     let fresh = json_of(start_from(&replicas[1], PHONE, None, Some("fresh-session")).await).await;
     let id = fresh["id"].as_str().expect("a new verification");
-    let code = replicas[1].sent_code(PHONE);
+    let code = replicas[1].sent_code(PHONE).await;
     let wait = limited(replicas[0].check(id, &code).await, "check-failures").await;
     assert!(wait > 23 * 3600, "until the failures decay: {wait}");
 }

@@ -239,7 +239,7 @@ async fn every_bad_input_gets_its_problem_and_changes_nothing() {
         problem(response, case.status, case.code).await;
         redis.assert_no_new_keys(&keys, label);
     }
-    assert_eq!(app.carrier.count(), 1, "no bad input sent an SMS");
+    assert_eq!(app.sent_count().await, 1, "no bad input sent an SMS");
     let status = crate::support::json_of(app.status(&id).await).await;
     assert_eq!(status["attempts_left"], 5, "invalid codes spend no attempt");
 }

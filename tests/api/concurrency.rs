@@ -13,7 +13,7 @@ async fn two_hundred_concurrent_right_checks_approve_exactly_once() {
     let redis = RedisServer::start();
     let app = TestApp::spawn(&settings(Some(&redis))).await;
     let id = app.started(PHONE).await;
-    let code = app.sent_code(PHONE);
+    let code = app.sent_code(PHONE).await;
     let responses = join_all((0..200).map(|_| app.check(&id, &code))).await;
     let mut approved = 0;
     let mut conflicts = 0;
@@ -36,7 +36,7 @@ async fn fifty_concurrent_wrong_checks_spend_exactly_max_attempts() {
     let redis = RedisServer::start();
     let app = TestApp::spawn(&settings(Some(&redis))).await;
     let id = app.started(PHONE).await;
-    let guess = wrong(&app.sent_code(PHONE));
+    let guess = wrong(&app.sent_code(PHONE).await);
     let responses = join_all((0..50).map(|_| app.check(&id, &guess))).await;
     let mut wrong_answers = 0;
     for response in responses {
@@ -66,7 +66,7 @@ async fn a_verification_started_on_one_replica_checks_on_another() {
     let one = TestApp::spawn_with(&settings(Some(&redis)), carrier.clone(), clock.clone()).await;
     let two = TestApp::spawn_with(&settings(Some(&redis)), carrier, clock).await;
     let id = one.started(PHONE).await;
-    let code = one.sent_code(PHONE);
+    let code = one.sent_code(PHONE).await;
     assert_eq!(json_of(two.status(&id).await).await["status"], "pending");
     assert_eq!(json_of(two.check(&id, &code).await).await["valid"], true);
     assert_eq!(

@@ -10,7 +10,7 @@ async fn redis_down_answers_503_and_recovers_without_a_restart() {
     let mut redis = RedisServer::start();
     let app = TestApp::spawn(&settings(Some(&redis))).await;
     let id = app.started(PHONE).await;
-    let code = app.sent_code(PHONE);
+    let code = app.sent_code(PHONE).await;
     assert_eq!(app.public("/readyz").await.status(), 200);
 
     redis.stop();
@@ -34,7 +34,7 @@ async fn redis_down_answers_503_and_recovers_without_a_restart() {
     assert!(ready, "otpd did not reconnect");
     problem(app.check(&id, &code).await, 404, "verification-not-found").await;
     let id = app.started(PHONE).await;
-    let code = app.sent_code(PHONE);
+    let code = app.sent_code(PHONE).await;
     assert_eq!(json_of(app.check(&id, &code).await).await["valid"], true);
 }
 
@@ -60,7 +60,7 @@ async fn flushed_scripts_are_reloaded() {
         .arg("FLUSH")
         .query::<()>(&mut connection)
         .expect("SCRIPT FLUSH");
-    let code = app.sent_code(PHONE);
+    let code = app.sent_code(PHONE).await;
     assert_eq!(json_of(app.check(&id, &code).await).await["valid"], true);
     let stats: String = redis::cmd("INFO")
         .arg("commandstats")

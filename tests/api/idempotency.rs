@@ -46,7 +46,7 @@ async fn a_retried_start_with_the_same_key_sends_once_and_replays_the_answer() {
     // The bare form of the same key is the same key.
     let bare = start_with_key(&app, API_KEY, "8e03978e-40d5-43e8-bc93-6894a57f9324", PHONE).await;
     assert_eq!(bare.text().await.expect("body"), first);
-    assert_eq!(app.carrier.bodies_to(PHONE).len(), 1);
+    assert_eq!(app.sent_to(PHONE).await.len(), 1);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -59,7 +59,7 @@ async fn the_same_key_with_another_request_is_refused() {
     );
     let reused = start_with_key(&app, API_KEY, "key-1", "+819087654321").await;
     problem(reused, 422, "idempotency-key-reused").await;
-    assert_eq!(app.carrier.bodies_to("+819087654321").len(), 0);
+    assert_eq!(app.sent_to("+819087654321").await.len(), 0);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -79,21 +79,35 @@ async fn keys_are_scoped_per_api_key() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn retries_of_try_later_answers_run_again() {
     let redis = RedisServer::start();
-    let app = TestApp::spawn(&settings(Some(&redis))).await;
-    app.carrier.fail_next(1);
-    problem(
-        start_with_key(&app, API_KEY, "retry-me", PHONE).await,
-        502,
-        "send-failed",
-    )
-    .await;
-    let retried = start_with_key(&app, API_KEY, "retry-me", PHONE).await;
+    let mut settings = settings(Some(&redis));
+    let limits = &mut settings.services.get_mut("demo").expect("demo").limits;
+    limits.number_sends = vec![otpd::config::RateSetting {
+        count: 1,
+        period: std::time::Duration::from_secs(60),
+    }];
+    let app = TestApp::spawn(&settings).await;
     assert_eq!(
-        retried.status(),
-        200,
-        "the pending verification is sent again"
+        start_with_key(&app, API_KEY, "first", PHONE).await.status(),
+        201
     );
-    assert_eq!(app.carrier.bodies_to(PHONE).len(), 1);
+    let body = json!({ "to": PHONE, "channel": "sms", "binding": "another-session" });
+    let again = || {
+        app.http
+            .post(app.url("/v1/services/demo/verifications"))
+            .bearer_auth(API_KEY)
+            .header("idempotency-key", "retry-me")
+            .json(&body)
+            .send()
+    };
+    let limited = again().await.expect("sent");
+    assert_eq!(limited.status(), 429, "a 429 is not kept");
+    app.clock.advance(std::time::Duration::from_secs(60));
+    assert_eq!(
+        again().await.expect("sent").status(),
+        201,
+        "the retry ran again"
+    );
+    assert_eq!(app.sent_to(PHONE).await.len(), 2);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

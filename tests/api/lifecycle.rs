@@ -50,7 +50,7 @@ async fn a_right_code_is_approved_once_and_a_replay_conflicts(app: &TestApp) {
         );
     }
 
-    let code = app.sent_code(PHONE);
+    let code = app.sent_code(PHONE).await;
     let checked = app.check(id, &code).await;
     assert_eq!(checked.status(), 200);
     let checked = json_of(checked).await;
@@ -66,14 +66,14 @@ async fn a_right_code_is_approved_once_and_a_replay_conflicts(app: &TestApp) {
 
 async fn national_numbers_are_read_with_the_default_region(app: &TestApp) {
     let id = app.started("090-1234-5678").await;
-    let code = app.sent_code(PHONE);
+    let code = app.sent_code(PHONE).await;
     assert_eq!(json_of(app.check(&id, &code).await).await["valid"], true);
 }
 
 /// SEC-3: valid until its expiry, then gone.
 async fn a_code_expires_with_its_ttl(app: &TestApp) {
     let id = app.started(PHONE).await;
-    let code = app.sent_code(PHONE);
+    let code = app.sent_code(PHONE).await;
     app.clock.advance(Duration::from_secs(300));
     problem(app.check(&id, &code).await, 404, "verification-not-found").await;
     problem(app.status(&id).await, 404, "verification-not-found").await;
@@ -82,7 +82,7 @@ async fn a_code_expires_with_its_ttl(app: &TestApp) {
 /// SEC-7: five wrong codes fail the verification; the right one is then refused.
 async fn wrong_codes_use_up_the_attempts(app: &TestApp) {
     let id = app.started(PHONE).await;
-    let code = app.sent_code(PHONE);
+    let code = app.sent_code(PHONE).await;
     for left in (0..5).rev() {
         let checked = json_of(app.check(&id, &wrong(&code)).await).await;
         assert_eq!(checked["valid"], false);
@@ -98,7 +98,7 @@ async fn wrong_codes_use_up_the_attempts(app: &TestApp) {
 /// SEC-6: a resend invalidates the old code and never resets the attempts.
 async fn a_resend_replaces_the_code_and_keeps_the_attempt_count(app: &TestApp) {
     let id = app.started(PHONE).await;
-    let old = app.sent_code(PHONE);
+    let old = app.sent_code(PHONE).await;
     assert_eq!(
         json_of(app.check(&id, &wrong(&old)).await).await["attempts_left"],
         4
@@ -111,8 +111,8 @@ async fn a_resend_replaces_the_code_and_keeps_the_attempt_count(app: &TestApp) {
         (resent["sends"].as_u64(), resent["attempts_left"].as_u64()),
         (Some(2), Some(4))
     );
-    assert_eq!(app.carrier.bodies_to(PHONE).len(), 2);
-    let new = app.sent_code(PHONE);
+    assert_eq!(app.sent_to(PHONE).await.len(), 2);
+    let new = app.sent_code(PHONE).await;
     if new != old {
         let stale = json_of(app.check(&id, &old).await).await;
         assert_eq!(
@@ -148,7 +148,7 @@ async fn resends_wait_for_the_cooldown_and_stop_at_max_sends(app: &TestApp) {
         "until the last code expires"
     );
     problem(response, 429, "max-sends-reached").await;
-    assert_eq!(app.carrier.bodies_to(PHONE).len(), 5);
+    assert_eq!(app.sent_to(PHONE).await.len(), 5);
 }
 
 async fn a_repeated_start_resends_the_pending_verification(app: &TestApp) {
@@ -163,13 +163,13 @@ async fn a_repeated_start_resends_the_pending_verification(app: &TestApp) {
         (again["id"].as_str(), again["sends"].as_u64()),
         (Some(id.as_str()), Some(2))
     );
-    let code = app.sent_code(PHONE);
+    let code = app.sent_code(PHONE).await;
     assert_eq!(json_of(app.check(&id, &code).await).await["valid"], true);
 }
 
 async fn a_canceled_verification_takes_no_more_actions(app: &TestApp) {
     let id = app.started(PHONE).await;
-    let code = app.sent_code(PHONE);
+    let code = app.sent_code(PHONE).await;
     let canceled = app.cancel(&id).await;
     assert_eq!(canceled.status(), 200);
     assert_eq!(json_of(canceled).await["status"], "canceled");
@@ -187,7 +187,7 @@ async fn a_binding_must_match_at_check(app: &TestApp) {
     let start = json!({ "to": PHONE, "channel": "sms", "binding": "session-a" });
     let started = json_of(app.post("/v1/services/demo/verifications", start).await).await;
     let id = started["id"].as_str().expect("id");
-    let code = app.sent_code(PHONE);
+    let code = app.sent_code(PHONE).await;
     let path = format!("/v1/services/demo/verifications/{id}/check");
     for binding in [json!(null), json!("session-b")] {
         let body = if binding.is_null() {
@@ -236,7 +236,7 @@ async fn a_start_with_another_binding_replaces_the_pending_one(app: &TestApp) {
         json_of(app.status(&first).await).await["status"],
         "canceled"
     );
-    let code = app.sent_code(PHONE);
+    let code = app.code_for(&second).await;
     let path = format!("/v1/services/demo/verifications/{second}/check");
     assert_eq!(
         json_of(
@@ -250,7 +250,7 @@ async fn a_start_with_another_binding_replaces_the_pending_one(app: &TestApp) {
 
 async fn a_number_can_be_checked_without_the_id(app: &TestApp) {
     let id = app.started(PHONE).await;
-    let code = app.sent_code(PHONE);
+    let code = app.sent_code(PHONE).await;
     let wrong_check = app
         .post(
             "/v1/services/demo/checks",
@@ -286,23 +286,50 @@ async fn a_number_can_be_checked_without_the_id(app: &TestApp) {
     problem(unknown, 404, "verification-not-found").await;
 }
 
+/// Sends go out after the answer; a send that fails on every attempt shows
+/// as `failed` and is taken back, so the user may ask again at once.
 async fn a_failed_send_leaves_a_verification_that_can_still_complete(app: &TestApp) {
-    app.carrier.fail_next(1);
-    problem(app.start(PHONE).await, 502, "send-failed").await;
-    assert_eq!(app.carrier.count(), 0);
+    app.carrier.fail_next(3);
+    let started = app.start(PHONE).await;
+    assert_eq!(
+        started.status(),
+        201,
+        "queued: the answer does not wait for the carrier"
+    );
+    let started = json_of(started).await;
+    assert_eq!(started["delivery"]["status"], "queued");
+    let id = started["id"].as_str().expect("id").to_owned();
+    assert_eq!(app.sent_count().await, 0);
+    let failed = json_of(app.status(&id).await).await;
+    assert_eq!(
+        (
+            failed["delivery"]["status"].as_str(),
+            failed["sends"].as_u64()
+        ),
+        (Some("failed"), Some(0))
+    );
     // No cooldown after a failed send: the retry goes out at once.
     let retried = app.start(PHONE).await;
     assert_eq!(retried.status(), 200);
-    let retried = json_of(retried).await;
-    assert_eq!(retried["sends"], 1);
-    let id = retried["id"].as_str().expect("id");
-    let code = app.sent_code(PHONE);
-    assert_eq!(json_of(app.check(id, &code).await).await["valid"], true);
+    assert_eq!(json_of(retried).await["sends"], 1);
+    let code = app.sent_code(PHONE).await;
+    let sent = json_of(app.status(&id).await).await;
+    assert_eq!(
+        (
+            sent["delivery"]["status"].as_str(),
+            sent["delivery"]["carrier"].as_str()
+        ),
+        (Some("sent"), Some("recording"))
+    );
+    assert!(sent["delivery"]["message_id"]
+        .as_str()
+        .is_some_and(|m| m.starts_with("recorded-")));
+    assert_eq!(json_of(app.check(&id, &code).await).await["valid"], true);
 }
 
 async fn services_do_not_see_each_others_verifications(app: &TestApp) {
     let id = app.started(PHONE).await;
-    let code = app.sent_code(PHONE);
+    let code = app.sent_code(PHONE).await;
     let other = format!("/v1/services/other/verifications/{id}");
     problem(app.get(&other).await, 404, "verification-not-found").await;
     problem(

@@ -20,7 +20,7 @@ async fn body_sent(
     }
     let to = start["to"].as_str().expect("to").to_owned();
     assert_eq!(request.send().await.expect("sent").status(), 201);
-    app.carrier.bodies_to(&to).pop().expect("an SMS")
+    app.sent_to(&to).await.pop().expect("an SMS")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -77,5 +77,5 @@ async fn a_start_whose_message_would_not_fit_is_refused() {
     let start = json!({ "to": PHONE, "channel": "sms", "locale": "ja", "app_hash": "FA+9qCX9VSu" });
     let response = app.post("/v1/services/demo/verifications", start).await;
     problem(response, 422, "message-too-long").await;
-    assert_eq!(app.carrier.count(), 0);
+    assert_eq!(app.sent_count().await, 0);
 }

@@ -14,12 +14,12 @@ const OTHER_PHONE: &str = "+819087654321";
 /// Runs a full lifecycle for two numbers and returns the codes sent.
 async fn exercise(app: &TestApp) -> Vec<String> {
     let id = app.started(PHONE).await;
-    let code = app.sent_code(PHONE);
+    let code = app.sent_code(PHONE).await;
     app.check(&id, &wrong(&code)).await;
     app.check(&id, &code).await;
     let body = json!({ "to": OTHER_PHONE, "channel": "sms", "binding": "session-1" });
     let other = json_of(app.post("/v1/services/demo/verifications", body).await).await;
-    let other_code = app.sent_code(OTHER_PHONE);
+    let other_code = app.sent_code(OTHER_PHONE).await;
     app.post(
         "/v1/services/demo/checks",
         json!({ "to": OTHER_PHONE, "code": wrong(&other_code) }),
@@ -136,7 +136,7 @@ async fn metrics_count_the_funnel_without_numbers_or_ids() {
         r#"otpd_verifications_started_total{channel="sms",country="81",kind="new",service="demo"} 2"#,
         r#"otpd_checks_total{outcome="approved",service="demo"} 1"#,
         r#"otpd_checks_total{outcome="wrong",service="demo"} 2"#,
-        r#"otpd_sends_total{carrier="recording",outcome="accepted",service="demo"} 2"#,
+        r#"otpd_sends_total{carrier="recording",country="81",outcome="accepted",service="demo"} 2"#,
         r#"otpd_http_requests_total{route="/v1/services/{service}/verifications/{id}/check",status="200"} 2"#,
         r#"otpd_http_request_duration_seconds_count{route="/v1/services/{service}/verifications"} 2"#,
         "otpd_build_info{version=",

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use otpd::carrier::RecordingCarrier;
 use otpd::config::{self, ApiKeySettings, RateSetting, SecretSettings, ServiceSettings, Settings};
-use otpd::otp::ManualClock;
+use otpd::otp::{ManualClock, Otp};
 use otpd::startup::{App, Overrides};
 use serde_json::{json, Value};
 use tempfile::TempDir;
@@ -108,7 +108,13 @@ impl RedisServer {
     /// Panics if Redis holds a key that is not in `before` (keys that
     /// expired meanwhile are fine): what "stored nothing" means.
     pub fn assert_no_new_keys(&self, before: &std::collections::BTreeSet<String>, what: &str) {
-        let new: Vec<String> = self.keys().difference(before).cloned().collect();
+        // Outbox streams are the workers' (made when they first read), not a request's.
+        let new: Vec<String> = self
+            .keys()
+            .difference(before)
+            .filter(|key| !key.ends_with(":outbox"))
+            .cloned()
+            .collect();
         assert!(new.is_empty(), "{what} stored {new:?}");
     }
 
@@ -136,6 +142,19 @@ impl RedisServer {
                             .query(&mut connection)
                             .expect("HGETALL");
                         fields.join(&b'\n')
+                    }
+                    "stream" => {
+                        let entries: Vec<(String, Vec<Vec<u8>>)> = redis::cmd("XRANGE")
+                            .arg(&key)
+                            .arg("-")
+                            .arg("+")
+                            .query(&mut connection)
+                            .expect("XRANGE");
+                        entries
+                            .into_iter()
+                            .flat_map(|(_, fields)| fields)
+                            .collect::<Vec<_>>()
+                            .join(&b'\n')
                     }
                     // A limit key that expired since KEYS.
                     "none" => return None,
@@ -188,6 +207,11 @@ pub fn settings_with_default_limits(redis: Option<&RedisServer>) -> Settings {
     let mut settings = Settings::dev("unused").expect("dev settings");
     settings.http.listen = "127.0.0.1:0".parse().expect("address");
     settings.http.workers = 2;
+    // Retries that take milliseconds, and a takeover after one second.
+    settings.delivery.retry_base = Duration::from_millis(5);
+    settings.delivery.retry_max = Duration::from_millis(20);
+    settings.delivery.attempts = 3;
+    settings.delivery.claim_idle = Duration::from_secs(1);
     settings.secrets = vec![SecretSettings {
         id: "test".into(),
         value: "s".repeat(32),
@@ -221,6 +245,8 @@ pub struct TestApp {
     pub http: reqwest::Client,
     pub carrier: RecordingCarrier,
     pub clock: ManualClock,
+    otp: Arc<Otp>,
+    stop: std::sync::Mutex<Option<tokio::sync::oneshot::Sender<()>>>,
 }
 
 impl TestApp {
@@ -238,14 +264,24 @@ impl TestApp {
             clock: Some(Arc::new(clock.clone())),
             carrier: Some(Arc::new(carrier.clone())),
         };
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter("otpd=debug")
+            .with_test_writer()
+            .try_init();
         let app = App::build_with(settings, overrides).expect("app builds");
         let base = format!("http://{}", app.http_addr());
-        tokio::spawn(app.run_until_stopped(std::future::pending()));
+        let otp = app.otp();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        tokio::spawn(app.run_until_stopped(async {
+            let _ = stopped.await;
+        }));
         TestApp {
             base,
             http: reqwest::Client::new(),
             carrier,
             clock,
+            otp,
+            stop: std::sync::Mutex::new(Some(stop)),
         }
     }
 
@@ -318,6 +354,13 @@ impl TestApp {
             .await
     }
 
+    /// Stops serving and delivering (sends in flight stay where they are).
+    pub fn stop(&self) {
+        if let Some(stop) = self.stop.lock().expect("stop").take() {
+            let _ = stop.send(());
+        }
+    }
+
     /// A GET without an API key (health, readiness, metrics).
     pub async fn public(&self, path: &str) -> reqwest::Response {
         self.http.get(self.url(path)).send().await.expect("sent")
@@ -341,9 +384,38 @@ impl TestApp {
         false
     }
 
+    /// Waits until the outbox holds nothing: every queued send was sent,
+    /// given up or skipped.
+    pub async fn settled(&self) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while self.otp.outbox_depth().await.expect("outbox depth") > 0 {
+            assert!(Instant::now() < deadline, "the outbox did not drain");
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+
+    /// The SMS bodies sent to `e164` once the outbox has drained.
+    pub async fn sent_to(&self, e164: &str) -> Vec<String> {
+        self.settled().await;
+        self.carrier.bodies_to(e164)
+    }
+
+    /// Every SMS sent once the outbox has drained.
+    pub async fn sent_count(&self) -> usize {
+        self.settled().await;
+        self.carrier.count()
+    }
+
+    /// The code in the latest SMS of the verification `id`.
+    pub async fn code_for(&self, id: &str) -> String {
+        self.settled().await;
+        let bodies = self.carrier.bodies_for(id);
+        code_in(bodies.last().unwrap_or_else(|| panic!("no SMS for {id}")))
+    }
+
     /// The code in the latest SMS to `e164`, read the way a user would.
-    pub fn sent_code(&self, e164: &str) -> String {
-        let bodies = self.carrier.bodies_to(e164);
+    pub async fn sent_code(&self, e164: &str) -> String {
+        let bodies = self.sent_to(e164).await;
         let body = bodies.last().unwrap_or_else(|| panic!("no SMS to {e164}"));
         code_in(body)
     }

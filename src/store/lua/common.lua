@@ -3,7 +3,8 @@
 -- st sealed number, lc locale, c created, e expires, r resend after
 -- (milliseconds), n sends, a attempts left, k secret id, d code digest,
 -- b binding digest ('' when unbound), nk the number key, cc the country
--- calling code, ah the Android app hash ('' when none). "now" always comes from the caller's
+-- calling code, ah the Android app hash ('' when none), ds/dc/dm the latest
+-- send's status, carrier and message id. "now" always comes from the caller's
 -- clock; key TTLs are housekeeping only.
 
 -- Constant-time equality (SEC-12): the loop never exits early.
@@ -104,4 +105,12 @@ local function refund(prefix, first)
     end
   end
   return {}
+end
+
+-- Queues one send on the shard's stream. The code is sealed (AES-GCM) by
+-- the caller: it is never in clear at rest. The stream lives while sends
+-- arrive (a day after the last one).
+local function enqueue(stream, id, service, number, sealed_code, key_id, now)
+  redis.call('XADD', stream, '*', 'v', id, 'sv', service, 'n', number, 'c', sealed_code, 'k', key_id, 'q', now)
+  redis.call('PEXPIRE', stream, 86400000)
 end

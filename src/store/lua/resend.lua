@@ -1,6 +1,8 @@
--- KEYS[1] the verification. ARGV: service, now, base cooldown ms, max
--- sends, ttl ms, retention ms, longest cooldown ms, then pairs per secret:
--- secret id, new code digest. The cooldown doubles with every send.
+-- KEYS[1] the verification, KEYS[2] the shard's outbox stream. ARGV:
+-- service, now, base cooldown ms, max sends, ttl ms, retention ms, longest
+-- cooldown ms, shard cap, sealed code, code key id, then pairs per secret:
+-- secret id, new code digest. The cooldown doubles with every send; the new
+-- code and its send are stored in one step.
 local now = tonumber(ARGV[2])
 local status = visible(KEYS[1], ARGV[1], now)
 if not status then return {'missing'} end
@@ -9,14 +11,17 @@ local f = redis.call('HMGET', KEYS[1], 'k', 'n', 'r')
 if tonumber(f[2]) >= tonumber(ARGV[4]) then return answer('max_sends', KEYS[1]) end
 if now < tonumber(f[3]) then return answer('too_soon', KEYS[1]) end
 local digest = nil
-for i = 8, #ARGV, 2 do
+for i = 11, #ARGV, 2 do
   if ARGV[i] == f[1] then digest = ARGV[i + 1] end
 end
 -- The secret it was made with is gone: it can never be checked again.
 if not digest then return {'missing'} end
+if redis.call('XLEN', KEYS[2]) >= tonumber(ARGV[8]) then return {'full'} end
 local ttl = tonumber(ARGV[5])
 local sends = redis.call('HINCRBY', KEYS[1], 'n', 1)
 local cooldown = math.min(tonumber(ARGV[3]) * 2 ^ (sends - 1), tonumber(ARGV[7]))
-redis.call('HSET', KEYS[1], 'd', digest, 'r', now + cooldown, 'e', now + ttl)
+redis.call('HSET', KEYS[1], 'd', digest, 'r', now + cooldown, 'e', now + ttl, 'ds', 'queued', 'dc', '', 'dm', '')
 redis.call('PEXPIRE', KEYS[1], ttl + tonumber(ARGV[6]))
+local id = string.match(KEYS[1], ':v:(.+)$')
+enqueue(KEYS[2], id, ARGV[1], sends, ARGV[9], ARGV[10], now)
 return answer('resent', KEYS[1])

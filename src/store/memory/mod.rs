@@ -2,6 +2,8 @@
 //! `Store` (not a mock). State lives in one mutex-guarded map; entries expire
 //! by the injected clock and are swept as time passes.
 
+mod outbox;
+
 use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::Duration;
@@ -9,8 +11,9 @@ use std::time::Duration;
 use async_trait::async_trait;
 
 use super::{
-    rules, Candidate, Changed, Checked, Digest, Error, IdempotencyKey, NewVerification, NumberKey,
-    Record, ResendPolicy, Resent, Reservation, Started, Store,
+    rules, Candidate, Changed, Checked, Claimed, Digest, Enqueue, Error, Finish, IdempotencyKey,
+    NewVerification, NumberKey, QueuedSend, Record, ResendPolicy, Resent, Reservation, Started,
+    Store,
 };
 use crate::domain::{ServiceName, Timestamp, VerificationId};
 use crate::ratelimit::{Check, FailurePolicy, Group, Outcome, Verdict};
@@ -22,6 +25,8 @@ const SWEEP_EVERY: Duration = Duration::from_secs(30);
 #[derive(Default)]
 pub struct MemoryStore {
     state: Mutex<State>,
+    /// Wakes workers waiting for a send.
+    queued: tokio::sync::Notify,
 }
 
 #[derive(Default)]
@@ -35,6 +40,7 @@ struct State {
     failures: HashMap<NumberKey, Expiring<rules::Failures>>,
     /// Blocked-until instants, by (tag, key).
     blocks: HashMap<([u8; 2], [u8; 16]), Timestamp>,
+    outbox: outbox::Outbox,
     next_sweep: Option<Timestamp>,
 }
 
@@ -104,6 +110,11 @@ impl State {
         self.blocks.retain(|_, until| now < *until);
         self.failures.retain(|_, entry| now < entry.until);
         self.next_sweep = Some(now.plus(SWEEP_EVERY));
+    }
+
+    /// Whether the shard's part of the outbox is at its cap.
+    fn outbox_full(&self, shard: [u8; 2], enqueue: &Enqueue) -> bool {
+        self.outbox.shard_depth(shard) as u64 >= enqueue.shard_cap
     }
 
     /// The twin of `limits` in `lua/common.lua`.
@@ -178,6 +189,9 @@ impl Store for MemoryStore {
     async fn start(&self, new: &NewVerification, now: Timestamp) -> Result<Started, Error> {
         let mut state = self.lock();
         state.sweep(now);
+        if state.outbox_full(new.record.id.tag(), &new.enqueue) {
+            return Ok(Started::Full);
+        }
         let existing = state
             .numbers
             .get(&new.record.number)
@@ -199,6 +213,8 @@ impl Store for MemoryStore {
             }
         }
         let record = new.record.clone();
+        state.outbox.push(queued_send(&record, &new.enqueue, now));
+        self.queued.notify_waiters();
         let until = record.expires_at.plus(RETENTION);
         state.numbers.insert(
             record.number,
@@ -291,12 +307,38 @@ impl Store for MemoryStore {
         id: &VerificationId,
         candidates: &[Candidate],
         policy: ResendPolicy,
+        enqueue: &Enqueue,
         now: Timestamp,
     ) -> Result<Resent, Error> {
-        let outcome = self.update(service, id, now, |record| {
-            rules::resend(record, candidates, policy, now)
-        });
-        Ok(outcome.unwrap_or(Resent::NotFound))
+        let mut state = self.lock();
+        state.sweep(now);
+        let full = state.outbox_full(id.tag(), enqueue);
+        let State {
+            verifications,
+            outbox,
+            ..
+        } = &mut *state;
+        let Some(entry) = verifications
+            .get_mut(id)
+            .filter(|entry| entry.value.is_visible(service, now))
+        else {
+            return Ok(Resent::NotFound);
+        };
+        // Decided on a copy: a full outbox changes nothing.
+        let mut changed = entry.value.clone();
+        let outcome = rules::resend(&mut changed, candidates, policy, now);
+        if !matches!(outcome, Resent::Resent(_)) {
+            return Ok(outcome);
+        }
+        if full {
+            return Ok(Resent::Full);
+        }
+        outbox.push(queued_send(&changed, enqueue, now));
+        entry.until = changed.expires_at.plus(RETENTION);
+        entry.value = changed;
+        drop(state);
+        self.queued.notify_waiters();
+        Ok(outcome)
     }
 
     async fn cancel(
@@ -307,17 +349,6 @@ impl Store for MemoryStore {
     ) -> Result<Changed, Error> {
         Ok(self
             .update(service, id, now, rules::cancel)
-            .unwrap_or(Changed::NotFound))
-    }
-
-    async fn unsend(
-        &self,
-        service: &ServiceName,
-        id: &VerificationId,
-        now: Timestamp,
-    ) -> Result<Changed, Error> {
-        Ok(self
-            .update(service, id, now, |record| rules::unsend(record, now))
             .unwrap_or(Changed::NotFound))
     }
 
@@ -392,8 +423,70 @@ impl Store for MemoryStore {
         Ok(())
     }
 
+    async fn claim(
+        &self,
+        _consumer: &str,
+        max: usize,
+        wait: Duration,
+    ) -> Result<Vec<Claimed>, Error> {
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            let queued = self.queued.notified();
+            tokio::pin!(queued);
+            queued.as_mut().enable();
+            let taken = self.lock().outbox.take(max);
+            if !taken.is_empty() {
+                return Ok(taken);
+            }
+            if tokio::time::timeout_at(deadline, queued).await.is_err() {
+                return Ok(Vec::new());
+            }
+        }
+    }
+
+    async fn reclaim(
+        &self,
+        _consumer: &str,
+        idle: Duration,
+        max: usize,
+    ) -> Result<Vec<Claimed>, Error> {
+        Ok(self.lock().outbox.take_over(idle, max))
+    }
+
+    async fn finish(
+        &self,
+        claimed: &Claimed,
+        finish: &Finish,
+        now: Timestamp,
+    ) -> Result<(), Error> {
+        let mut state = self.lock();
+        if !state.outbox.remove(&claimed.entry, finish) {
+            return Ok(());
+        }
+        if let Some(entry) = state.verifications.get_mut(&claimed.send.id) {
+            rules::finish(&mut entry.value, claimed.send.number, finish, now);
+        }
+        Ok(())
+    }
+
+    async fn outbox_depth(&self) -> Result<u64, Error> {
+        Ok(self.lock().outbox.depth() as u64)
+    }
+
     async fn ping(&self) -> Result<(), Error> {
         Ok(())
+    }
+}
+
+/// The outbox entry for the record's latest send.
+fn queued_send(record: &Record, enqueue: &Enqueue, now: Timestamp) -> QueuedSend {
+    QueuedSend {
+        id: record.id,
+        service: record.service.clone(),
+        number: record.sends,
+        sealed_code: enqueue.sealed_code.clone(),
+        key_id: enqueue.key_id.clone(),
+        queued_at: now,
     }
 }
 

@@ -18,10 +18,12 @@ use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{Script, ScriptInvocation, Value};
 use serde::Deserialize;
 
+mod outbox;
+
 use super::memory::RETENTION;
 use super::{
-    Candidate, Changed, Checked, Digest, Error, IdempotencyKey, NewVerification, NumberKey, Record,
-    ResendPolicy, Resent, Reservation, Started, Store,
+    Candidate, Changed, Checked, Claimed, Delivery, Digest, Enqueue, Error, Finish, IdempotencyKey,
+    NewVerification, NumberKey, Record, ResendPolicy, Resent, Reservation, Started, Store,
 };
 use crate::domain::{ServiceName, Status, Timestamp, VerificationId, TAG_LEN};
 use crate::ratelimit::{Check, FailurePolicy, Group, Outcome, Verdict};
@@ -41,7 +43,10 @@ pub struct RedisSettings {
 }
 
 pub struct RedisStore {
+    client: redis::Client,
     connection: ConnectionManager,
+    /// A connection of its own for blocking outbox reads.
+    reader: tokio::sync::Mutex<Option<redis::aio::MultiplexedConnection>>,
     prefix: String,
     timeout: Duration,
     scripts: Scripts,
@@ -54,13 +59,14 @@ struct Scripts {
     change: Script,
     reserve: Script,
     limit: Script,
+    finish: Script,
 }
 
 macro_rules! script {
     ($file:literal) => {
         Script::new(concat!(
-            include_str!("lua/common.lua"),
-            include_str!(concat!("lua/", $file))
+            include_str!("../lua/common.lua"),
+            include_str!(concat!("../lua/", $file))
         ))
     };
 }
@@ -76,9 +82,11 @@ impl RedisStore {
             .set_number_of_retries(1)
             .set_max_delay(Duration::from_millis(100));
         let connection =
-            ConnectionManager::new_lazy_with_config(client, config).map_err(unavailable)?;
+            ConnectionManager::new_lazy_with_config(client.clone(), config).map_err(unavailable)?;
         Ok(RedisStore {
+            client,
             connection,
+            reader: tokio::sync::Mutex::new(None),
             prefix: settings.key_prefix.clone(),
             timeout: settings.timeout,
             scripts: Scripts {
@@ -88,12 +96,17 @@ impl RedisStore {
                 change: script!("change.lua"),
                 reserve: script!("reserve.lua"),
                 limit: script!("limit.lua"),
+                finish: script!("finish.lua"),
             },
         })
     }
 
     fn slot(&self, tag: [u8; TAG_LEN]) -> String {
         format!("{}:{{{:02x}{:02x}}}", self.prefix, tag[0], tag[1])
+    }
+
+    fn outbox_key(&self, tag: [u8; TAG_LEN]) -> String {
+        format!("{}:outbox", self.slot(tag))
     }
 
     fn verification_prefix(&self, tag: [u8; TAG_LEN]) -> String {
@@ -107,7 +120,7 @@ impl RedisStore {
     fn number_key(&self, number: &NumberKey) -> String {
         format!(
             "{}:n:{}",
-            self.slot([number.0[0], number.0[1]]),
+            self.slot(number.shard()),
             URL_SAFE_NO_PAD.encode(number.0)
         )
     }
@@ -222,6 +235,15 @@ fn decode(id: &VerificationId, fields: Vec<Value>) -> Result<Record, Error> {
             .ok_or_else(|| Error::Corrupt("field nk unreadable".into()))?,
         country_code: parsed("cc", take("cc"))?,
         app_hash: take("ah").and_then(|hash| AppHash::parse(std::str::from_utf8(&hash).ok()?).ok()),
+        delivery: Delivery {
+            status: parsed("ds", take("ds"))?,
+            carrier: take("dc")
+                .filter(|c| !c.is_empty())
+                .and_then(|c| String::from_utf8(c).ok()),
+            message_id: take("dm")
+                .filter(|m| !m.is_empty())
+                .and_then(|m| String::from_utf8(m).ok()),
+        },
     })
 }
 
@@ -256,6 +278,25 @@ fn encode(record: &Record) -> Vec<(&'static str, Vec<u8>)> {
                 .as_ref()
                 .map(|hash| hash.as_str().as_bytes().to_vec())
                 .unwrap_or_default(),
+        ),
+        ("ds", record.delivery.status.as_str().into()),
+        (
+            "dc",
+            record
+                .delivery
+                .carrier
+                .clone()
+                .unwrap_or_default()
+                .into_bytes(),
+        ),
+        (
+            "dm",
+            record
+                .delivery
+                .message_id
+                .clone()
+                .unwrap_or_default()
+                .into_bytes(),
         ),
     ]
 }
@@ -293,6 +334,7 @@ impl Store for RedisStore {
         invocation
             .key(self.number_key(&record.number))
             .key(self.verification_key(&record.id))
+            .key(self.outbox_key(record.id.tag()))
             .arg(self.verification_prefix(record.id.tag()))
             .arg(now.millis())
             .arg(
@@ -303,7 +345,11 @@ impl Store for RedisStore {
             )
             .arg(record.id.to_string())
             .arg(millis(new.index_ttl))
-            .arg(millis(record_ttl));
+            .arg(millis(record_ttl))
+            .arg(new.enqueue.shard_cap)
+            .arg(record.service.as_str())
+            .arg(new.enqueue.sealed_code.as_slice())
+            .arg(new.enqueue.key_id.as_str());
         for (field, value) in encode(record) {
             invocation.arg(field).arg(value);
         }
@@ -320,6 +366,7 @@ impl Store for RedisStore {
         match (outcome.as_str(), other) {
             ("created", replaced) => Ok(Started::Created { replaced }),
             ("pending", Some(id)) => Ok(Started::Pending(id)),
+            ("full", None) => Ok(Started::Full),
             (other, _) => Err(corrupt(other)),
         }
     }
@@ -404,18 +451,23 @@ impl Store for RedisStore {
         id: &VerificationId,
         candidates: &[Candidate],
         policy: ResendPolicy,
+        enqueue: &Enqueue,
         now: Timestamp,
     ) -> Result<Resent, Error> {
         let mut invocation = self.scripts.resend.prepare_invoke();
         invocation
             .key(self.verification_key(id))
+            .key(self.outbox_key(id.tag()))
             .arg(service.as_str())
             .arg(now.millis())
             .arg(millis(policy.cooldown))
             .arg(policy.max_sends)
             .arg(millis(policy.ttl))
             .arg(millis(RETENTION))
-            .arg(millis(policy.max_cooldown));
+            .arg(millis(policy.max_cooldown))
+            .arg(enqueue.shard_cap)
+            .arg(enqueue.sealed_code.as_slice())
+            .arg(enqueue.key_id.as_str());
         for candidate in candidates {
             invocation
                 .arg(candidate.key_id.as_str())
@@ -423,6 +475,7 @@ impl Store for RedisStore {
         }
         match Self::outcome(id, self.invoke(invocation).await?)? {
             (outcome, None) if outcome == "missing" => Ok(Resent::NotFound),
+            (outcome, None) if outcome == "full" => Ok(Resent::Full),
             (outcome, Some(record)) => match outcome.as_str() {
                 "resent" => Ok(Resent::Resent(record)),
                 "too_soon" => Ok(Resent::TooSoon(record)),
@@ -440,16 +493,48 @@ impl Store for RedisStore {
         id: &VerificationId,
         now: Timestamp,
     ) -> Result<Changed, Error> {
-        self.change(service, id, now, "cancel").await
+        let mut invocation = self.scripts.change.prepare_invoke();
+        invocation
+            .key(self.verification_key(id))
+            .arg(service.as_str())
+            .arg(now.millis());
+        match Self::outcome(id, self.invoke(invocation).await?)? {
+            (outcome, None) if outcome == "missing" => Ok(Changed::NotFound),
+            (outcome, Some(record)) if outcome == "changed" => Ok(Changed::Changed(record)),
+            (outcome, Some(record)) if outcome == "finished" => Ok(Changed::Finished(record)),
+            (other, _) => Err(corrupt(&other)),
+        }
     }
 
-    async fn unsend(
+    async fn claim(
         &self,
-        service: &ServiceName,
-        id: &VerificationId,
+        consumer: &str,
+        max: usize,
+        wait: Duration,
+    ) -> Result<Vec<Claimed>, Error> {
+        self.read_new(consumer, max, wait).await
+    }
+
+    async fn reclaim(
+        &self,
+        consumer: &str,
+        idle: Duration,
+        max: usize,
+    ) -> Result<Vec<Claimed>, Error> {
+        self.take_over(consumer, idle, max).await
+    }
+
+    async fn finish(
+        &self,
+        claimed: &Claimed,
+        finish: &Finish,
         now: Timestamp,
-    ) -> Result<Changed, Error> {
-        self.change(service, id, now, "unsend").await
+    ) -> Result<(), Error> {
+        self.finish_send(claimed, finish, now).await
+    }
+
+    async fn outbox_depth(&self) -> Result<u64, Error> {
+        self.depth().await
     }
 
     async fn reserve(
@@ -562,18 +647,17 @@ impl RedisStore {
                 command.arg(block).arg(a).arg(b);
             }
         }
+        pipe.ignore_errors();
+        let no_script = redis::ErrorKind::Server(redis::ServerErrorKind::NoScript);
         for attempt in 0..2 {
             let mut connection = self.connection.clone();
-            let call = pipe.query_async::<Vec<Vec<i64>>>(&mut connection);
-            match tokio::time::timeout(self.timeout, call)
+            let call = pipe.query_async::<Vec<redis::RedisResult<Vec<i64>>>>(&mut connection);
+            let replies = tokio::time::timeout(self.timeout, call)
                 .await
                 .map_err(unavailable)?
-            {
-                Err(error)
-                    if attempt == 0
-                        && error.kind()
-                            == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript) =>
-                {
+                .map_err(unavailable)?;
+            match replies.into_iter().collect::<redis::RedisResult<Vec<_>>>() {
+                Err(error) if attempt == 0 && error.kind() == no_script => {
                     let invocation = self.scripts.limit.prepare_invoke();
                     let load = invocation.load_async(&mut connection);
                     tokio::time::timeout(self.timeout, load)
@@ -587,26 +671,5 @@ impl RedisStore {
         Err(Error::Corrupt(
             "the limit script could not be loaded".into(),
         ))
-    }
-
-    async fn change(
-        &self,
-        service: &ServiceName,
-        id: &VerificationId,
-        now: Timestamp,
-        action: &str,
-    ) -> Result<Changed, Error> {
-        let mut invocation = self.scripts.change.prepare_invoke();
-        invocation
-            .key(self.verification_key(id))
-            .arg(service.as_str())
-            .arg(now.millis())
-            .arg(action);
-        match Self::outcome(id, self.invoke(invocation).await?)? {
-            (outcome, None) if outcome == "missing" => Ok(Changed::NotFound),
-            (outcome, Some(record)) if outcome == "changed" => Ok(Changed::Changed(record)),
-            (outcome, Some(record)) if outcome == "finished" => Ok(Changed::Finished(record)),
-            (other, _) => Err(corrupt(&other)),
-        }
     }
 }

@@ -1,0 +1,89 @@
+//! The use cases of the outbox, for the delivery workers: what a queued send
+//! becomes as an SMS (if it should still go out), and recording how it went.
+
+use std::time::Duration;
+
+use tracing::warn;
+
+use super::{Error, Otp};
+use crate::carrier::Sms;
+use crate::domain::{Phone, Status, Timestamp};
+use crate::store::{Claimed, Finish};
+
+impl Otp {
+    /// Up to `max` queued sends for this replica, waiting up to `wait`.
+    pub async fn claim_sends(
+        &self,
+        consumer: &str,
+        max: usize,
+        wait: Duration,
+    ) -> Result<Vec<Claimed>, Error> {
+        Ok(self.store.claim(consumer, max, wait).await?)
+    }
+
+    /// Sends a dead replica held for `idle`, now this replica's.
+    pub async fn reclaim_sends(
+        &self,
+        consumer: &str,
+        idle: Duration,
+        max: usize,
+    ) -> Result<Vec<Claimed>, Error> {
+        Ok(self.store.reclaim(consumer, idle, max).await?)
+    }
+
+    pub async fn outbox_depth(&self) -> Result<u64, Error> {
+        Ok(self.store.outbox_depth().await?)
+    }
+
+    /// The SMS for a queued send, and when its code expires; `None` when it
+    /// must not go out: the verification expired, finished, or was resent
+    /// since (a stale code is never sent).
+    pub async fn prepare_send(&self, claimed: &Claimed) -> Result<Option<(Sms, Timestamp)>, Error> {
+        let send = &claimed.send;
+        let Ok(service) = self.service(&send.service) else {
+            return Ok(None);
+        };
+        let record = self
+            .store
+            .get(&service.name, &send.id, self.clock.now())
+            .await?;
+        let Some(record) = record.filter(|r| r.status == Status::Pending && r.sends == send.number)
+        else {
+            return Ok(None);
+        };
+        let code = self.keyring.open_code(
+            &send.key_id,
+            &send.id,
+            &send.sealed_code,
+            service.code_length,
+        );
+        let e164 = self
+            .keyring
+            .open(&record.key_id, &send.id, &record.sealed_to);
+        let phone = e164.and_then(|e164| Phone::parse(&e164, service.default_region).ok());
+        let (Some(code), Some(to)) = (code, phone) else {
+            // The secret it was sealed with is gone: it can never be sent.
+            warn!(verification_id = %send.id, "queued send cannot be opened; dropped");
+            return Ok(None);
+        };
+        let body = service.body(&record.locale, &code, record.app_hash.as_ref());
+        let sms = Sms {
+            to,
+            body,
+            service: service.name.clone(),
+            verification: send.id,
+            send: send.number,
+        };
+        Ok(Some((sms, record.expires_at)))
+    }
+
+    /// Removes the send from the outbox and records the outcome on its
+    /// verification.
+    pub async fn finish_send(&self, claimed: &Claimed, finish: &Finish) -> Result<(), Error> {
+        Ok(self.store.finish(claimed, finish, self.clock.now()).await?)
+    }
+
+    pub fn now(&self) -> Timestamp {
+        self.clock.now()
+    }
+}

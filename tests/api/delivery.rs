@@ -1,0 +1,112 @@
+//! The outbox over HTTP: sends go out after the answer, are retried, taken
+//! over from a dead replica, and never go out for a stale code.
+
+use std::time::{Duration, Instant};
+
+use otpd::carrier::RecordingCarrier;
+use otpd::otp::ManualClock;
+
+use crate::support::{json_of, settings, RedisServer, TestApp, PHONE};
+
+/// Temporary carrier failures are retried; the send goes out once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn temporary_failures_are_retried_until_the_carrier_takes_it() {
+    let redis = RedisServer::start();
+    let app = TestApp::spawn(&settings(Some(&redis))).await;
+    app.carrier.fail_next(2);
+    let id = app.started(PHONE).await;
+    assert_eq!(app.sent_to(PHONE).await.len(), 1);
+    assert_eq!(
+        json_of(app.status(&id).await).await["delivery"]["status"],
+        "sent"
+    );
+    let metrics = app.metrics().await;
+    for (outcome, count) in [("temporary", 2), ("accepted", 1)] {
+        let line = format!(
+            r#"otpd_sends_total{{carrier="recording",country="81",outcome="{outcome}",service="demo"}} {count}"#
+        );
+        assert!(metrics.contains(&line), "{line}\n{metrics}");
+    }
+}
+
+/// A send that fails every attempt is dead-lettered and shows as failed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_send_out_of_attempts_is_dead_lettered() {
+    let redis = RedisServer::start();
+    let app = TestApp::spawn(&settings(Some(&redis))).await;
+    app.carrier.fail_next(3);
+    let id = app.started(PHONE).await;
+    assert!(app.sent_to(PHONE).await.is_empty());
+    assert_eq!(
+        json_of(app.status(&id).await).await["delivery"]["status"],
+        "failed"
+    );
+    assert!(app.metrics().await.contains("otpd_dead_letters_total 1"));
+    let dead: Vec<String> = redis
+        .keys()
+        .into_iter()
+        .filter(|key| key.ends_with(":dead"))
+        .collect();
+    assert_eq!(dead.len(), 1, "one dead-letter stream: {dead:?}");
+}
+
+/// Waits until `condition` holds, for at most ten seconds.
+async fn until(what: &str, condition: impl Fn() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !condition() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// Replica A claims three sends and hangs on them, like a replica that died
+/// mid-send; replica B takes them over once they are idle for `claim_idle`
+/// (1 s in tests) and delivers each once.
+async fn stranded_sends(
+    redis: &RedisServer,
+    expire_first: bool,
+) -> (TestApp, RecordingCarrier, Vec<String>) {
+    let clock = ManualClock::new();
+    let (dying, healthy) = (RecordingCarrier::new(), RecordingCarrier::new());
+    dying.hang_next(3);
+    let a = TestApp::spawn_with(&settings(Some(redis)), dying.clone(), clock.clone()).await;
+    let mut ids = Vec::new();
+    for n in 0..3 {
+        ids.push(a.started(&format!("+8190{:04}0000", 1200 + n)).await);
+    }
+    until("replica A to hang on three sends", || dying.hanging() == 3).await;
+    a.stop();
+    if expire_first {
+        clock.advance(Duration::from_secs(300));
+    }
+    let b = TestApp::spawn_with(&settings(Some(redis)), healthy.clone(), clock).await;
+    b.settled().await;
+    (b, healthy, ids)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_live_replica_takes_over_what_a_dead_one_claimed() {
+    let redis = RedisServer::start();
+    let (b, healthy, ids) = stranded_sends(&redis, false).await;
+    assert_eq!(
+        healthy.count(),
+        3,
+        "every stranded send went out, each once"
+    );
+    for id in ids {
+        assert_eq!(healthy.bodies_for(&id).len(), 1);
+        assert_eq!(
+            json_of(b.status(&id).await).await["delivery"]["status"],
+            "sent"
+        );
+    }
+}
+
+/// A stale code is never sent: a send taken over after its verification
+/// expired is dropped.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_send_for_an_expired_verification_is_never_issued() {
+    let redis = RedisServer::start();
+    let (_b, healthy, _ids) = stranded_sends(&redis, true).await;
+    assert_eq!(healthy.count(), 0);
+}
