@@ -264,6 +264,8 @@ impl TestApp {
             clock: Some(Arc::new(clock.clone())),
             carrier: Some(Arc::new(carrier.clone())),
         };
+        // otpd's logs, shown by nextest when a test fails (the privacy test
+        // installs its own subscriber first).
         let _ = tracing_subscriber::fmt()
             .with_env_filter("otpd=debug")
             .with_test_writer()
