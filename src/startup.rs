@@ -10,7 +10,7 @@ use actix_web::{web, App as ActixApp, HttpServer};
 use anyhow::Context;
 use tokio::sync::watch;
 
-use crate::carrier::{Carrier, ConsoleCarrier};
+use crate::carrier::{Carrier, ConsoleCarrier, NullCarrier, WebhookCarrier};
 use crate::config::{self, CarrierKind, Mode, Settings};
 use crate::delivery::Worker;
 use crate::domain::Phone;
@@ -45,16 +45,31 @@ fn store(settings: &Settings) -> anyhow::Result<Arc<dyn Store>> {
     ))
 }
 
-fn carrier(settings: &Settings, chosen: Option<Arc<dyn Carrier>>) -> Arc<dyn Carrier> {
-    let carrier = chosen.unwrap_or_else(|| match settings.carrier.kind {
+fn carrier(
+    settings: &Settings,
+    chosen: Option<Arc<dyn Carrier>>,
+) -> anyhow::Result<Arc<dyn Carrier>> {
+    if let Some(carrier) = chosen {
+        return Ok(carrier);
+    }
+    let carrier: Arc<dyn Carrier> = match settings.carrier.kind {
         CarrierKind::Console => Arc::new(ConsoleCarrier::stdout()),
-    });
+        CarrierKind::Null => Arc::new(NullCarrier::default()),
+        CarrierKind::Webhook => {
+            let webhook = settings
+                .carrier
+                .webhook
+                .as_ref()
+                .context("carrier.webhook: required for kind = \"webhook\"")?;
+            Arc::new(WebhookCarrier::new(webhook).context("carrier.webhook")?)
+        }
+    };
     if settings.mode == Mode::Production && carrier.name() == "console" {
         tracing::warn!(
             "the console carrier prints codes to standard output; configure a real carrier"
         );
     }
-    carrier
+    Ok(carrier)
 }
 
 impl App {
@@ -79,7 +94,7 @@ impl App {
             options,
         ));
         let consumer = format!("replica-{}", config::random_token(6));
-        let carrier = carrier(settings, overrides.carrier);
+        let carrier = carrier(settings, overrides.carrier)?;
         let worker = Arc::new(Worker::new(
             Arc::clone(&otp),
             carrier,

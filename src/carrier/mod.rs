@@ -2,14 +2,20 @@
 //! failure is decided once, by the caller, for every carrier.
 
 mod console;
+mod null;
 #[cfg(any(test, feature = "test-support"))]
 mod recording;
+mod webhook;
 
 use async_trait::async_trait;
 
 pub use self::console::ConsoleCarrier;
+pub use self::null::NullCarrier;
 #[cfg(any(test, feature = "test-support"))]
 pub use self::recording::RecordingCarrier;
+pub use self::webhook::{
+    signature as webhook_signature, webhook_key, WebhookCarrier, WebhookError, WebhookSettings,
+};
 
 use crate::domain::{Phone, ServiceName, VerificationId};
 use crate::sms::Body;

@@ -17,6 +17,7 @@ use serde::Deserialize;
 use sha2::{Digest as _, Sha256};
 use zeroize::Zeroizing;
 
+use crate::carrier::WebhookSettings;
 use crate::delivery::DeliverySettings;
 use crate::domain::{Code, Locale, Region, ServiceName};
 use crate::otp::{Secret, Service};
@@ -108,12 +109,19 @@ pub struct IdempotencySettings {
 #[serde(deny_unknown_fields)]
 pub struct CarrierSettings {
     pub kind: CarrierKind,
+    /// Required when `kind = "webhook"`.
+    pub webhook: Option<WebhookSettings>,
 }
 
 #[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "lowercase")]
 pub enum CarrierKind {
+    /// Prints each SMS, code included: dev only.
     Console,
+    /// Accepts and drops every SMS: benchmarks.
+    Null,
+    /// POSTs each SMS, signed, to the operator's URL.
+    Webhook,
 }
 
 #[derive(Clone, Deserialize)]

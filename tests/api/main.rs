@@ -5,6 +5,7 @@ mod abuse;
 mod bad_input;
 mod binary;
 mod concurrency;
+mod crash;
 mod delivery;
 mod faults;
 mod idempotency;

@@ -1,0 +1,192 @@
+//! The `webhook` carrier: POSTs each SMS as JSON to a URL the operator runs
+//! (their own gateway), signed as Standard Webhooks specify:
+//! `webhook-signature: v1,base64(HMAC-SHA256(key, "{id}.{timestamp}.{body}"))`
+//! with `webhook-id` (the verification id and send number: the same on every
+//! retry, so the receiver can drop duplicates) and `webhook-timestamp`.
+//!
+//! 2xx: accepted (the answer's `message_id` if it has one). 408, 429, 5xx and
+//! timeouts: temporary. Other 4xx: rejected.
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use async_trait::async_trait;
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine;
+use hmac::{Hmac, Mac};
+use serde::{Deserialize, Serialize};
+use sha2::Sha256;
+use zeroize::Zeroizing;
+
+use super::{Accepted, Carrier, SendError, Sms};
+
+/// `[carrier.webhook]` in the configuration.
+#[derive(Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WebhookSettings {
+    pub url: String,
+    /// `whsec_` and the base64 key, as Standard Webhooks write it.
+    pub secret: String,
+    #[serde(with = "humantime_serde")]
+    pub timeout: Duration,
+}
+
+impl std::fmt::Debug for WebhookSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "WebhookSettings {{ url: {:?}, secret: [redacted], timeout: {:?} }}",
+            self.url, self.timeout
+        )
+    }
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum WebhookError {
+    #[error("secret: use whsec_ and a base64 key of at least 24 bytes")]
+    Secret,
+    #[error("url: {0}")]
+    Url(String),
+}
+
+pub struct WebhookCarrier {
+    client: reqwest::Client,
+    url: reqwest::Url,
+    key: Zeroizing<Vec<u8>>,
+}
+
+/// What the receiver gets.
+#[derive(Serialize)]
+struct Message<'a> {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    to: &'a str,
+    body: &'a str,
+    service: &'a str,
+    verification_id: String,
+    send: u32,
+}
+
+#[derive(Deserialize)]
+struct Receipt {
+    message_id: Option<String>,
+}
+
+/// The key inside a `whsec_…` secret.
+pub fn webhook_key(secret: &str) -> Result<Zeroizing<Vec<u8>>, WebhookError> {
+    let encoded = secret.strip_prefix("whsec_").ok_or(WebhookError::Secret)?;
+    let key = STANDARD.decode(encoded).map_err(|_| WebhookError::Secret)?;
+    if key.len() < 24 {
+        return Err(WebhookError::Secret);
+    }
+    Ok(Zeroizing::new(key))
+}
+
+/// `v1,<base64 signature>` of one message.
+pub fn signature(key: &[u8], id: &str, timestamp: u64, body: &[u8]) -> String {
+    let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(key).expect("any key length");
+    mac.update(format!("{id}.{timestamp}.").as_bytes());
+    mac.update(body);
+    format!("v1,{}", STANDARD.encode(mac.finalize().into_bytes()))
+}
+
+impl WebhookCarrier {
+    pub fn new(settings: &WebhookSettings) -> Result<Self, WebhookError> {
+        let url =
+            reqwest::Url::parse(&settings.url).map_err(|e| WebhookError::Url(e.to_string()))?;
+        if !matches!(url.scheme(), "http" | "https") {
+            return Err(WebhookError::Url("use http or https".into()));
+        }
+        let client = reqwest::Client::builder()
+            .timeout(settings.timeout)
+            .build()
+            .map_err(|e| WebhookError::Url(e.to_string()))?;
+        Ok(WebhookCarrier {
+            client,
+            url,
+            key: webhook_key(&settings.secret)?,
+        })
+    }
+}
+
+#[async_trait]
+impl Carrier for WebhookCarrier {
+    fn name(&self) -> &str {
+        "webhook"
+    }
+
+    async fn send(&self, sms: &Sms) -> Result<Accepted, SendError> {
+        let message = Message {
+            kind: "sms.send",
+            to: sms.to.e164(),
+            body: sms.body.text(),
+            service: sms.service.as_str(),
+            verification_id: sms.verification.to_string(),
+            send: sms.send,
+        };
+        let body = Zeroizing::new(serde_json::to_vec(&message).expect("a message serializes"));
+        let id = format!("{}-{}", sms.verification, sms.send);
+        let timestamp = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        let request = self
+            .client
+            .post(self.url.clone())
+            .header("content-type", "application/json")
+            .header("webhook-id", &id)
+            .header("webhook-timestamp", timestamp.to_string())
+            .header(
+                "webhook-signature",
+                signature(&self.key, &id, timestamp, &body),
+            )
+            .body(body.to_vec());
+        let response = request
+            .send()
+            .await
+            .map_err(|error| SendError::Temporary(Box::new(error.without_url())))?;
+        let status = response.status();
+        if status.is_success() {
+            let receipt = response
+                .json::<Receipt>()
+                .await
+                .ok()
+                .and_then(|receipt| receipt.message_id);
+            return Ok(Accepted {
+                message_id: receipt.unwrap_or(id),
+            });
+        }
+        if status.as_u16() == 408 || status.as_u16() == 429 || status.is_server_error() {
+            return Err(SendError::Temporary(
+                format!("webhook answered {status}").into(),
+            ));
+        }
+        Err(SendError::Rejected {
+            reason: format!("webhook answered {status}"),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The Standard Webhooks reference vector.
+    #[test]
+    fn signs_as_standard_webhooks_do() {
+        let key = webhook_key("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw").expect("key");
+        let body = br#"{"test": 2432232314}"#;
+        let signed = signature(&key, "msg_p5jXN8AQM9LWM0D4loKWxJek", 1614265330, body);
+        assert_eq!(signed, "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE=");
+    }
+
+    #[test]
+    fn secrets_must_be_whsec_keys() {
+        assert_eq!(
+            webhook_key("MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw").err(),
+            Some(WebhookError::Secret)
+        );
+        assert_eq!(
+            webhook_key("whsec_c2hvcnQ=").err(),
+            Some(WebhookError::Secret)
+        );
+    }
+}

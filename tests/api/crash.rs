@@ -1,0 +1,265 @@
+//! Replicas dying: two real otpd processes on one Redis, a webhook carrier
+//! we check signatures on, and SIGKILL on one of them while its sends are
+//! pending. Every send must still arrive, each once.
+
+use std::collections::HashMap;
+use std::net::TcpListener;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use actix_web::{web, HttpRequest, HttpResponse};
+use otpd::carrier::{webhook_key, webhook_signature};
+use otpd::config::sha256_hex;
+use serde_json::json;
+
+use crate::support::{free_port, RedisServer};
+
+const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+const KEY: &str = "otpd_crash_test_key";
+
+/// The operator's SMS gateway: verifies each signature, answers 503 until
+/// opened, then records the message once per `webhook-id`.
+#[derive(Clone, Default)]
+struct Gateway {
+    open: Arc<AtomicBool>,
+    attempts: Arc<AtomicUsize>,
+    delivered: Arc<Mutex<HashMap<String, usize>>>,
+}
+
+async fn receive(
+    request: HttpRequest,
+    body: web::Bytes,
+    gateway: web::Data<Gateway>,
+) -> HttpResponse {
+    let header = |name: &str| {
+        request
+            .headers()
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_owned()
+    };
+    let (id, timestamp) = (
+        header("webhook-id"),
+        header("webhook-timestamp").parse::<u64>().unwrap_or(0),
+    );
+    let key = webhook_key(SECRET).expect("key");
+    if header("webhook-signature") != webhook_signature(&key, &id, timestamp, &body) {
+        return HttpResponse::Unauthorized().finish();
+    }
+    gateway.attempts.fetch_add(1, Ordering::SeqCst);
+    if !gateway.open.load(Ordering::SeqCst) {
+        return HttpResponse::ServiceUnavailable().finish();
+    }
+    *gateway
+        .delivered
+        .lock()
+        .expect("gateway")
+        .entry(id.clone())
+        .or_default() += 1;
+    HttpResponse::Ok().json(json!({ "message_id": format!("gw-{id}") }))
+}
+
+fn start_gateway(gateway: Gateway) -> String {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("a port");
+    let url = format!("http://{}/sms", listener.local_addr().expect("address"));
+    let state = web::Data::new(gateway);
+    let server = actix_web::HttpServer::new(move || {
+        actix_web::App::new()
+            .app_data(state.clone())
+            .route("/sms", web::post().to(receive))
+    })
+    .workers(1)
+    .listen(listener)
+    .expect("listens")
+    .run();
+    tokio::spawn(server);
+    url
+}
+
+/// A real otpd process in production mode; SIGKILLed when dropped.
+struct Replica {
+    child: Child,
+    base: String,
+    _dir: tempfile::TempDir,
+}
+
+impl Replica {
+    fn start(redis: &RedisServer, gateway_url: &str) -> Self {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let port = free_port();
+        let config = format!(
+            r#"
+[http]
+listen = "127.0.0.1:{port}"
+workers = 1
+[redis]
+url = "{redis}"
+[[secrets]]
+id = "k1"
+value = "{secret}"
+[[api_keys]]
+id = "crash"
+sha256 = "{key_hash}"
+services = ["demo"]
+[delivery]
+attempts = 1000
+retry_base = "20ms"
+retry_max = "100ms"
+claim_idle = "1s"
+[carrier]
+kind = "webhook"
+[carrier.webhook]
+url = "{gateway_url}"
+secret = "{SECRET}"
+timeout = "2s"
+[services.demo]
+"#,
+            redis = redis.url(),
+            secret = "s".repeat(32),
+            key_hash = sha256_hex(KEY),
+        );
+        let file = dir.path().join("otpd.toml");
+        std::fs::write(&file, config).expect("config");
+        let child = Command::new(env!("CARGO_BIN_EXE_otpd"))
+            .arg("--config")
+            .arg(&file)
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("otpd binary");
+        Replica {
+            child,
+            base: format!("http://127.0.0.1:{port}"),
+            _dir: dir,
+        }
+    }
+
+    async fn ready(&self, http: &reqwest::Client) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let ready = http.get(format!("{}/readyz", self.base)).send().await;
+            if ready.is_ok_and(|r| r.status() == 200) {
+                return;
+            }
+            assert!(Instant::now() < deadline, "otpd did not become ready");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    fn kill(&mut self) {
+        let _ = self.child.kill(); // SIGKILL: no graceful anything
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Replica {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// Sends each consumer of the group holds, over every shard (XPENDING).
+fn pending_by_consumer(redis: &RedisServer) -> HashMap<String, u64> {
+    let mut connection = redis.client().get_connection().expect("connection");
+    let mut held = HashMap::new();
+    for stream in redis
+        .keys()
+        .into_iter()
+        .filter(|key| key.ends_with(":outbox"))
+    {
+        let reply: redis::Value = redis::cmd("XPENDING")
+            .arg(&stream)
+            .arg("otpd")
+            .query(&mut connection)
+            .expect("XPENDING");
+        let redis::Value::Array(summary) = reply else {
+            continue;
+        };
+        let Some(redis::Value::Array(consumers)) = summary.get(3) else {
+            continue;
+        };
+        for consumer in consumers {
+            let (name, count): (String, u64) =
+                redis::from_redis_value(consumer.clone()).expect("consumer, count");
+            *held.entry(name).or_default() += count;
+        }
+    }
+    held
+}
+
+async fn until(what: &str, within: Duration, condition: impl Fn() -> bool) {
+    let deadline = Instant::now() + within;
+    while !condition() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sends_pending_on_a_killed_replica_are_delivered_once_by_the_other() {
+    let redis = RedisServer::start();
+    let gateway = Gateway::default();
+    let url = start_gateway(gateway.clone());
+    let http = reqwest::Client::new();
+    let mut a = Replica::start(&redis, &url);
+    let b = Replica::start(&redis, &url);
+    a.ready(&http).await;
+    b.ready(&http).await;
+    let mut ids = Vec::new();
+    for n in 0..6 {
+        let started = http
+            .post(format!("{}/v1/services/demo/verifications", a.base))
+            .bearer_auth(KEY)
+            .json(&json!({ "to": format!("+8190{:04}0000", 3000 + n), "channel": "sms" }))
+            .send()
+            .await
+            .expect("sent");
+        assert_eq!(started.status(), 201);
+        ids.push(
+            started.json::<serde_json::Value>().await.expect("json")["id"]
+                .as_str()
+                .expect("id")
+                .to_owned(),
+        );
+    }
+    // Every send is being tried (the gateway says 503) by one replica or the other.
+    until("every send to be tried", Duration::from_secs(20), || {
+        gateway.attempts.load(Ordering::SeqCst) >= 12
+    })
+    .await;
+    let held = pending_by_consumer(&redis);
+    assert_eq!(
+        held.values().sum::<u64>(),
+        ids.len() as u64,
+        "every send is claimed: {held:?}"
+    );
+    a.kill();
+    gateway.open.store(true, Ordering::SeqCst);
+    let delivered = || gateway.delivered.lock().expect("gateway").clone();
+    until("every send to arrive", Duration::from_secs(30), || {
+        delivered().len() == ids.len()
+    })
+    .await;
+    for id in &ids {
+        let status: serde_json::Value = http
+            .get(format!("{}/v1/services/demo/verifications/{id}", b.base))
+            .bearer_auth(KEY)
+            .send()
+            .await
+            .expect("sent")
+            .json()
+            .await
+            .expect("json");
+        assert_eq!(status["delivery"]["status"], "sent", "{status}");
+        assert_eq!(status["delivery"]["message_id"], format!("gw-{id}-1"));
+    }
+    let delivered = delivered();
+    let twice: Vec<_> = delivered.iter().filter(|(_, count)| **count != 1).collect();
+    assert!(twice.is_empty(), "delivered more than once: {twice:?}");
+    let attempts = gateway.attempts.load(Ordering::SeqCst);
+    eprintln!("crash test: {} sends held by replicas {held:?}; one SIGKILLed; all delivered once; {attempts} attempts", ids.len());
+}
