@@ -22,6 +22,7 @@ pub struct Metrics {
     carrier_duration: HistogramVec,
     outbox_depth: IntGauge,
     dead_letters: IntCounter,
+    circuits: IntGaugeVec,
 }
 
 /// What became of a check, as a metric label.
@@ -121,6 +122,17 @@ impl Metrics {
         registry
             .register(Box::new(dead_letters.clone()))
             .expect("unique metric");
+        let circuits = IntGaugeVec::new(
+            Opts::new(
+                "otpd_carrier_circuit_open",
+                "1 while a carrier's circuit breaker is open.",
+            ),
+            &["carrier"],
+        )
+        .expect("valid metric");
+        registry
+            .register(Box::new(circuits.clone()))
+            .expect("unique metric");
         Metrics {
             http_requests: counter(
                 &registry,
@@ -174,6 +186,7 @@ impl Metrics {
             carrier_duration,
             outbox_depth,
             dead_letters,
+            circuits,
             registry,
         }
     }
@@ -216,6 +229,12 @@ impl Metrics {
     pub fn outbox_depth(&self, depth: u64) {
         self.outbox_depth
             .set(i64::try_from(depth).unwrap_or(i64::MAX));
+    }
+
+    pub fn circuit_open(&self, carrier: &str, open: bool) {
+        self.circuits
+            .with_label_values(&[carrier])
+            .set(i64::from(open));
     }
 
     pub fn dead_letter(&self) {

@@ -2,6 +2,7 @@
 //! wires the use cases and the delivery worker, binds the listener. Nothing
 //! else chooses implementations.
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
@@ -10,8 +11,10 @@ use actix_web::{web, App as ActixApp, HttpServer};
 use anyhow::Context;
 use tokio::sync::watch;
 
-use crate::carrier::{Carrier, ConsoleCarrier, NullCarrier, WebhookCarrier};
-use crate::config::{self, CarrierKind, Mode, Settings};
+use crate::carrier::{
+    Carrier, CircuitSettings, ConsoleCarrier, NullCarrier, Router, WebhookCarrier,
+};
+use crate::config::{self, CarrierSettings, Mode, Settings};
 use crate::delivery::Worker;
 use crate::domain::Phone;
 use crate::http::{self, ApiKeys, Flood};
@@ -25,7 +28,8 @@ use crate::store::{MemoryStore, RedisStore, Store};
 #[derive(Default)]
 pub struct Overrides {
     pub clock: Option<Arc<dyn Clock>>,
-    pub carrier: Option<Arc<dyn Carrier>>,
+    /// Carriers tried in this order for every destination.
+    pub carriers: Option<Vec<Arc<dyn Carrier>>>,
 }
 
 /// A bound, not yet running otpd: the HTTP server and the delivery worker.
@@ -45,31 +49,79 @@ fn store(settings: &Settings) -> anyhow::Result<Arc<dyn Store>> {
     ))
 }
 
-fn carrier(
-    settings: &Settings,
-    chosen: Option<Arc<dyn Carrier>>,
-) -> anyhow::Result<Arc<dyn Carrier>> {
-    if let Some(carrier) = chosen {
-        return Ok(carrier);
-    }
-    let carrier: Arc<dyn Carrier> = match settings.carrier.kind {
-        CarrierKind::Console => Arc::new(ConsoleCarrier::stdout()),
-        CarrierKind::Null => Arc::new(NullCarrier::default()),
-        CarrierKind::Webhook => {
-            let webhook = settings
-                .carrier
-                .webhook
-                .as_ref()
-                .context("carrier.webhook: required for kind = \"webhook\"")?;
-            Arc::new(WebhookCarrier::new(webhook).context("carrier.webhook")?)
+fn carrier(name: &str, settings: &CarrierSettings, mode: Mode) -> anyhow::Result<Arc<dyn Carrier>> {
+    Ok(match settings {
+        CarrierSettings::Console => {
+            if mode == Mode::Production {
+                tracing::warn!(
+                    carrier = name,
+                    "the console carrier prints codes to standard output"
+                );
+            }
+            Arc::new(ConsoleCarrier::stdout())
         }
+        CarrierSettings::Null => Arc::new(NullCarrier::default()),
+        CarrierSettings::Webhook(webhook) => {
+            Arc::new(WebhookCarrier::new(webhook).with_context(|| format!("carriers.{name}"))?)
+        }
+    })
+}
+
+/// The carriers the routes name (or the overriding ones, in order).
+fn router(settings: &Settings, chosen: Option<Vec<Arc<dyn Carrier>>>) -> anyhow::Result<Router> {
+    let routing = &settings.routing;
+    let circuit = CircuitSettings {
+        failures: routing.circuit_failures,
+        cooldown: routing.circuit_cooldown,
     };
-    if settings.mode == Mode::Production && carrier.name() == "console" {
-        tracing::warn!(
-            "the console carrier prints codes to standard output; configure a real carrier"
-        );
+    if let Some(chosen) = chosen {
+        let order = (0..chosen.len()).collect();
+        let named = chosen
+            .into_iter()
+            .map(|carrier| (carrier.name().to_owned(), carrier))
+            .collect();
+        return Ok(Router::new(
+            named,
+            order,
+            BTreeMap::new(),
+            circuit,
+            routing.failover_on_rejection,
+        ));
     }
-    Ok(carrier)
+    let mut used: Vec<&String> = routing
+        .default
+        .iter()
+        .chain(routing.by_region.values().flatten())
+        .collect();
+    used.sort();
+    used.dedup();
+    let named = used
+        .iter()
+        .map(|name| {
+            Ok((
+                (*name).clone(),
+                carrier(name, &settings.carriers[*name], settings.mode)?,
+            ))
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let index = |route: &Vec<String>| {
+        route
+            .iter()
+            .filter_map(|name| used.iter().position(|u| *u == name))
+            .collect()
+    };
+    let by_region = routing
+        .by_region
+        .iter()
+        .map(|(region, route)| (region.clone(), index(route)))
+        .collect();
+    Ok(Router::new(
+        named,
+        index(&routing.default),
+        by_region,
+        circuit,
+        routing.failover_on_rejection,
+    ))
 }
 
 impl App {
@@ -94,10 +146,10 @@ impl App {
             options,
         ));
         let consumer = format!("replica-{}", config::random_token(6));
-        let carrier = carrier(settings, overrides.carrier)?;
+        let router = router(settings, overrides.carriers)?;
         let worker = Arc::new(Worker::new(
             Arc::clone(&otp),
-            carrier,
+            router,
             metrics.clone(),
             settings.delivery.clone(),
             consumer,

@@ -5,6 +5,7 @@ mod console;
 mod null;
 #[cfg(any(test, feature = "test-support"))]
 mod recording;
+mod route;
 mod webhook;
 
 use async_trait::async_trait;
@@ -13,6 +14,7 @@ pub use self::console::ConsoleCarrier;
 pub use self::null::NullCarrier;
 #[cfg(any(test, feature = "test-support"))]
 pub use self::recording::RecordingCarrier;
+pub use self::route::{CircuitSettings, Hop, Router};
 pub use self::webhook::{
     signature as webhook_signature, webhook_key, WebhookCarrier, WebhookError, WebhookSettings,
 };

@@ -9,10 +9,13 @@ use async_trait::async_trait;
 use super::{Accepted, Carrier, SendError, Sms};
 
 /// Clones share the same outbox.
-#[derive(Clone, Default)]
+#[derive(Clone)]
 pub struct RecordingCarrier {
+    name: Arc<str>,
     sent: Arc<Mutex<Vec<Recorded>>>,
+    calls: Arc<AtomicUsize>,
     failures: Arc<AtomicUsize>,
+    rejections: Arc<AtomicUsize>,
     hangs: Arc<AtomicUsize>,
     hanging: Arc<AtomicUsize>,
 }
@@ -23,9 +26,33 @@ struct Recorded {
     body: String,
 }
 
+impl Default for RecordingCarrier {
+    fn default() -> Self {
+        Self::named("recording")
+    }
+}
+
 impl RecordingCarrier {
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// A recording carrier under another name (routes tell them apart).
+    pub fn named(name: &str) -> Self {
+        RecordingCarrier {
+            name: name.into(),
+            sent: Arc::default(),
+            calls: Arc::default(),
+            failures: Arc::default(),
+            rejections: Arc::default(),
+            hangs: Arc::default(),
+            hanging: Arc::default(),
+        }
+    }
+
+    /// Every call to `send`, whatever it answered.
+    pub fn calls(&self) -> usize {
+        self.calls.load(Ordering::SeqCst)
     }
 
     /// The bodies sent to `e164`, in the order the carrier took them.
@@ -72,34 +99,42 @@ impl RecordingCarrier {
     pub fn fail_next(&self, times: usize) {
         self.failures.store(times, Ordering::SeqCst);
     }
+
+    /// The next `times` sends are rejected, as for an invalid number.
+    pub fn reject_next(&self, times: usize) {
+        self.rejections.store(times, Ordering::SeqCst);
+    }
+}
+
+/// Takes one from `left` if it is above zero.
+fn take_one(left: &AtomicUsize) -> bool {
+    left.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |left| {
+        left.checked_sub(1)
+    })
+    .is_ok()
 }
 
 #[async_trait]
 impl Carrier for RecordingCarrier {
     fn name(&self) -> &str {
-        "recording"
+        &self.name
     }
 
     async fn send(&self, sms: &Sms) -> Result<Accepted, SendError> {
-        if self
-            .hangs
-            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |left| {
-                left.checked_sub(1)
-            })
-            .is_ok()
-        {
+        self.calls.fetch_add(1, Ordering::SeqCst);
+        if take_one(&self.hangs) {
             self.hanging.fetch_add(1, Ordering::SeqCst);
             std::future::pending::<()>().await;
         }
-        let failing = self
-            .failures
-            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |left| {
-                left.checked_sub(1)
-            });
-        if failing.is_ok() {
+        if take_one(&self.failures) {
             return Err(SendError::Temporary(
                 "the recording carrier was told to fail".into(),
             ));
+        }
+        if take_one(&self.rejections) {
+            return Err(SendError::Rejected {
+                reason: "the recording carrier was told to reject".into(),
+            });
         }
         let mut sent = self
             .sent

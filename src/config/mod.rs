@@ -49,7 +49,8 @@ pub struct Settings {
     pub redis: RedisSettings,
     pub idempotency: IdempotencySettings,
     pub delivery: DeliverySettings,
-    pub carrier: CarrierSettings,
+    pub carriers: BTreeMap<String, CarrierSettings>,
+    pub routing: RoutingSettings,
     pub secrets: Vec<SecretSettings>,
     pub api_keys: Vec<ApiKeySettings>,
     pub services: BTreeMap<String, ServiceSettings>,
@@ -105,23 +106,31 @@ pub struct IdempotencySettings {
     pub retention: Duration,
 }
 
+/// `[carriers.<name>]`: one carrier, by kind.
 #[derive(Clone, Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct CarrierSettings {
-    pub kind: CarrierKind,
-    /// Required when `kind = "webhook"`.
-    pub webhook: Option<WebhookSettings>,
-}
-
-#[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq)]
-#[serde(rename_all = "lowercase")]
-pub enum CarrierKind {
+#[serde(tag = "kind", rename_all = "lowercase")]
+pub enum CarrierSettings {
     /// Prints each SMS, code included: dev only.
     Console,
     /// Accepts and drops every SMS: benchmarks.
     Null,
     /// POSTs each SMS, signed, to the operator's URL.
-    Webhook,
+    Webhook(WebhookSettings),
+}
+
+/// `[routing]`: which carriers, in which order, per destination region.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RoutingSettings {
+    pub default: Vec<String>,
+    pub by_region: BTreeMap<String, Vec<String>>,
+    /// Try the next carrier after a rejection too (a second paid try).
+    pub failover_on_rejection: bool,
+    /// Consecutive failures that open a carrier's circuit …
+    pub circuit_failures: u32,
+    /// … for this long, then one probe.
+    #[serde(with = "humantime_serde")]
+    pub circuit_cooldown: Duration,
 }
 
 #[derive(Clone, Deserialize)]
@@ -284,6 +293,7 @@ impl Settings {
                 "use 1 to 32 of A-Z, a-z, 0-9, '-', '_', '.'",
             ));
         }
+        self.validate_routing()?;
         let delivery = &self.delivery;
         if delivery.max_queued == 0 || delivery.attempts == 0 || delivery.concurrency == 0 {
             return Err(invalid(
@@ -326,6 +336,36 @@ impl Settings {
             api_keys,
             services,
         })
+    }
+
+    fn validate_routing(&self) -> Result<(), ConfigError> {
+        let routing = &self.routing;
+        if routing.default.is_empty() {
+            return Err(invalid("routing.default", "name at least one carrier"));
+        }
+        let routes = std::iter::once(("routing.default".to_owned(), &routing.default)).chain(
+            routing
+                .by_region
+                .iter()
+                .map(|(region, route)| (format!("routing.by_region.{region}"), route)),
+        );
+        for (key, route) in routes {
+            if let Some(unknown) = route.iter().find(|name| !self.carriers.contains_key(*name)) {
+                return Err(invalid(
+                    key,
+                    format!("{unknown:?} is not a configured carrier"),
+                ));
+            }
+        }
+        for region in routing.by_region.keys() {
+            region
+                .parse::<Region>()
+                .map_err(|e| invalid(format!("routing.by_region.{region}"), e))?;
+        }
+        if routing.circuit_failures == 0 {
+            return Err(invalid("routing.circuit_failures", "at least 1"));
+        }
+        Ok(())
     }
 
     fn validate_secrets(&self) -> Result<Vec<Secret>, ConfigError> {

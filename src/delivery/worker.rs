@@ -5,10 +5,11 @@ use std::time::{Duration, Instant};
 
 use rand::Rng;
 use tokio::sync::{watch, Semaphore};
+use tokio::task::JoinSet;
 use tracing::{info, warn};
 
 use super::DeliverySettings;
-use crate::carrier::{Carrier, SendError, Sms};
+use crate::carrier::{Hop, Router, SendError, Sms};
 use crate::domain::Timestamp;
 use crate::metrics::Metrics;
 use crate::otp::Otp;
@@ -23,7 +24,7 @@ const STORE_PAUSE: Duration = Duration::from_millis(500);
 
 pub struct Worker {
     otp: Arc<Otp>,
-    carrier: Arc<dyn Carrier>,
+    router: Router,
     metrics: Metrics,
     settings: DeliverySettings,
     /// This replica's name in the consumer group.
@@ -33,23 +34,26 @@ pub struct Worker {
 impl Worker {
     pub fn new(
         otp: Arc<Otp>,
-        carrier: Arc<dyn Carrier>,
+        router: Router,
         metrics: Metrics,
         settings: DeliverySettings,
         consumer: String,
     ) -> Self {
         Worker {
             otp,
-            carrier,
+            router,
             metrics,
             settings,
             consumer,
         }
     }
 
-    /// Delivers until `stop` turns true, then lets the sends in flight finish.
+    /// Delivers until `stop` turns true, then gives the sends in flight
+    /// `claim_idle / 2` to finish; those still running are abandoned, left
+    /// claimed for another replica to take over.
     pub async fn run(self: Arc<Self>, mut stop: watch::Receiver<bool>) {
         let permits = Arc::new(Semaphore::new(self.settings.concurrency.max(1)));
+        let mut sending = JoinSet::new();
         // Take over what a dead replica left straight away, then regularly.
         let mut next_takeover = Instant::now();
         while !*stop.borrow() {
@@ -62,14 +66,21 @@ impl Worker {
                     return;
                 };
                 let worker = Arc::clone(&self);
-                tokio::spawn(async move {
+                sending.spawn(async move {
                     worker.deliver(claimed).await;
                     drop(permit);
                 });
             }
+            while sending.try_join_next().is_some() {}
         }
-        let all = u32::try_from(self.settings.concurrency.max(1)).unwrap_or(u32::MAX);
-        let _drained = permits.acquire_many(all).await;
+        let drained = async { while sending.join_next().await.is_some() {} };
+        if tokio::time::timeout(self.settings.claim_idle / 2, drained)
+            .await
+            .is_err()
+        {
+            warn!(consumer = %self.consumer, abandoned = sending.len(), "sends still in flight are left to other replicas");
+            sending.abort_all();
+        }
         info!(consumer = %self.consumer, "delivery stopped");
     }
 
@@ -103,7 +114,10 @@ impl Worker {
     /// stays claimed and is taken over later: at least once, never lost.
     async fn deliver(&self, claimed: Claimed) {
         let finish = match self.otp.prepare_send(&claimed).await {
-            Ok(Some((sms, expires_at))) => self.send_with_retries(&sms, expires_at).await,
+            Ok(Some((sms, expires_at))) => {
+                self.keeping(&claimed, self.send_with_retries(&sms, expires_at))
+                    .await
+            }
             Ok(None) => Finish::Skipped,
             Err(error) => {
                 warn!(verification_id = %claimed.send.id, error = %error, "send left for a retry");
@@ -115,49 +129,106 @@ impl Worker {
         }
     }
 
-    async fn send_with_retries(&self, sms: &Sms, expires_at: Timestamp) -> Finish {
-        let carrier = self.carrier.name();
-        for attempt in 1..=self.settings.attempts.max(1) {
-            let started = Instant::now();
-            let result = self.carrier.send(sms).await;
-            self.metrics
-                .carrier_request(carrier, started.elapsed().as_secs_f64());
-            let outcome = match &result {
-                Ok(_) => "accepted",
-                Err(SendError::Temporary(_)) => "temporary",
-                Err(SendError::Rejected { .. }) => "rejected",
-            };
-            self.metrics.sent(
-                sms.service.as_str(),
-                carrier,
-                sms.to.country_code(),
-                outcome,
-            );
-            match result {
-                Ok(accepted) => {
-                    info!(verification_id = %sms.verification, send = sms.send, carrier, message_id = %accepted.message_id, "message accepted");
-                    return Finish::Sent {
-                        carrier: carrier.to_owned(),
-                        message_id: accepted.message_id,
-                    };
-                }
-                Err(error @ SendError::Rejected { .. }) => {
-                    warn!(verification_id = %sms.verification, carrier, error = %error, "message rejected");
-                    break;
-                }
-                Err(error) => {
-                    let wait = self.backoff(attempt);
-                    warn!(verification_id = %sms.verification, carrier, attempt, error = %error, "send failed, will retry");
-                    let last = attempt == self.settings.attempts;
-                    if last || self.otp.now().plus(wait) >= expires_at {
-                        break;
+    /// Runs `sending`, keeping its claim fresh meanwhile (every third of
+    /// `claim_idle`) so that no live replica takes over a slow send.
+    async fn keeping(
+        &self,
+        claimed: &Claimed,
+        sending: impl std::future::Future<Output = Finish>,
+    ) -> Finish {
+        tokio::pin!(sending);
+        let mut beat = tokio::time::interval(self.settings.claim_idle / 3);
+        beat.tick().await;
+        loop {
+            tokio::select! {
+                finish = &mut sending => return finish,
+                _ = beat.tick() => {
+                    if let Err(error) = self.otp.keep_claimed(&self.consumer, claimed).await {
+                        warn!(verification_id = %claimed.send.id, error = %error, "claim not kept; another replica may take the send over");
                     }
-                    tokio::time::sleep(wait).await;
                 }
             }
         }
+    }
+
+    /// Tries the route's carriers in turn (a temporary error moves on to the
+    /// next at once); when a whole pass fails, backs off and tries again,
+    /// while attempts and the code's life last. While every carrier of the
+    /// route has its circuit open, waits without spending an attempt.
+    async fn send_with_retries(&self, sms: &Sms, expires_at: Timestamp) -> Finish {
+        let mut attempt = 0;
+        loop {
+            let route = self.router.route(sms.to.region());
+            let wait = if route.is_empty() {
+                self.settings.retry_max
+            } else {
+                attempt += 1;
+                for hop in route {
+                    match self.try_carrier(&hop, sms).await {
+                        Ok(message_id) => {
+                            return Finish::Sent {
+                                carrier: hop.name,
+                                message_id,
+                            }
+                        }
+                        Err(SendError::Rejected { .. }) if !self.router.failover_on_rejection => {
+                            return self.give_up();
+                        }
+                        Err(_) => {}
+                    }
+                }
+                self.backoff(attempt)
+            };
+            if attempt >= self.settings.attempts || self.otp.now().plus(wait) >= expires_at {
+                break;
+            }
+            tokio::time::sleep(wait).await;
+        }
+        self.give_up()
+    }
+
+    /// Every route gave up: the send goes to the dead letters.
+    fn give_up(&self) -> Finish {
         self.metrics.dead_letter();
         Finish::Failed { dead: true }
+    }
+
+    /// One call to one carrier, with its metrics, logs and circuit.
+    async fn try_carrier(&self, hop: &Hop, sms: &Sms) -> Result<String, SendError> {
+        let started = Instant::now();
+        let result = hop.carrier.send(sms).await;
+        self.metrics
+            .carrier_request(&hop.name, started.elapsed().as_secs_f64());
+        let outcome = match &result {
+            Ok(_) => "accepted",
+            Err(SendError::Temporary(_)) => "temporary",
+            Err(SendError::Rejected { .. }) => "rejected",
+        };
+        self.metrics.sent(
+            sms.service.as_str(),
+            &hop.name,
+            sms.to.country_code(),
+            outcome,
+        );
+        let carrier = hop.name.as_str();
+        match &result {
+            Ok(accepted) => {
+                self.router.succeeded(hop.at);
+                info!(verification_id = %sms.verification, send = sms.send, carrier, message_id = %accepted.message_id, "message accepted");
+            }
+            Err(error @ SendError::Rejected { .. }) => {
+                self.router.succeeded(hop.at);
+                warn!(verification_id = %sms.verification, carrier, error = %error, "message rejected");
+            }
+            Err(error) => {
+                self.router.failed(hop.at);
+                warn!(verification_id = %sms.verification, carrier, error = %error, "send failed; next carrier or retry");
+            }
+        }
+        for (name, open) in self.router.open_circuits() {
+            self.metrics.circuit_open(name, open);
+        }
+        result.map(|accepted| accepted.message_id)
     }
 
     /// Full jitter: uniform in `[0, min(retry_max, retry_base · 2^(attempt-1))]`.

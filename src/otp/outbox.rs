@@ -31,6 +31,11 @@ impl Otp {
         Ok(self.store.reclaim(consumer, idle, max).await?)
     }
 
+    /// Keeps a send this replica is still working on from being taken over.
+    pub async fn keep_claimed(&self, consumer: &str, claimed: &Claimed) -> Result<(), Error> {
+        Ok(self.store.keep(consumer, claimed).await?)
+    }
+
     pub async fn outbox_depth(&self) -> Result<u64, Error> {
         Ok(self.store.outbox_depth().await?)
     }

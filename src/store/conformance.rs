@@ -56,6 +56,7 @@ macro_rules! store_conformance {
             a_newer_send_supersedes_an_older_one,
             a_failed_send_is_taken_back,
             idle_claims_are_taken_over,
+            kept_claims_are_not_taken_over,
             a_full_outbox_refuses_starts_and_resends,
             a_send_is_finished_once,
             idempotency_reserves_completes_and_replays,
@@ -675,6 +676,34 @@ pub async fn a_failed_send_is_taken_back(fx: &Fixture) {
 }
 
 /// At least once: a send claimed by a replica that died is taken over.
+/// A worker that keeps its claim fresh keeps its send; once it stops, the
+/// send goes idle and is taken over.
+pub async fn kept_claims_are_not_taken_over(fx: &Fixture) {
+    const IDLE: Duration = Duration::from_millis(200);
+    started(fx, None).await;
+    let held = claim_all(fx, "a").await;
+    let kept_until = std::time::Instant::now() + 3 * IDLE;
+    while std::time::Instant::now() < kept_until {
+        fx.store.keep("a", &held[0]).await.expect("keep");
+        let taken = fx.store.reclaim("b", IDLE, 10).await.expect("reclaim");
+        assert!(taken.is_empty(), "a kept send was taken over");
+        tokio::time::sleep(IDLE / 8).await;
+    }
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let taken = fx.store.reclaim("b", IDLE, 10).await.expect("reclaim");
+        if let [claimed] = taken.as_slice() {
+            assert_eq!(claimed.entry, held[0].entry);
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "an idle send was never taken over"
+        );
+        tokio::time::sleep(IDLE / 8).await;
+    }
+}
+
 pub async fn idle_claims_are_taken_over(fx: &Fixture) {
     started(fx, None).await;
     let lost = claim_all(fx, "dead-replica").await;

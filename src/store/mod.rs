@@ -391,6 +391,10 @@ pub trait Store: Send + Sync + 'static {
         max: usize,
     ) -> Result<Vec<Claimed>, Error>;
 
+    /// Marks a send `consumer` is still working on (retries, slow carriers)
+    /// as fresh, so that no replica takes it over while it lives.
+    async fn keep(&self, consumer: &str, claimed: &Claimed) -> Result<(), Error>;
+
     /// Removes the send from the outbox and records how it went on its
     /// verification, if that send is still the latest, in one step.
     async fn finish(&self, claimed: &Claimed, finish: &Finish, now: Timestamp)

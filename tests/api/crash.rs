@@ -109,12 +109,14 @@ attempts = 1000
 retry_base = "20ms"
 retry_max = "100ms"
 claim_idle = "1s"
-[carrier]
+[carriers.gateway]
 kind = "webhook"
-[carrier.webhook]
 url = "{gateway_url}"
 secret = "{SECRET}"
 timeout = "2s"
+[routing]
+default = ["gateway"]
+circuit_cooldown = "100ms"
 [services.demo]
 "#,
             redis = redis.url(),

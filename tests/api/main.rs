@@ -13,5 +13,6 @@ mod lifecycle;
 mod messages;
 mod operations;
 mod privacy;
+mod routing;
 mod store_redis;
 mod support;

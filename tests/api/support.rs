@@ -260,9 +260,25 @@ impl TestApp {
         carrier: RecordingCarrier,
         clock: ManualClock,
     ) -> Self {
+        Self::spawn_routed(settings, vec![carrier], clock).await
+    }
+
+    /// A replica whose route tries `carriers` in order; `carrier` is the
+    /// first.
+    pub async fn spawn_routed(
+        settings: &Settings,
+        carriers: Vec<RecordingCarrier>,
+        clock: ManualClock,
+    ) -> Self {
+        let carrier = carriers[0].clone();
         let overrides = Overrides {
             clock: Some(Arc::new(clock.clone())),
-            carrier: Some(Arc::new(carrier.clone())),
+            carriers: Some(
+                carriers
+                    .into_iter()
+                    .map(|carrier| Arc::new(carrier) as Arc<dyn otpd::carrier::Carrier>)
+                    .collect(),
+            ),
         };
         // otpd's logs, shown by nextest when a test fails (the privacy test
         // installs its own subscriber first).

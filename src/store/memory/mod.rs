@@ -453,6 +453,11 @@ impl Store for MemoryStore {
         Ok(self.lock().outbox.take_over(idle, max))
     }
 
+    async fn keep(&self, _consumer: &str, claimed: &Claimed) -> Result<(), Error> {
+        self.lock().outbox.keep(&claimed.entry);
+        Ok(())
+    }
+
     async fn finish(
         &self,
         claimed: &Claimed,

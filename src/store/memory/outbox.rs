@@ -76,6 +76,13 @@ impl Outbox {
             .collect()
     }
 
+    /// Restarts the idle time of a claimed send.
+    pub fn keep(&mut self, entry: &str) {
+        if let Some((since, _)) = self.claimed.get_mut(entry) {
+            *since = Instant::now();
+        }
+    }
+
     /// Removes a finished send, keeping a dead letter if asked; whether it
     /// was still in the outbox (a finish is idempotent).
     pub fn remove(&mut self, entry: &str, finish: &Finish) -> bool {

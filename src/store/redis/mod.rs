@@ -524,6 +524,10 @@ impl Store for RedisStore {
         self.take_over(consumer, idle, max).await
     }
 
+    async fn keep(&self, consumer: &str, claimed: &Claimed) -> Result<(), Error> {
+        self.keep_claimed(consumer, claimed).await
+    }
+
     async fn finish(
         &self,
         claimed: &Claimed,

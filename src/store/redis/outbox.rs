@@ -1,7 +1,8 @@
 //! The outbox on Redis Streams: one stream per shard (`p:{T}:outbox`), read
 //! by the consumer group `otpd` of every replica. New sends come from one
-//! blocking XREADGROUP over all shards (a connection of its own); sends a
-//! dead replica held are taken over with XAUTOCLAIM; `finish.lua` acks,
+//! blocking XREADGROUP over all shards (a connection of its own); a worker
+//! keeps what it is still sending fresh with XCLAIM JUSTID; sends a dead
+//! replica held are taken over with XAUTOCLAIM; `finish.lua` acks,
 //! deletes and records in one step, and keeps exhausted sends in
 //! `p:{T}:dead`.
 
@@ -170,6 +171,30 @@ impl RedisStore {
         Err(Error::Corrupt(
             "the outbox groups could not be created".into(),
         ))
+    }
+
+    /// XCLAIM … JUSTID by the same consumer: resets the entry's idle time
+    /// (an entry already finished is not brought back).
+    pub(super) async fn keep_claimed(
+        &self,
+        consumer: &str,
+        claimed: &Claimed,
+    ) -> Result<(), Error> {
+        let mut command = redis::cmd("XCLAIM");
+        command
+            .arg(self.outbox_key(claimed.send.id.tag()))
+            .arg(GROUP)
+            .arg(consumer)
+            .arg(0)
+            .arg(&claimed.entry)
+            .arg("JUSTID");
+        let mut connection = self.connection.clone();
+        let call = command.query_async::<Value>(&mut connection);
+        tokio::time::timeout(self.timeout, call)
+            .await
+            .map_err(unavailable)?
+            .map_err(unavailable)?;
+        Ok(())
     }
 
     pub(super) async fn finish_send(
