@@ -23,6 +23,9 @@ pub struct Metrics {
     outbox_depth: IntGauge,
     dead_letters: IntCounter,
     circuits: IntGaugeVec,
+    receipts: IntCounterVec,
+    send_to_delivery: HistogramVec,
+    outbox_oldest: prometheus::Gauge,
 }
 
 /// What became of a check, as a metric label.
@@ -133,7 +136,34 @@ impl Metrics {
         registry
             .register(Box::new(circuits.clone()))
             .expect("unique metric");
+        let delivery_buckets = vec![1.0, 2.0, 5.0, 10.0, 20.0, 30.0, 60.0, 120.0, 300.0, 600.0];
+        let send_to_delivery = HistogramVec::new(
+            HistogramOpts::new(
+                "otpd_send_to_delivery_seconds",
+                "From the carrier's accept to its delivery receipt.",
+            )
+            .buckets(delivery_buckets),
+            &["carrier"],
+        )
+        .expect("valid metric");
+        registry
+            .register(Box::new(send_to_delivery.clone()))
+            .expect("unique metric");
+        let outbox_oldest = prometheus::Gauge::new(
+            "otpd_outbox_oldest_age_seconds",
+            "Age of the oldest send queued or in flight (sampled; 0 when empty).",
+        )
+        .expect("valid metric");
+        registry
+            .register(Box::new(outbox_oldest.clone()))
+            .expect("unique metric");
         Metrics {
+            receipts: counter(
+                &registry,
+                "otpd_delivery_receipts_total",
+                "Carrier receipts: delivered, undelivered, or ignored (duplicate, superseded, unknown).",
+                &["carrier", "status"],
+            ),
             http_requests: counter(
                 &registry,
                 "otpd_http_requests_total",
@@ -187,6 +217,8 @@ impl Metrics {
             outbox_depth,
             dead_letters,
             circuits,
+            send_to_delivery,
+            outbox_oldest,
             registry,
         }
     }
@@ -235,6 +267,21 @@ impl Metrics {
         self.circuits
             .with_label_values(&[carrier])
             .set(i64::from(open));
+    }
+
+    /// A receipt, and for one that recorded an outcome, how long the
+    /// message took from the carrier's accept.
+    pub fn receipt(&self, carrier: &str, status: &str, took: Option<f64>) {
+        self.receipts.with_label_values(&[carrier, status]).inc();
+        if let Some(seconds) = took {
+            self.send_to_delivery
+                .with_label_values(&[carrier])
+                .observe(seconds);
+        }
+    }
+
+    pub fn outbox_oldest_age(&self, seconds: f64) {
+        self.outbox_oldest.set(seconds);
     }
 
     pub fn dead_letter(&self) {

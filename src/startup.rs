@@ -146,10 +146,10 @@ impl App {
             options,
         ));
         let consumer = format!("replica-{}", config::random_token(6));
-        let router = router(settings, overrides.carriers)?;
+        let router = Arc::new(router(settings, overrides.carriers)?);
         let worker = Arc::new(Worker::new(
             Arc::clone(&otp),
-            router,
+            Arc::clone(&router),
             metrics.clone(),
             settings.delivery.clone(),
             consumer,
@@ -158,6 +158,7 @@ impl App {
             settings,
             Arc::clone(&otp),
             ApiKeys::new(validated.api_keys),
+            router,
             metrics,
         )?;
         Ok(App {
@@ -203,9 +204,11 @@ fn http_server(
     settings: &Settings,
     otp: Arc<Otp>,
     api_keys: ApiKeys,
+    router: Arc<Router>,
     metrics: Metrics,
 ) -> anyhow::Result<(actix_web::dev::Server, SocketAddr)> {
     let otp = web::Data::from(otp);
+    let router = web::Data::from(router);
     let api_keys = web::Data::new(api_keys);
     let proxies = web::Data::new(TrustedProxies::new(settings.http.trusted_proxies.clone()));
     let http = &settings.http;
@@ -220,6 +223,7 @@ fn http_server(
         ActixApp::new()
             .app_data(otp.clone())
             .app_data(api_keys.clone())
+            .app_data(router.clone())
             .app_data(metrics.clone())
             .app_data(proxies.clone())
             .app_data(flood.clone())

@@ -34,6 +34,15 @@ pub struct Sms {
     pub send: u32,
 }
 
+/// A carrier's word on a message it took, from its delivery receipt.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Receipt {
+    pub verification: VerificationId,
+    pub send: u32,
+    pub message_id: String,
+    pub delivered: bool,
+}
+
 /// The carrier took the message.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Accepted {
@@ -52,9 +61,44 @@ pub enum SendError {
     Rejected { reason: String },
 }
 
+/// A delivery-receipt callback as it reached otpd: what the carrier signed.
+pub struct Callback<'a> {
+    /// The path and query as requested (some providers sign the URL).
+    pub path_and_query: &'a str,
+    /// Header names in lower case.
+    pub headers: &'a [(String, String)],
+    pub body: &'a [u8],
+}
+
+impl Callback<'_> {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(key, _)| key == name)
+            .map(|(_, value)| value.as_str())
+    }
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum ReceiptError {
+    #[error("this carrier takes no receipts over HTTP")]
+    NotSupported,
+    /// Unsigned, badly signed or too old: nothing is read.
+    #[error("the receipt's signature does not verify")]
+    BadSignature,
+    #[error("the receipt is malformed: {0}")]
+    Malformed(String),
+}
+
 #[async_trait]
 pub trait Carrier: Send + Sync + 'static {
     /// Config key and metric label: "console", …
     fn name(&self) -> &str;
     async fn send(&self, sms: &Sms) -> Result<Accepted, SendError>;
+
+    /// Reads a receipt callback once its signature verifies; `None` for a
+    /// status that is not final (queued, sent …).
+    fn receipt(&self, _callback: &Callback<'_>) -> Result<Option<Receipt>, ReceiptError> {
+        Err(ReceiptError::NotSupported)
+    }
 }

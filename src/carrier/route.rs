@@ -114,6 +114,14 @@ impl Router {
         }
     }
 
+    /// The carrier configured under `name`.
+    pub fn carrier(&self, name: &str) -> Option<&Arc<dyn Carrier>> {
+        self.carriers
+            .iter()
+            .find(|(named, _)| named == name)
+            .map(|(_, carrier)| carrier)
+    }
+
     /// Whether each carrier's circuit is open now, by name (a metric).
     pub fn open_circuits(&self) -> Vec<(&str, bool)> {
         self.carriers

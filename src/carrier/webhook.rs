@@ -6,6 +6,9 @@
 //!
 //! 2xx: accepted (the answer's `message_id` if it has one). 408, 429, 5xx and
 //! timeouts: temporary. Other 4xx: rejected.
+//!
+//! Receipts come back the same way: a JSON `sms.receipt` signed with the
+//! same key, its timestamp within five minutes of ours.
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -17,7 +20,9 @@ use serde::{Deserialize, Serialize};
 use sha2::Sha256;
 use zeroize::Zeroizing;
 
-use super::{Accepted, Carrier, SendError, Sms};
+use subtle::ConstantTimeEq;
+
+use super::{Accepted, Callback, Carrier, Receipt, ReceiptError, SendError, Sms};
 
 /// `[carrier.webhook]` in the configuration.
 #[derive(Clone, Deserialize)]
@@ -66,9 +71,31 @@ struct Message<'a> {
     send: u32,
 }
 
+/// The gateway's answer to a send.
 #[derive(Deserialize)]
-struct Receipt {
+struct Answer {
     message_id: Option<String>,
+}
+
+/// A receipt the gateway posts back.
+#[derive(Deserialize)]
+struct ReceiptBody {
+    #[serde(rename = "type")]
+    kind: String,
+    verification_id: String,
+    send: u32,
+    message_id: String,
+    /// `delivered`, `undelivered`, or a status that is not final.
+    status: String,
+}
+
+/// How far a receipt's timestamp may be from our clock (replays).
+const TOLERANCE_SECS: u64 = 300;
+
+fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
 }
 
 /// The key inside a `whsec_…` secret.
@@ -125,9 +152,7 @@ impl Carrier for WebhookCarrier {
         };
         let body = Zeroizing::new(serde_json::to_vec(&message).expect("a message serializes"));
         let id = format!("{}-{}", sms.verification, sms.send);
-        let timestamp = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs());
+        let timestamp = unix_now();
         let request = self
             .client
             .post(self.url.clone())
@@ -146,10 +171,10 @@ impl Carrier for WebhookCarrier {
         let status = response.status();
         if status.is_success() {
             let receipt = response
-                .json::<Receipt>()
+                .json::<Answer>()
                 .await
                 .ok()
-                .and_then(|receipt| receipt.message_id);
+                .and_then(|answer| answer.message_id);
             return Ok(Accepted {
                 message_id: receipt.unwrap_or(id),
             });
@@ -162,6 +187,54 @@ impl Carrier for WebhookCarrier {
         Err(SendError::Rejected {
             reason: format!("webhook answered {status}"),
         })
+    }
+
+    fn receipt(&self, callback: &Callback<'_>) -> Result<Option<Receipt>, ReceiptError> {
+        self.verify(callback)?;
+        let body: ReceiptBody = serde_json::from_slice(callback.body)
+            .map_err(|e| ReceiptError::Malformed(e.to_string()))?;
+        if body.kind != "sms.receipt" {
+            return Err(ReceiptError::Malformed(format!("type {:?}", body.kind)));
+        }
+        let delivered = match body.status.as_str() {
+            "delivered" => true,
+            "undelivered" => false,
+            _ => return Ok(None),
+        };
+        let verification = body
+            .verification_id
+            .parse()
+            .map_err(|_| ReceiptError::Malformed("verification_id".into()))?;
+        Ok(Some(Receipt {
+            verification,
+            send: body.send,
+            message_id: body.message_id,
+            delivered,
+        }))
+    }
+}
+
+impl WebhookCarrier {
+    /// Standard Webhooks verification: any `v1,` signature of the list
+    /// matches (compared in constant time), and the timestamp is fresh.
+    fn verify(&self, callback: &Callback<'_>) -> Result<(), ReceiptError> {
+        let header = |name| callback.header(name).ok_or(ReceiptError::BadSignature);
+        let id = header("webhook-id")?;
+        let timestamp: u64 = header("webhook-timestamp")?
+            .parse()
+            .map_err(|_| ReceiptError::BadSignature)?;
+        if unix_now().abs_diff(timestamp) > TOLERANCE_SECS {
+            return Err(ReceiptError::BadSignature);
+        }
+        let expected = signature(&self.key, id, timestamp, callback.body);
+        let matches = header("webhook-signature")?
+            .split(' ')
+            .any(|given| bool::from(given.as_bytes().ct_eq(expected.as_bytes())));
+        if matches {
+            Ok(())
+        } else {
+            Err(ReceiptError::BadSignature)
+        }
     }
 }
 

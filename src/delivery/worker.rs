@@ -24,7 +24,7 @@ const STORE_PAUSE: Duration = Duration::from_millis(500);
 
 pub struct Worker {
     otp: Arc<Otp>,
-    router: Router,
+    router: Arc<Router>,
     metrics: Metrics,
     settings: DeliverySettings,
     /// This replica's name in the consumer group.
@@ -34,7 +34,7 @@ pub struct Worker {
 impl Worker {
     pub fn new(
         otp: Arc<Otp>,
-        router: Router,
+        router: Arc<Router>,
         metrics: Metrics,
         settings: DeliverySettings,
         consumer: String,
@@ -107,6 +107,11 @@ impl Worker {
     async fn report_depth(&self) {
         if let Ok(depth) = self.otp.outbox_depth().await {
             self.metrics.outbox_depth(depth);
+        }
+        if let Ok(oldest) = self.otp.outbox_oldest().await {
+            let now = self.otp.now().millis();
+            let age = oldest.map_or(0, |at| now.saturating_sub(at.millis()));
+            self.metrics.outbox_oldest_age(age as f64 / 1000.0);
         }
     }
 

@@ -7,6 +7,7 @@ mod client;
 mod dto;
 mod observe;
 mod problem;
+mod receipts;
 
 use actix_web::error::JsonPayloadError;
 use actix_web::http::StatusCode;
@@ -48,6 +49,11 @@ pub fn configure(max_body_bytes: usize) -> impl FnOnce(&mut web::ServiceConfig) 
             .service(resource("/healthz").route(web::get().to(healthz)))
             .service(resource("/readyz").route(web::get().to(readyz)))
             .service(resource("/metrics").route(web::get().to(metrics)))
+            .service(
+                resource("/v1/carriers/{carrier}/receipts")
+                    .app_data(web::PayloadConfig::new(max_body_bytes))
+                    .route(web::post().to(receipts::receive)),
+            )
             .service(v1)
             .default_service(web::to(|| async {
                 Answer::problem(&Problem::new(

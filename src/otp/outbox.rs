@@ -3,10 +3,10 @@
 
 use std::time::Duration;
 
-use tracing::warn;
+use tracing::{info, warn};
 
 use super::{Error, Otp};
-use crate::carrier::Sms;
+use crate::carrier::{Receipt, Sms};
 use crate::domain::{Phone, Status, Timestamp};
 use crate::store::{Claimed, Finish};
 
@@ -34,6 +34,28 @@ impl Otp {
     /// Keeps a send this replica is still working on from being taken over.
     pub async fn keep_claimed(&self, consumer: &str, claimed: &Claimed) -> Result<(), Error> {
         Ok(self.store.keep(consumer, claimed).await?)
+    }
+
+    /// Records a carrier's receipt (already authenticated by the carrier)
+    /// and counts it; a duplicate or a receipt for a superseded send is
+    /// counted `ignored` and changes nothing.
+    pub async fn receipt(&self, carrier: &str, receipt: &Receipt) -> Result<(), Error> {
+        let now = self.clock.now();
+        let sent_at = self.store.receipt(carrier, receipt, now).await?;
+        let status = match (sent_at, receipt.delivered) {
+            (None, _) => "ignored",
+            (Some(_), true) => "delivered",
+            (Some(_), false) => "undelivered",
+        };
+        let took = sent_at.map(|at| now.millis().saturating_sub(at.millis()) as f64 / 1000.0);
+        self.metrics.receipt(carrier, status, took);
+        info!(verification_id = %receipt.verification, send = receipt.send, carrier, status, "receipt");
+        Ok(())
+    }
+
+    /// When the oldest send still in the outbox was queued.
+    pub async fn outbox_oldest(&self) -> Result<Option<Timestamp>, Error> {
+        Ok(self.store.outbox_oldest().await?)
     }
 
     pub async fn outbox_depth(&self) -> Result<u64, Error> {

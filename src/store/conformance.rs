@@ -13,7 +13,8 @@ use super::{
     IdempotencyKey, NewVerification, NumberKey, Record, ResendPolicy, Resent, Reservation, Started,
     Store, SHARDS,
 };
-use crate::domain::{ServiceName, Status, VerificationId};
+use crate::carrier::Receipt;
+use crate::domain::{ServiceName, Status, Timestamp, VerificationId};
 use crate::otp::{Clock, ManualClock};
 use crate::ratelimit::{Check, FailurePolicy, Gcra, Group, Item, Scope};
 
@@ -57,6 +58,8 @@ macro_rules! store_conformance {
             a_failed_send_is_taken_back,
             idle_claims_are_taken_over,
             kept_claims_are_not_taken_over,
+            a_receipt_records_delivery_once,
+            an_undelivered_receipt_lifts_the_cooldown,
             a_full_outbox_refuses_starts_and_resends,
             a_send_is_finished_once,
             idempotency_reserves_completes_and_replays,
@@ -608,9 +611,83 @@ pub async fn a_start_queues_its_send_and_a_finish_records_it(fx: &Fixture) {
         Delivery {
             status: DeliveryStatus::Sent,
             carrier: Some("recording".into()),
-            message_id: Some("m-1".into())
+            message_id: Some("m-1".into()),
+            sent_at: Some(fx.clock.now()),
         }
     );
+}
+
+async fn receipt_on(fx: &Fixture, carrier: &str, receipt: &Receipt) -> Option<Timestamp> {
+    fx.store
+        .receipt(carrier, receipt, fx.clock.now())
+        .await
+        .expect("receipt")
+}
+
+/// A receipt for the send a verification holds records its outcome once;
+/// receipts naming another carrier, message or send change nothing.
+pub async fn a_receipt_records_delivery_once(fx: &Fixture) {
+    let record = started(fx, None).await;
+    let claimed = claim_all(fx, "a").await;
+    let accepted_at = fx.clock.now();
+    finish(fx, &claimed[0], sent()).await;
+    fx.clock.advance(Duration::from_secs(4));
+    let receipt = Receipt {
+        verification: record.id,
+        send: 1,
+        message_id: "m-1".into(),
+        delivered: true,
+    };
+    let strangers = [
+        ("other-carrier", receipt.clone()),
+        (
+            "recording",
+            Receipt {
+                message_id: "m-2".into(),
+                ..receipt.clone()
+            },
+        ),
+        (
+            "recording",
+            Receipt {
+                send: 2,
+                ..receipt.clone()
+            },
+        ),
+    ];
+    for (carrier, stranger) in &strangers {
+        let applied = receipt_on(fx, carrier, stranger).await;
+        assert_eq!(applied, None, "{carrier} {stranger:?}");
+    }
+    assert_eq!(
+        stored(fx, &record.id).await.delivery.status,
+        DeliveryStatus::Sent
+    );
+    let applied = receipt_on(fx, "recording", &receipt).await;
+    assert_eq!(applied, Some(accepted_at));
+    assert_eq!(
+        stored(fx, &record.id).await.delivery.status,
+        DeliveryStatus::Delivered
+    );
+    let again = receipt_on(fx, "recording", &receipt).await;
+    assert_eq!(again, None, "a duplicate changes nothing");
+}
+
+/// An undelivered code lifts the resend cooldown: the user may ask again.
+pub async fn an_undelivered_receipt_lifts_the_cooldown(fx: &Fixture) {
+    let record = started(fx, None).await;
+    let claimed = claim_all(fx, "a").await;
+    finish(fx, &claimed[0], sent()).await;
+    let receipt = Receipt {
+        verification: record.id,
+        send: 1,
+        message_id: "m-1".into(),
+        delivered: false,
+    };
+    assert!(receipt_on(fx, "recording", &receipt).await.is_some());
+    let stored = stored(fx, &record.id).await;
+    assert_eq!(stored.delivery.status, DeliveryStatus::Undelivered);
+    assert_eq!(stored.resend_after, fx.clock.now());
 }
 
 /// A resend queues send 2; finishing the superseded send 1 records nothing.

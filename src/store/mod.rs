@@ -17,6 +17,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 
+use crate::carrier::Receipt;
 use crate::domain::{Locale, ServiceName, Status, Timestamp, VerificationId};
 use crate::ratelimit::{FailurePolicy, Group, Verdict};
 use crate::sms::AppHash;
@@ -96,6 +97,10 @@ pub enum DeliveryStatus {
     Queued,
     /// A carrier accepted it.
     Sent,
+    /// The carrier's receipt says it reached the phone.
+    Delivered,
+    /// The carrier's receipt says it did not (expired, unreachable …).
+    Undelivered,
     /// Every attempt on every route failed.
     Failed,
 }
@@ -105,6 +110,8 @@ impl DeliveryStatus {
         match self {
             DeliveryStatus::Queued => "queued",
             DeliveryStatus::Sent => "sent",
+            DeliveryStatus::Delivered => "delivered",
+            DeliveryStatus::Undelivered => "undelivered",
             DeliveryStatus::Failed => "failed",
         }
     }
@@ -117,6 +124,8 @@ impl std::str::FromStr for DeliveryStatus {
         match text {
             "queued" => Ok(DeliveryStatus::Queued),
             "sent" => Ok(DeliveryStatus::Sent),
+            "delivered" => Ok(DeliveryStatus::Delivered),
+            "undelivered" => Ok(DeliveryStatus::Undelivered),
             "failed" => Ok(DeliveryStatus::Failed),
             other => Err(format!("unknown delivery status {other:?}")),
         }
@@ -129,6 +138,8 @@ pub struct Delivery {
     /// The carrier that took it, and its message id.
     pub carrier: Option<String>,
     pub message_id: Option<String>,
+    /// When the carrier accepted it.
+    pub sent_at: Option<Timestamp>,
 }
 
 impl Delivery {
@@ -137,6 +148,7 @@ impl Delivery {
             status: DeliveryStatus::Queued,
             carrier: None,
             message_id: None,
+            sent_at: None,
         }
     }
 }
@@ -399,6 +411,21 @@ pub trait Store: Send + Sync + 'static {
     /// verification, if that send is still the latest, in one step.
     async fn finish(&self, claimed: &Claimed, finish: &Finish, now: Timestamp)
         -> Result<(), Error>;
+
+    /// Records a carrier's receipt if the verification still holds that
+    /// send as sent by `carrier` under that message id; when it changed
+    /// something, the time the send was accepted (a duplicate, or a receipt
+    /// for a superseded send, changes nothing). An undelivered message lifts
+    /// the resend cooldown.
+    async fn receipt(
+        &self,
+        carrier: &str,
+        receipt: &Receipt,
+        now: Timestamp,
+    ) -> Result<Option<Timestamp>, Error>;
+
+    /// When the oldest send queued or claimed, not finished, was queued.
+    async fn outbox_oldest(&self) -> Result<Option<Timestamp>, Error>;
 
     /// Sends queued or claimed, not finished.
     async fn outbox_depth(&self) -> Result<u64, Error>;

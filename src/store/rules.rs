@@ -8,6 +8,7 @@ use super::{
     Candidate, Changed, Checked, Delivery, DeliveryStatus, Digest, Finish, Record, ResendPolicy,
     Resent,
 };
+use crate::carrier::Receipt;
 use crate::domain::{Status, Timestamp};
 use crate::ratelimit::FailurePolicy;
 
@@ -139,6 +140,7 @@ pub(super) fn finish(record: &mut Record, number: u32, finish: &Finish, now: Tim
                 status: DeliveryStatus::Sent,
                 carrier: Some(carrier.clone()),
                 message_id: Some(message_id.clone()),
+                sent_at: Some(now),
             };
         }
         Finish::Failed { .. } => {
@@ -149,4 +151,31 @@ pub(super) fn finish(record: &mut Record, number: u32, finish: &Finish, now: Tim
         }
         Finish::Skipped => {}
     }
+}
+
+/// Records a receipt on the send it names (the twin of `lua/receipt.lua`);
+/// when it changed something, the time the send was accepted.
+pub(super) fn receipt(
+    record: &mut Record,
+    carrier: &str,
+    receipt: &Receipt,
+    now: Timestamp,
+) -> Option<Timestamp> {
+    let delivery = &mut record.delivery;
+    let names_this_send = record.sends == receipt.send
+        && delivery.status == DeliveryStatus::Sent
+        && delivery.carrier.as_deref() == Some(carrier)
+        && delivery.message_id.as_deref() == Some(receipt.message_id.as_str());
+    if !names_this_send {
+        return None;
+    }
+    if receipt.delivered {
+        delivery.status = DeliveryStatus::Delivered;
+    } else {
+        delivery.status = DeliveryStatus::Undelivered;
+        if record.status == Status::Pending {
+            record.resend_after = record.resend_after.min(now);
+        }
+    }
+    Some(delivery.sent_at.unwrap_or(now))
 }

@@ -3,81 +3,17 @@
 //! pending. Every send must still arrive, each once.
 
 use std::collections::HashMap;
-use std::net::TcpListener;
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use actix_web::{web, HttpRequest, HttpResponse};
-use otpd::carrier::{webhook_key, webhook_signature};
 use otpd::config::sha256_hex;
 use serde_json::json;
 
+use crate::gateway::{start_gateway, Gateway, SECRET};
 use crate::support::{free_port, RedisServer};
 
-const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
 const KEY: &str = "otpd_crash_test_key";
-
-/// The operator's SMS gateway: verifies each signature, answers 503 until
-/// opened, then records the message once per `webhook-id`.
-#[derive(Clone, Default)]
-struct Gateway {
-    open: Arc<AtomicBool>,
-    attempts: Arc<AtomicUsize>,
-    delivered: Arc<Mutex<HashMap<String, usize>>>,
-}
-
-async fn receive(
-    request: HttpRequest,
-    body: web::Bytes,
-    gateway: web::Data<Gateway>,
-) -> HttpResponse {
-    let header = |name: &str| {
-        request
-            .headers()
-            .get(name)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or_default()
-            .to_owned()
-    };
-    let (id, timestamp) = (
-        header("webhook-id"),
-        header("webhook-timestamp").parse::<u64>().unwrap_or(0),
-    );
-    let key = webhook_key(SECRET).expect("key");
-    if header("webhook-signature") != webhook_signature(&key, &id, timestamp, &body) {
-        return HttpResponse::Unauthorized().finish();
-    }
-    gateway.attempts.fetch_add(1, Ordering::SeqCst);
-    if !gateway.open.load(Ordering::SeqCst) {
-        return HttpResponse::ServiceUnavailable().finish();
-    }
-    *gateway
-        .delivered
-        .lock()
-        .expect("gateway")
-        .entry(id.clone())
-        .or_default() += 1;
-    HttpResponse::Ok().json(json!({ "message_id": format!("gw-{id}") }))
-}
-
-fn start_gateway(gateway: Gateway) -> String {
-    let listener = TcpListener::bind("127.0.0.1:0").expect("a port");
-    let url = format!("http://{}/sms", listener.local_addr().expect("address"));
-    let state = web::Data::new(gateway);
-    let server = actix_web::HttpServer::new(move || {
-        actix_web::App::new()
-            .app_data(state.clone())
-            .route("/sms", web::post().to(receive))
-    })
-    .workers(1)
-    .listen(listener)
-    .expect("listens")
-    .run();
-    tokio::spawn(server);
-    url
-}
 
 /// A real otpd process in production mode; SIGKILLed when dropped.
 struct Replica {

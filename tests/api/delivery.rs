@@ -110,3 +110,24 @@ async fn a_send_for_an_expired_verification_is_never_issued() {
     let (_b, healthy, _ids) = stranded_sends(&redis, true).await;
     assert_eq!(healthy.count(), 0);
 }
+
+/// The age of the oldest unfinished send is a metric (sampled every
+/// `claim_idle / 2`): a send stuck on a hanging carrier shows its age.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_oldest_send_age_is_reported() {
+    let redis = RedisServer::start();
+    let app = TestApp::spawn(&settings(Some(&redis))).await;
+    app.carrier.hang_next(1);
+    app.started(PHONE).await;
+    until("the send to hang", || app.carrier.hanging() == 1).await;
+    app.clock.advance(Duration::from_secs(7));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !app
+        .metrics()
+        .await
+        .contains("otpd_outbox_oldest_age_seconds 7\n")
+    {
+        assert!(Instant::now() < deadline, "the age was never reported");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}

@@ -271,14 +271,28 @@ impl TestApp {
         clock: ManualClock,
     ) -> Self {
         let carrier = carriers[0].clone();
+        let carriers = carriers
+            .into_iter()
+            .map(|carrier| Arc::new(carrier) as Arc<dyn otpd::carrier::Carrier>)
+            .collect();
+        Self::spawn_inner(settings, Some(carriers), carrier, clock).await
+    }
+
+    /// A replica with the carriers and routes of `settings` (`carrier`
+    /// then records nothing).
+    pub async fn spawn_configured(settings: &Settings) -> Self {
+        Self::spawn_inner(settings, None, RecordingCarrier::new(), ManualClock::new()).await
+    }
+
+    async fn spawn_inner(
+        settings: &Settings,
+        carriers: Option<Vec<Arc<dyn otpd::carrier::Carrier>>>,
+        carrier: RecordingCarrier,
+        clock: ManualClock,
+    ) -> Self {
         let overrides = Overrides {
             clock: Some(Arc::new(clock.clone())),
-            carriers: Some(
-                carriers
-                    .into_iter()
-                    .map(|carrier| Arc::new(carrier) as Arc<dyn otpd::carrier::Carrier>)
-                    .collect(),
-            ),
+            carriers,
         };
         // otpd's logs, shown by nextest when a test fails (the privacy test
         // installs its own subscriber first).

@@ -10,7 +10,7 @@ if removed == 0 then return 0 end
 local f = redis.call('HMGET', KEYS[2], 'n', 's')
 local latest = f[1] and tonumber(f[1]) == tonumber(ARGV[3]) and f[2] == 'pending'
 if latest and ARGV[4] == 'sent' then
-  redis.call('HSET', KEYS[2], 'ds', 'sent', 'dc', ARGV[5], 'dm', ARGV[6])
+  redis.call('HSET', KEYS[2], 'ds', 'sent', 'dc', ARGV[5], 'dm', ARGV[6], 'da', ARGV[8])
 elseif latest and ARGV[4] == 'failed' then
   redis.call('HSET', KEYS[2], 'ds', 'failed', 'n', math.max(tonumber(f[1]) - 1, 0), 'r', ARGV[8])
 end

@@ -15,6 +15,7 @@ use super::{
     NewVerification, NumberKey, QueuedSend, Record, ResendPolicy, Resent, Reservation, Started,
     Store,
 };
+use crate::carrier::Receipt;
 use crate::domain::{ServiceName, Timestamp, VerificationId};
 use crate::ratelimit::{Check, FailurePolicy, Group, Outcome, Verdict};
 
@@ -472,6 +473,23 @@ impl Store for MemoryStore {
             rules::finish(&mut entry.value, claimed.send.number, finish, now);
         }
         Ok(())
+    }
+
+    async fn receipt(
+        &self,
+        carrier: &str,
+        receipt: &Receipt,
+        now: Timestamp,
+    ) -> Result<Option<Timestamp>, Error> {
+        let mut state = self.lock();
+        Ok(state
+            .verifications
+            .get_mut(&receipt.verification)
+            .and_then(|entry| rules::receipt(&mut entry.value, carrier, receipt, now)))
+    }
+
+    async fn outbox_oldest(&self) -> Result<Option<Timestamp>, Error> {
+        Ok(self.lock().outbox.oldest())
     }
 
     async fn outbox_depth(&self) -> Result<u64, Error> {

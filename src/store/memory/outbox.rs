@@ -5,6 +5,7 @@
 use std::collections::{HashMap, VecDeque};
 use std::time::{Duration, Instant};
 
+use crate::domain::Timestamp;
 use crate::store::{Claimed, Finish, QueuedSend};
 
 #[derive(Default)]
@@ -22,6 +23,16 @@ const DEAD_LETTERS: usize = 10_000;
 impl Outbox {
     pub fn depth(&self) -> usize {
         self.queued.len() + self.claimed.len()
+    }
+
+    /// When the oldest send still here was queued.
+    pub fn oldest(&self) -> Option<Timestamp> {
+        let claimed = self.claimed.values().map(|(_, claimed)| claimed);
+        self.queued
+            .iter()
+            .chain(claimed)
+            .map(|claimed| claimed.send.queued_at)
+            .min()
     }
 
     /// Sends of one shard, as one Redis stream would hold them.

@@ -25,6 +25,7 @@ use super::{
     Candidate, Changed, Checked, Claimed, Delivery, Digest, Enqueue, Error, Finish, IdempotencyKey,
     NewVerification, NumberKey, Record, ResendPolicy, Resent, Reservation, Started, Store,
 };
+use crate::carrier::Receipt;
 use crate::domain::{ServiceName, Status, Timestamp, VerificationId, TAG_LEN};
 use crate::ratelimit::{Check, FailurePolicy, Group, Outcome, Verdict};
 use crate::sms::AppHash;
@@ -60,6 +61,7 @@ struct Scripts {
     reserve: Script,
     limit: Script,
     finish: Script,
+    receipt: Script,
 }
 
 macro_rules! script {
@@ -97,6 +99,7 @@ impl RedisStore {
                 reserve: script!("reserve.lua"),
                 limit: script!("limit.lua"),
                 finish: script!("finish.lua"),
+                receipt: script!("receipt.lua"),
             },
         })
     }
@@ -137,16 +140,25 @@ impl RedisStore {
     /// so a caller can only ever fail closed.
     async fn invoke(&self, invocation: ScriptInvocation<'_>) -> Result<Value, Error> {
         let mut connection = self.connection.clone();
-        let call = invocation.invoke_async::<Value>(&mut connection);
-        tokio::time::timeout(self.timeout, call)
+        self.timed(invocation.invoke_async::<Value>(&mut connection))
             .await
-            .map_err(unavailable)?
-            .map_err(unavailable)
+    }
+
+    async fn pipeline<T: redis::FromRedisValue>(&self, pipe: &redis::Pipeline) -> Result<T, Error> {
+        let mut connection = self.connection.clone();
+        self.timed(pipe.query_async::<T>(&mut connection)).await
     }
 
     async fn command<T: redis::FromRedisValue>(&self, command: &redis::Cmd) -> Result<T, Error> {
         let mut connection = self.connection.clone();
-        let call = command.query_async::<T>(&mut connection);
+        self.timed(command.query_async::<T>(&mut connection)).await
+    }
+
+    /// One call within the timeout, any failure "unavailable".
+    async fn timed<T>(
+        &self,
+        call: impl std::future::Future<Output = redis::RedisResult<T>>,
+    ) -> Result<T, Error> {
         tokio::time::timeout(self.timeout, call)
             .await
             .map_err(unavailable)?
@@ -243,6 +255,9 @@ fn decode(id: &VerificationId, fields: Vec<Value>) -> Result<Record, Error> {
             message_id: take("dm")
                 .filter(|m| !m.is_empty())
                 .and_then(|m| String::from_utf8(m).ok()),
+            sent_at: take("da")
+                .and_then(|at| std::str::from_utf8(&at).ok()?.parse().ok())
+                .map(Timestamp::from_millis),
         },
     })
 }
@@ -297,6 +312,14 @@ fn encode(record: &Record) -> Vec<(&'static str, Vec<u8>)> {
                 .clone()
                 .unwrap_or_default()
                 .into_bytes(),
+        ),
+        (
+            "da",
+            record
+                .delivery
+                .sent_at
+                .map(|at| at.millis().to_string().into_bytes())
+                .unwrap_or_default(),
         ),
     ]
 }
@@ -535,6 +558,33 @@ impl Store for RedisStore {
         now: Timestamp,
     ) -> Result<(), Error> {
         self.finish_send(claimed, finish, now).await
+    }
+
+    async fn receipt(
+        &self,
+        carrier: &str,
+        receipt: &Receipt,
+        now: Timestamp,
+    ) -> Result<Option<Timestamp>, Error> {
+        let mut invocation = self.scripts.receipt.prepare_invoke();
+        invocation
+            .key(self.verification_key(&receipt.verification))
+            .arg(receipt.send)
+            .arg(carrier)
+            .arg(&receipt.message_id)
+            .arg(if receipt.delivered {
+                "delivered"
+            } else {
+                "undelivered"
+            })
+            .arg(now.millis());
+        let sent_at: i64 = redis::from_redis_value(self.invoke(invocation).await?)
+            .map_err(|e| Error::Corrupt(e.to_string()))?;
+        Ok((sent_at >= 0).then(|| Timestamp::from_millis(sent_at)))
+    }
+
+    async fn outbox_oldest(&self) -> Result<Option<Timestamp>, Error> {
+        self.oldest().await
     }
 
     async fn outbox_depth(&self) -> Result<u64, Error> {

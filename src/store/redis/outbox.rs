@@ -8,7 +8,7 @@
 
 use std::time::Duration;
 
-use redis::streams::{StreamAutoClaimReply, StreamId, StreamReadReply};
+use redis::streams::{StreamAutoClaimReply, StreamId, StreamRangeReply, StreamReadReply};
 use redis::Value;
 
 use super::{millis, unavailable, RedisStore};
@@ -188,13 +188,7 @@ impl RedisStore {
             .arg(0)
             .arg(&claimed.entry)
             .arg("JUSTID");
-        let mut connection = self.connection.clone();
-        let call = command.query_async::<Value>(&mut connection);
-        tokio::time::timeout(self.timeout, call)
-            .await
-            .map_err(unavailable)?
-            .map_err(unavailable)?;
-        Ok(())
+        self.command::<Value>(&command).await.map(drop)
     }
 
     pub(super) async fn finish_send(
@@ -228,17 +222,33 @@ impl RedisStore {
         self.invoke(invocation).await.map(drop)
     }
 
+    /// The first entry of every stream (entries leave a stream only when
+    /// finished), oldest by its queue time.
+    pub(super) async fn oldest(&self) -> Result<Option<Timestamp>, Error> {
+        let mut pipe = redis::pipe();
+        for stream in self.shard_streams() {
+            pipe.cmd("XRANGE")
+                .arg(stream)
+                .arg("-")
+                .arg("+")
+                .arg("COUNT")
+                .arg(1);
+        }
+        let firsts: Vec<StreamRangeReply> = self.pipeline(&pipe).await?;
+        Ok(firsts
+            .into_iter()
+            .flat_map(|reply| reply.ids)
+            .filter_map(claimed)
+            .map(|claimed| claimed.send.queued_at)
+            .min())
+    }
+
     pub(super) async fn depth(&self) -> Result<u64, Error> {
         let mut pipe = redis::pipe();
         for stream in self.shard_streams() {
             pipe.cmd("XLEN").arg(stream);
         }
-        let mut connection = self.connection.clone();
-        let call = pipe.query_async::<Vec<u64>>(&mut connection);
-        let lengths = tokio::time::timeout(self.timeout, call)
-            .await
-            .map_err(unavailable)?
-            .map_err(unavailable)?;
+        let lengths: Vec<u64> = self.pipeline(&pipe).await?;
         Ok(lengths.into_iter().sum())
     }
 }

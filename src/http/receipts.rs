@@ -1,0 +1,59 @@
+//! Delivery receipts from HTTP carriers: `POST /v1/carriers/{carrier}/receipts`.
+//! No API key: the carrier's own signature authenticates the request, and
+//! an unsigned or badly signed one is refused before anything is read.
+
+use actix_web::http::StatusCode;
+use actix_web::{web, HttpRequest, HttpResponse};
+
+use super::Problem;
+use crate::carrier::{Callback, ReceiptError, Router};
+use crate::otp::Otp;
+
+pub async fn receive(
+    request: HttpRequest,
+    carrier: web::Path<String>,
+    body: web::Bytes,
+    router: web::Data<Router>,
+    otp: web::Data<Otp>,
+) -> Result<HttpResponse, Problem> {
+    let unknown = || {
+        Problem::new(
+            StatusCode::NOT_FOUND,
+            "unknown-carrier",
+            "no carrier by that name takes receipts here",
+        )
+    };
+    let adapter = router.carrier(&carrier).ok_or_else(unknown)?;
+    let headers: Vec<(String, String)> = request
+        .headers()
+        .iter()
+        .filter_map(|(name, value)| {
+            Some((name.as_str().to_owned(), value.to_str().ok()?.to_owned()))
+        })
+        .collect();
+    let path_and_query = request
+        .uri()
+        .path_and_query()
+        .map_or(request.path(), |pq| pq.as_str());
+    let callback = Callback {
+        path_and_query,
+        headers: &headers,
+        body: &body,
+    };
+    match adapter.receipt(&callback) {
+        Ok(Some(receipt)) => otp.receipt(&carrier, &receipt).await?,
+        Ok(None) => {}
+        Err(ReceiptError::NotSupported) => return Err(unknown()),
+        Err(ReceiptError::BadSignature) => {
+            return Err(Problem::new(
+                StatusCode::UNAUTHORIZED,
+                "bad-signature",
+                "the receipt is unsigned or its signature does not verify",
+            ))
+        }
+        Err(error @ ReceiptError::Malformed(_)) => {
+            return Err(Problem::bad_request("malformed-receipt", error.to_string()))
+        }
+    }
+    Ok(HttpResponse::NoContent().finish())
+}
