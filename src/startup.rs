@@ -12,7 +12,8 @@ use anyhow::Context;
 use tokio::sync::watch;
 
 use crate::carrier::{
-    Carrier, CircuitSettings, ConsoleCarrier, NullCarrier, Router, WebhookCarrier,
+    Carrier, CircuitSettings, ConsoleCarrier, NullCarrier, Router, TwilioCarrier, VonageCarrier,
+    WebhookCarrier,
 };
 use crate::config::{self, CarrierSettings, Mode, Settings};
 use crate::delivery::Worker;
@@ -61,6 +62,14 @@ fn carrier(name: &str, settings: &CarrierSettings, mode: Mode) -> anyhow::Result
             Arc::new(ConsoleCarrier::stdout())
         }
         CarrierSettings::Null => Arc::new(NullCarrier::default()),
+        CarrierSettings::Twilio(twilio) => Arc::new(
+            TwilioCarrier::new(name, twilio)
+                .map_err(|e| anyhow::anyhow!("carriers.{name}: {e}"))?,
+        ),
+        CarrierSettings::Vonage(vonage) => Arc::new(
+            VonageCarrier::new(name, vonage)
+                .map_err(|e| anyhow::anyhow!("carriers.{name}: {e}"))?,
+        ),
         CarrierSettings::Webhook(webhook) => {
             Arc::new(WebhookCarrier::new(webhook).with_context(|| format!("carriers.{name}"))?)
         }

@@ -89,6 +89,7 @@ mod tests {
             service: "demo".parse().expect("service"),
             verification: VerificationId::generate([0, 0]),
             send: 1,
+            valid_for: std::time::Duration::from_secs(300),
         };
         let accepted = carrier.send(&sms).await.expect("sent");
         assert_eq!(accepted.message_id, "console-1");

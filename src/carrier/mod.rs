@@ -3,9 +3,12 @@
 
 mod console;
 mod null;
+mod provider;
 #[cfg(any(test, feature = "test-support"))]
 mod recording;
 mod route;
+mod twilio;
+mod vonage;
 mod webhook;
 
 use async_trait::async_trait;
@@ -15,6 +18,8 @@ pub use self::null::NullCarrier;
 #[cfg(any(test, feature = "test-support"))]
 pub use self::recording::RecordingCarrier;
 pub use self::route::{CircuitSettings, Hop, Router};
+pub use self::twilio::{twilio_signature, TwilioCarrier, TwilioSettings};
+pub use self::vonage::{vonage_signature, VonageCarrier, VonageSettings};
 pub use self::webhook::{
     signature as webhook_signature, webhook_key, WebhookCarrier, WebhookError, WebhookSettings,
 };
@@ -32,6 +37,10 @@ pub struct Sms {
     /// Which send of the verification: with its id, the idempotency key
     /// towards the carrier.
     pub send: u32,
+    /// The code's remaining life when this try starts: carriers that can
+    /// drop a message not delivered in time are told so, and a stale code
+    /// is never delivered.
+    pub valid_for: std::time::Duration,
 }
 
 /// A carrier's word on a message it took, from its delivery receipt.

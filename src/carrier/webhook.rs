@@ -10,7 +10,7 @@
 //! Receipts come back the same way: a JSON `sms.receipt` signed with the
 //! same key, its timestamp within five minutes of ours.
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use async_trait::async_trait;
 use base64::engine::general_purpose::STANDARD;
@@ -22,9 +22,10 @@ use zeroize::Zeroizing;
 
 use subtle::ConstantTimeEq;
 
+use super::provider::{self, transport};
 use super::{Accepted, Callback, Carrier, Receipt, ReceiptError, SendError, Sms};
 
-/// `[carrier.webhook]` in the configuration.
+/// `[carriers.<name>]` with `kind = "webhook"`.
 #[derive(Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct WebhookSettings {
@@ -89,15 +90,6 @@ struct ReceiptBody {
     status: String,
 }
 
-/// How far a receipt's timestamp may be from our clock (replays).
-const TOLERANCE_SECS: u64 = 300;
-
-fn unix_now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
-}
-
 /// The key inside a `whsec_…` secret.
 pub fn webhook_key(secret: &str) -> Result<Zeroizing<Vec<u8>>, WebhookError> {
     let encoded = secret.strip_prefix("whsec_").ok_or(WebhookError::Secret)?;
@@ -123,10 +115,7 @@ impl WebhookCarrier {
         if !matches!(url.scheme(), "http" | "https") {
             return Err(WebhookError::Url("use http or https".into()));
         }
-        let client = reqwest::Client::builder()
-            .timeout(settings.timeout)
-            .build()
-            .map_err(|e| WebhookError::Url(e.to_string()))?;
+        let client = provider::client(settings.timeout).map_err(WebhookError::Url)?;
         Ok(WebhookCarrier {
             client,
             url,
@@ -152,7 +141,7 @@ impl Carrier for WebhookCarrier {
         };
         let body = Zeroizing::new(serde_json::to_vec(&message).expect("a message serializes"));
         let id = format!("{}-{}", sms.verification, sms.send);
-        let timestamp = unix_now();
+        let timestamp = provider::unix_now();
         let request = self
             .client
             .post(self.url.clone())
@@ -164,10 +153,7 @@ impl Carrier for WebhookCarrier {
                 signature(&self.key, &id, timestamp, &body),
             )
             .body(body.to_vec());
-        let response = request
-            .send()
-            .await
-            .map_err(|error| SendError::Temporary(Box::new(error.without_url())))?;
+        let response = request.send().await.map_err(transport)?;
         let status = response.status();
         if status.is_success() {
             let receipt = response
@@ -179,7 +165,7 @@ impl Carrier for WebhookCarrier {
                 message_id: receipt.unwrap_or(id),
             });
         }
-        if status.as_u16() == 408 || status.as_u16() == 429 || status.is_server_error() {
+        if provider::is_temporary(status) {
             return Err(SendError::Temporary(
                 format!("webhook answered {status}").into(),
             ));
@@ -223,7 +209,7 @@ impl WebhookCarrier {
         let timestamp: u64 = header("webhook-timestamp")?
             .parse()
             .map_err(|_| ReceiptError::BadSignature)?;
-        if unix_now().abs_diff(timestamp) > TOLERANCE_SECS {
+        if !provider::fresh(timestamp) {
             return Err(ReceiptError::BadSignature);
         }
         let expected = signature(&self.key, id, timestamp, callback.body);

@@ -17,7 +17,7 @@ use serde::Deserialize;
 use sha2::{Digest as _, Sha256};
 use zeroize::Zeroizing;
 
-use crate::carrier::WebhookSettings;
+use crate::carrier::{TwilioSettings, VonageSettings, WebhookSettings};
 use crate::delivery::DeliverySettings;
 use crate::domain::{Code, Locale, Region, ServiceName};
 use crate::otp::{Secret, Service};
@@ -116,6 +116,10 @@ pub enum CarrierSettings {
     Null,
     /// POSTs each SMS, signed, to the operator's URL.
     Webhook(WebhookSettings),
+    /// Twilio Programmable Messaging.
+    Twilio(TwilioSettings),
+    /// The Vonage SMS API.
+    Vonage(VonageSettings),
 }
 
 /// `[routing]`: which carriers, in which order, per destination region.

@@ -119,8 +119,8 @@ impl Worker {
     /// stays claimed and is taken over later: at least once, never lost.
     async fn deliver(&self, claimed: Claimed) {
         let finish = match self.otp.prepare_send(&claimed).await {
-            Ok(Some((sms, expires_at))) => {
-                self.keeping(&claimed, self.send_with_retries(&sms, expires_at))
+            Ok(Some((mut sms, expires_at))) => {
+                self.keeping(&claimed, self.send_with_retries(&mut sms, expires_at))
                     .await
             }
             Ok(None) => Finish::Skipped,
@@ -160,7 +160,7 @@ impl Worker {
     /// next at once); when a whole pass fails, backs off and tries again,
     /// while attempts and the code's life last. While every carrier of the
     /// route has its circuit open, waits without spending an attempt.
-    async fn send_with_retries(&self, sms: &Sms, expires_at: Timestamp) -> Finish {
+    async fn send_with_retries(&self, sms: &mut Sms, expires_at: Timestamp) -> Finish {
         let mut attempt = 0;
         loop {
             let route = self.router.route(sms.to.region());
@@ -169,6 +169,7 @@ impl Worker {
             } else {
                 attempt += 1;
                 for hop in route {
+                    sms.valid_for = self.otp.now().until(expires_at);
                     match self.try_carrier(&hop, sms).await {
                         Ok(message_id) => {
                             return Finish::Sent {

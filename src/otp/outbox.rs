@@ -100,6 +100,7 @@ impl Otp {
             service: service.name.clone(),
             verification: send.id,
             send: send.number,
+            valid_for: self.clock.now().until(record.expires_at),
         };
         Ok(Some((sms, record.expires_at)))
     }

@@ -6,5 +6,5 @@ mod encoding;
 mod template;
 
 pub use autofill::{AppHash, AppHashError, Origin, OriginError};
-pub use encoding::segments;
+pub use encoding::{segments, Encoding};
 pub use template::{Body, Template, TemplateError};
