@@ -101,3 +101,82 @@ mod tests {
         );
     }
 }
+
+/// Properties over generated texts (SMS-1 … SMS-4): exact counts where no
+/// pair can straddle a segment boundary, tight bounds where one can.
+#[cfg(test)]
+mod properties {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    fn ceil_div(a: usize, b: usize) -> usize {
+        a.div_ceil(b)
+    }
+
+    /// Any text of GSM-7 characters, extension ones included.
+    fn gsm_text() -> impl Strategy<Value = String> {
+        let alphabet: Vec<char> = GSM7_BASIC.chars().chain(GSM7_EXTENSION.chars()).collect();
+        proptest::collection::vec(proptest::sample::select(alphabet), 0..400)
+            .prop_map(|chars| chars.into_iter().collect())
+    }
+
+    /// Japanese, ASCII and emoji mixed: always UCS-2 once one is not GSM-7.
+    fn mixed_text() -> impl Strategy<Value = String> {
+        let pieces = prop_oneof![
+            "[ぁ-んァ-ン一-龥]{1,5}",
+            "[a-zA-Z0-9 ]{1,8}",
+            "[😀-🙏]{1,2}",
+        ];
+        proptest::collection::vec(pieces, 1..40).prop_map(|parts| parts.concat())
+    }
+
+    proptest! {
+        #[test]
+        fn plain_gsm_counts_exactly(text in "[A-Za-z0-9 .,:!?@]{0,500}") {
+            prop_assert_eq!(Encoding::for_text(&text), Encoding::Gsm7);
+            let expected = if text.len() <= 160 { 1 } else { ceil_div(text.len(), 153) };
+            prop_assert_eq!(segments(&text), expected);
+        }
+
+        #[test]
+        fn gsm_with_extensions_stays_within_bounds(text in gsm_text()) {
+            prop_assert_eq!(Encoding::for_text(&text), Encoding::Gsm7);
+            let septets: usize = units(&text, Encoding::Gsm7).iter().sum();
+            let count = segments(&text);
+            if septets <= 160 {
+                prop_assert_eq!(count, 1);
+            } else {
+                // An escape pair is never split: a segment loses at most one septet.
+                prop_assert!(count >= ceil_div(septets, 153) && count <= ceil_div(septets, 152));
+            }
+        }
+
+        #[test]
+        fn basic_multilingual_ucs2_counts_exactly(text in "[ぁ-んァ-ン一-龥a-z0-9]{1,300}") {
+            prop_assume!(Encoding::for_text(&text) == Encoding::Ucs2);
+            let units = text.chars().count();
+            let expected = if units <= 70 { 1 } else { ceil_div(units, 67) };
+            prop_assert_eq!(segments(&text), expected);
+        }
+
+        #[test]
+        fn mixed_text_with_emoji_stays_within_bounds(text in mixed_text()) {
+            prop_assume!(Encoding::for_text(&text) == Encoding::Ucs2);
+            let code_units = text.encode_utf16().count();
+            let count = segments(&text);
+            if code_units <= 70 {
+                prop_assert_eq!(count, 1);
+            } else {
+                // A surrogate pair is never split.
+                prop_assert!(count >= ceil_div(code_units, 67) && count <= ceil_div(code_units, 66));
+            }
+        }
+
+        #[test]
+        fn appending_never_needs_fewer_segments(text in mixed_text(), more in "[a-zあ😀€]{1,3}") {
+            let longer = format!("{text}{more}");
+            prop_assert!(segments(&longer) >= segments(&text));
+        }
+    }
+}
