@@ -9,11 +9,11 @@ use std::sync::Arc;
 use actix_web::middleware::from_fn;
 use actix_web::{web, App as ActixApp, HttpServer};
 use anyhow::Context;
-use tokio::sync::watch;
+use tokio::sync::{mpsc, watch};
 
 use crate::carrier::{
-    Carrier, CircuitSettings, ConsoleCarrier, NullCarrier, Router, TwilioCarrier, VonageCarrier,
-    WebhookCarrier,
+    Carrier, CircuitSettings, ConsoleCarrier, MessageReceipt, NullCarrier, Router, SmppCarrier,
+    TwilioCarrier, VonageCarrier, WebhookCarrier,
 };
 use crate::config::{self, CarrierSettings, Mode, Settings};
 use crate::delivery::Worker;
@@ -39,6 +39,9 @@ pub struct App {
     http_addr: SocketAddr,
     otp: Arc<Otp>,
     worker: Arc<Worker>,
+    router: Arc<Router>,
+    /// Receipts that name only a message id, from the SMPP binds.
+    receipts: mpsc::Receiver<MessageReceipt>,
 }
 
 fn store(settings: &Settings) -> anyhow::Result<Arc<dyn Store>> {
@@ -50,7 +53,15 @@ fn store(settings: &Settings) -> anyhow::Result<Arc<dyn Store>> {
     ))
 }
 
-fn carrier(name: &str, settings: &CarrierSettings, mode: Mode) -> anyhow::Result<Arc<dyn Carrier>> {
+/// Receipts waiting for otpd to find their send (SMPP).
+const RECEIPT_QUEUE: usize = 10_000;
+
+fn carrier(
+    name: &str,
+    settings: &CarrierSettings,
+    mode: Mode,
+    receipts: &mpsc::Sender<MessageReceipt>,
+) -> anyhow::Result<Arc<dyn Carrier>> {
     Ok(match settings {
         CarrierSettings::Console => {
             if mode == Mode::Production {
@@ -70,6 +81,10 @@ fn carrier(name: &str, settings: &CarrierSettings, mode: Mode) -> anyhow::Result
             VonageCarrier::new(name, vonage)
                 .map_err(|e| anyhow::anyhow!("carriers.{name}: {e}"))?,
         ),
+        CarrierSettings::Smpp(smpp) => Arc::new(
+            SmppCarrier::new(name, smpp, receipts.clone())
+                .map_err(|e| anyhow::anyhow!("carriers.{name}: {e}"))?,
+        ),
         CarrierSettings::Webhook(webhook) => {
             Arc::new(WebhookCarrier::new(webhook).with_context(|| format!("carriers.{name}"))?)
         }
@@ -77,7 +92,11 @@ fn carrier(name: &str, settings: &CarrierSettings, mode: Mode) -> anyhow::Result
 }
 
 /// The carriers the routes name (or the overriding ones, in order).
-fn router(settings: &Settings, chosen: Option<Vec<Arc<dyn Carrier>>>) -> anyhow::Result<Router> {
+fn router(
+    settings: &Settings,
+    chosen: Option<Vec<Arc<dyn Carrier>>>,
+    receipts: &mpsc::Sender<MessageReceipt>,
+) -> anyhow::Result<Router> {
     let routing = &settings.routing;
     let circuit = CircuitSettings {
         failures: routing.circuit_failures,
@@ -109,7 +128,7 @@ fn router(settings: &Settings, chosen: Option<Vec<Arc<dyn Carrier>>>) -> anyhow:
         .map(|name| {
             Ok((
                 (*name).clone(),
-                carrier(name, &settings.carriers[*name], settings.mode)?,
+                carrier(name, &settings.carriers[*name], settings.mode, receipts)?,
             ))
         })
         .collect::<anyhow::Result<Vec<_>>>()?;
@@ -155,7 +174,8 @@ impl App {
             options,
         ));
         let consumer = format!("replica-{}", config::random_token(6));
-        let router = Arc::new(router(settings, overrides.carriers)?);
+        let (receipts_in, receipts) = mpsc::channel(RECEIPT_QUEUE);
+        let router = Arc::new(router(settings, overrides.carriers, &receipts_in)?);
         let worker = Arc::new(Worker::new(
             Arc::clone(&otp),
             Arc::clone(&router),
@@ -167,7 +187,7 @@ impl App {
             settings,
             Arc::clone(&otp),
             ApiKeys::new(validated.api_keys),
-            router,
+            Arc::clone(&router),
             metrics,
         )?;
         Ok(App {
@@ -175,6 +195,8 @@ impl App {
             http_addr,
             otp,
             worker,
+            router,
+            receipts,
         })
     }
 
@@ -193,18 +215,47 @@ impl App {
         self,
         shutdown: impl std::future::Future<Output = ()>,
     ) -> std::io::Result<()> {
+        let App {
+            server,
+            otp,
+            worker,
+            router,
+            mut receipts,
+            ..
+        } = self;
         let (stop, stopped) = watch::channel(false);
-        let delivery = tokio::spawn(Arc::clone(&self.worker).run(stopped));
-        let handle = self.server.handle();
+        let (disconnect, disconnected) = watch::channel(false);
+        let links: Vec<_> = router
+            .carriers()
+            .map(|carrier| {
+                let (carrier, disconnected) = (Arc::clone(carrier), disconnected.clone());
+                tokio::spawn(async move { carrier.connect(disconnected).await })
+            })
+            .collect();
+        let receipts = tokio::spawn(async move {
+            while let Some(receipt) = receipts.recv().await {
+                if let Err(error) = otp.receipt_for_message(&receipt).await {
+                    tracing::warn!(carrier = %receipt.carrier, error = %error, "receipt not recorded");
+                }
+            }
+        });
+        let delivery = tokio::spawn(worker.run(stopped));
+        let handle = server.handle();
         let served = tokio::select! {
-            result = self.server => result,
+            result = server => result,
             () = shutdown => {
                 handle.stop(true).await;
                 Ok(())
             }
         };
+        // Sends in flight finish first, then the links close (SMPP unbind).
         let _ = stop.send(true);
         let _ = delivery.await;
+        let _ = disconnect.send(true);
+        for link in links {
+            let _ = link.await;
+        }
+        receipts.abort();
         served
     }
 }

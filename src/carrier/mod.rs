@@ -7,6 +7,7 @@ mod provider;
 #[cfg(any(test, feature = "test-support"))]
 mod recording;
 mod route;
+mod smpp;
 mod twilio;
 mod vonage;
 mod webhook;
@@ -18,6 +19,7 @@ pub use self::null::NullCarrier;
 #[cfg(any(test, feature = "test-support"))]
 pub use self::recording::RecordingCarrier;
 pub use self::route::{CircuitSettings, Hop, Router};
+pub use self::smpp::{message_id_candidates, SmppCarrier, SmppSettings};
 pub use self::twilio::{twilio_signature, TwilioCarrier, TwilioSettings};
 pub use self::vonage::{vonage_signature, VonageCarrier, VonageSettings};
 pub use self::webhook::{
@@ -52,6 +54,15 @@ pub struct Receipt {
     pub delivered: bool,
 }
 
+/// A receipt that names only the carrier's message id (SMPP): otpd finds
+/// the send by the index it kept when the carrier accepted the message.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MessageReceipt {
+    pub carrier: String,
+    pub message_id: String,
+    pub delivered: bool,
+}
+
 /// The carrier took the message.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Accepted {
@@ -62,9 +73,14 @@ pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 #[derive(Debug, thiserror::Error)]
 pub enum SendError {
-    /// Timeouts, throttling, 5xx: another try may work.
+    /// Timeouts, 5xx, a lost link: another try may work; counts toward
+    /// the carrier's circuit breaker.
     #[error("temporary carrier failure")]
     Temporary(#[source] BoxError),
+    /// The carrier is alive but asks us to slow down (429, SMPP
+    /// `ESME_RTHROTTLED`): try later or elsewhere; not a failure.
+    #[error("carrier throttled: {reason}")]
+    Throttled { reason: String },
     /// The carrier refused this message; retrying will not help.
     #[error("carrier rejected the message: {reason}")]
     Rejected { reason: String },
@@ -110,4 +126,14 @@ pub trait Carrier: Send + Sync + 'static {
     fn receipt(&self, _callback: &Callback<'_>) -> Result<Option<Receipt>, ReceiptError> {
         Err(ReceiptError::NotSupported)
     }
+
+    /// Whether receipts name only the message id, so that otpd must index
+    /// the id of every accepted message (SMPP).
+    fn receipts_by_message_id(&self) -> bool {
+        false
+    }
+
+    /// Keeps the carrier's link (an SMPP bind) until `stop` turns true,
+    /// then closes it gracefully. HTTP carriers have none.
+    async fn connect(&self, _stop: tokio::sync::watch::Receiver<bool>) {}
 }

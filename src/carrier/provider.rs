@@ -23,9 +23,14 @@ pub fn transport(error: reqwest::Error) -> SendError {
     SendError::Temporary(Box::new(error.without_url()))
 }
 
-/// 408, 429 and 5xx are worth another try; other failures are not.
-pub fn is_temporary(status: reqwest::StatusCode) -> bool {
-    status.as_u16() == 408 || status.as_u16() == 429 || status.is_server_error()
+/// An HTTP failure: 429 throttles, 408 and 5xx are worth another try,
+/// any other status rejects the message.
+pub fn failure(status: reqwest::StatusCode, reason: String) -> SendError {
+    match status.as_u16() {
+        429 => SendError::Throttled { reason },
+        408 | 500..=599 => SendError::Temporary(reason.into()),
+        _ => SendError::Rejected { reason },
+    }
 }
 
 pub fn unix_now() -> u64 {

@@ -114,6 +114,11 @@ impl Router {
         }
     }
 
+    /// Every carrier, once.
+    pub fn carriers(&self) -> impl Iterator<Item = &Arc<dyn Carrier>> {
+        self.carriers.iter().map(|(_, carrier)| carrier)
+    }
+
     /// The carrier configured under `name`.
     pub fn carrier(&self, name: &str) -> Option<&Arc<dyn Carrier>> {
         self.carriers

@@ -174,10 +174,10 @@ impl Carrier for TwilioCarrier {
         }
         let code = response.json::<Failure>().await.ok().and_then(|f| f.code);
         let reason = format!("twilio answered {status} (error {})", code.unwrap_or(0));
-        if provider::is_temporary(status) || matches!(status.as_u16(), 401 | 403) {
+        if matches!(status.as_u16(), 401 | 403) {
             return Err(SendError::Temporary(reason.into()));
         }
-        Err(SendError::Rejected { reason })
+        Err(provider::failure(status, reason))
     }
 
     fn receipt(&self, callback: &Callback<'_>) -> Result<Option<Receipt>, ReceiptError> {

@@ -119,7 +119,8 @@ impl VonageCarrier {
 fn classify(status: &str) -> SendError {
     let reason = format!("vonage status {status}");
     match status {
-        "1" | "5" | "4" | "8" | "9" => SendError::Temporary(reason.into()),
+        "1" => SendError::Throttled { reason },
+        "5" | "4" | "8" | "9" => SendError::Temporary(reason.into()),
         _ => SendError::Rejected { reason },
     }
 }
@@ -180,11 +181,10 @@ impl Carrier for VonageCarrier {
             .map_err(transport)?;
         let status = response.status();
         if !status.is_success() {
-            let reason = format!("vonage answered {status}");
-            if provider::is_temporary(status) {
-                return Err(SendError::Temporary(reason.into()));
-            }
-            return Err(SendError::Rejected { reason });
+            return Err(provider::failure(
+                status,
+                format!("vonage answered {status}"),
+            ));
         }
         let answer: Answer = response.json().await.map_err(transport)?;
         let first = answer

@@ -165,14 +165,10 @@ impl Carrier for WebhookCarrier {
                 message_id: receipt.unwrap_or(id),
             });
         }
-        if provider::is_temporary(status) {
-            return Err(SendError::Temporary(
-                format!("webhook answered {status}").into(),
-            ));
-        }
-        Err(SendError::Rejected {
-            reason: format!("webhook answered {status}"),
-        })
+        Err(provider::failure(
+            status,
+            format!("webhook answered {status}"),
+        ))
     }
 
     fn receipt(&self, callback: &Callback<'_>) -> Result<Option<Receipt>, ReceiptError> {

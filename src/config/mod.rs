@@ -17,7 +17,7 @@ use serde::Deserialize;
 use sha2::{Digest as _, Sha256};
 use zeroize::Zeroizing;
 
-use crate::carrier::{TwilioSettings, VonageSettings, WebhookSettings};
+use crate::carrier::{SmppSettings, TwilioSettings, VonageSettings, WebhookSettings};
 use crate::delivery::DeliverySettings;
 use crate::domain::{Code, Locale, Region, ServiceName};
 use crate::otp::{Secret, Service};
@@ -120,6 +120,8 @@ pub enum CarrierSettings {
     Twilio(TwilioSettings),
     /// The Vonage SMS API.
     Vonage(VonageSettings),
+    /// SMPP 3.4 to the carrier's SMSC.
+    Smpp(SmppSettings),
 }
 
 /// `[routing]`: which carriers, in which order, per destination region.

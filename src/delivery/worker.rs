@@ -208,6 +208,7 @@ impl Worker {
         let outcome = match &result {
             Ok(_) => "accepted",
             Err(SendError::Temporary(_)) => "temporary",
+            Err(SendError::Throttled { .. }) => "throttled",
             Err(SendError::Rejected { .. }) => "rejected",
         };
         self.metrics.sent(
@@ -220,11 +221,23 @@ impl Worker {
         match &result {
             Ok(accepted) => {
                 self.router.succeeded(hop.at);
+                if hop.carrier.receipts_by_message_id() {
+                    if let Err(error) = self
+                        .otp
+                        .index_message(&hop.name, &accepted.message_id, sms)
+                        .await
+                    {
+                        warn!(verification_id = %sms.verification, carrier, error = %error, "message id not indexed: its receipt will be ignored");
+                    }
+                }
                 info!(verification_id = %sms.verification, send = sms.send, carrier, message_id = %accepted.message_id, "message accepted");
             }
             Err(error @ SendError::Rejected { .. }) => {
                 self.router.succeeded(hop.at);
                 warn!(verification_id = %sms.verification, carrier, error = %error, "message rejected");
+            }
+            Err(error @ SendError::Throttled { .. }) => {
+                info!(verification_id = %sms.verification, carrier, error = %error, "carrier throttled; next carrier or retry");
             }
             Err(error) => {
                 self.router.failed(hop.at);

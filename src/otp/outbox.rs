@@ -6,9 +6,12 @@ use std::time::Duration;
 use tracing::{info, warn};
 
 use super::{Error, Otp};
-use crate::carrier::{Receipt, Sms};
+use crate::carrier::{message_id_candidates, MessageReceipt, Receipt, Sms};
 use crate::domain::{Phone, Status, Timestamp};
 use crate::store::{Claimed, Finish};
+
+/// How long a carrier's message id leads back to its send.
+const MESSAGE_INDEX_TTL: Duration = Duration::from_secs(86_400);
 
 impl Otp {
     /// Up to `max` queued sends for this replica, waiting up to `wait`.
@@ -50,6 +53,45 @@ impl Otp {
         let took = sent_at.map(|at| now.millis().saturating_sub(at.millis()) as f64 / 1000.0);
         self.metrics.receipt(carrier, status, took);
         info!(verification_id = %receipt.verification, send = receipt.send, carrier, status, "receipt");
+        Ok(())
+    }
+
+    /// Remembers the send a carrier's message id belongs to, for receipts
+    /// that name only that id (kept a day: receipts may come late).
+    pub async fn index_message(
+        &self,
+        carrier: &str,
+        message_id: &str,
+        sms: &Sms,
+    ) -> Result<(), Error> {
+        let send = (sms.verification, sms.send);
+        let now = self.clock.now();
+        Ok(self
+            .store
+            .index_message(carrier, message_id, send, MESSAGE_INDEX_TTL, now)
+            .await?)
+    }
+
+    /// Records a receipt that names only the carrier's message id, trying
+    /// the forms an SMSC may write it in (hex or decimal).
+    pub async fn receipt_for_message(&self, from: &MessageReceipt) -> Result<(), Error> {
+        let now = self.clock.now();
+        for message_id in message_id_candidates(&from.message_id) {
+            let found = self
+                .store
+                .find_message(&from.carrier, &message_id, now)
+                .await?;
+            if let Some((verification, send)) = found {
+                let receipt = Receipt {
+                    verification,
+                    send,
+                    message_id,
+                    delivered: from.delivered,
+                };
+                return self.receipt(&from.carrier, &receipt).await;
+            }
+        }
+        self.metrics.receipt(&from.carrier, "ignored", None);
         Ok(())
     }
 

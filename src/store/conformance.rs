@@ -59,6 +59,7 @@ macro_rules! store_conformance {
             idle_claims_are_taken_over,
             kept_claims_are_not_taken_over,
             a_receipt_records_delivery_once,
+            message_ids_are_indexed_per_carrier_until_they_expire,
             an_undelivered_receipt_lifts_the_cooldown,
             a_full_outbox_refuses_starts_and_resends,
             a_send_is_finished_once,
@@ -671,6 +672,27 @@ pub async fn a_receipt_records_delivery_once(fx: &Fixture) {
     );
     let again = receipt_on(fx, "recording", &receipt).await;
     assert_eq!(again, None, "a duplicate changes nothing");
+}
+
+pub async fn message_ids_are_indexed_per_carrier_until_they_expire(fx: &Fixture) {
+    let record = started(fx, None).await;
+    let ttl = Duration::from_secs(60);
+    let now = fx.clock.now();
+    fx.store
+        .index_message("smsc", "4a1f", (record.id, 2), ttl, now)
+        .await
+        .expect("index");
+    let find = |carrier: &'static str, id: &'static str| async move {
+        fx.store
+            .find_message(carrier, id, fx.clock.now())
+            .await
+            .expect("find")
+    };
+    assert_eq!(find("smsc", "4a1f").await, Some((record.id, 2)));
+    assert_eq!(find("other", "4a1f").await, None, "per carrier");
+    assert_eq!(find("smsc", "4a1e").await, None);
+    fx.clock.advance(ttl);
+    assert_eq!(find("smsc", "4a1f").await, None, "expired");
 }
 
 /// An undelivered code lifts the resend cooldown: the user may ask again.

@@ -424,6 +424,25 @@ pub trait Store: Send + Sync + 'static {
         now: Timestamp,
     ) -> Result<Option<Timestamp>, Error>;
 
+    /// Remembers which send a carrier's message id belongs to, for carriers
+    /// whose receipts name only their message id (SMPP), for `ttl`.
+    async fn index_message(
+        &self,
+        carrier: &str,
+        message_id: &str,
+        send: (VerificationId, u32),
+        ttl: Duration,
+        now: Timestamp,
+    ) -> Result<(), Error>;
+
+    /// The send `index_message` remembered, if it has not expired.
+    async fn find_message(
+        &self,
+        carrier: &str,
+        message_id: &str,
+        now: Timestamp,
+    ) -> Result<Option<(VerificationId, u32)>, Error>;
+
     /// When the oldest send queued or claimed, not finished, was queued.
     async fn outbox_oldest(&self) -> Result<Option<Timestamp>, Error>;
 

@@ -18,5 +18,7 @@ mod operations;
 mod privacy;
 mod receipts;
 mod routing;
+mod smpp;
+mod smsc;
 mod store_redis;
 mod support;

@@ -41,6 +41,8 @@ struct State {
     failures: HashMap<NumberKey, Expiring<rules::Failures>>,
     /// Blocked-until instants, by (tag, key).
     blocks: HashMap<([u8; 2], [u8; 16]), Timestamp>,
+    /// Carrier message ids → (verification, send), by (carrier, id).
+    messages: HashMap<(String, String), Expiring<(VerificationId, u32)>>,
     outbox: outbox::Outbox,
     next_sweep: Option<Timestamp>,
 }
@@ -110,6 +112,7 @@ impl State {
         self.limits.retain(|_, entry| now < entry.until);
         self.blocks.retain(|_, until| now < *until);
         self.failures.retain(|_, entry| now < entry.until);
+        self.messages.retain(|_, entry| now < entry.until);
         self.next_sweep = Some(now.plus(SWEEP_EVERY));
     }
 
@@ -486,6 +489,38 @@ impl Store for MemoryStore {
             .verifications
             .get_mut(&receipt.verification)
             .and_then(|entry| rules::receipt(&mut entry.value, carrier, receipt, now)))
+    }
+
+    async fn index_message(
+        &self,
+        carrier: &str,
+        message_id: &str,
+        send: (VerificationId, u32),
+        ttl: Duration,
+        now: Timestamp,
+    ) -> Result<(), Error> {
+        let entry = Expiring {
+            value: send,
+            until: now.plus(ttl),
+        };
+        let key = (carrier.to_owned(), message_id.to_owned());
+        self.lock().messages.insert(key, entry);
+        Ok(())
+    }
+
+    async fn find_message(
+        &self,
+        carrier: &str,
+        message_id: &str,
+        now: Timestamp,
+    ) -> Result<Option<(VerificationId, u32)>, Error> {
+        let key = (carrier.to_owned(), message_id.to_owned());
+        let state = self.lock();
+        Ok(state
+            .messages
+            .get(&key)
+            .filter(|entry| now < entry.until)
+            .map(|entry| entry.value))
     }
 
     async fn outbox_oldest(&self) -> Result<Option<Timestamp>, Error> {

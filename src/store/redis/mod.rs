@@ -7,7 +7,9 @@
 //! Layout, with `p` the configured prefix and `T` the 4-hex-digit tag:
 //! `p:{T}:v:<id>` the verification (a hash, see `lua/common.lua`),
 //! `p:{T}:n:<number key>` the id of the number's latest verification,
-//! `p:{T}:i:<idempotency key>` an idempotency record.
+//! `p:{T}:i:<idempotency key>` an idempotency record,
+//! `p:{m:<carrier>:<message id>}` the send a carrier's message id belongs
+//! to (`<id>.<send>.<until>`), for receipts that name only that id (its own slot).
 
 use std::time::Duration;
 
@@ -106,6 +108,10 @@ impl RedisStore {
 
     fn slot(&self, tag: [u8; TAG_LEN]) -> String {
         format!("{}:{{{:02x}{:02x}}}", self.prefix, tag[0], tag[1])
+    }
+
+    fn message_key(&self, carrier: &str, message_id: &str) -> String {
+        format!("{}:{{m:{carrier}:{message_id}}}", self.prefix)
     }
 
     fn outbox_key(&self, tag: [u8; TAG_LEN]) -> String {
@@ -581,6 +587,43 @@ impl Store for RedisStore {
         let sent_at: i64 = redis::from_redis_value(self.invoke(invocation).await?)
             .map_err(|e| Error::Corrupt(e.to_string()))?;
         Ok((sent_at >= 0).then(|| Timestamp::from_millis(sent_at)))
+    }
+
+    async fn index_message(
+        &self,
+        carrier: &str,
+        message_id: &str,
+        send: (VerificationId, u32),
+        ttl: Duration,
+        now: Timestamp,
+    ) -> Result<(), Error> {
+        let until = now.plus(ttl).millis();
+        let mut command = redis::cmd("SET");
+        command
+            .arg(self.message_key(carrier, message_id))
+            .arg(format!("{}.{}.{until}", send.0, send.1))
+            .arg("PX")
+            .arg(millis(ttl));
+        self.command::<()>(&command).await
+    }
+
+    async fn find_message(
+        &self,
+        carrier: &str,
+        message_id: &str,
+        now: Timestamp,
+    ) -> Result<Option<(VerificationId, u32)>, Error> {
+        let mut command = redis::cmd("GET");
+        command.arg(self.message_key(carrier, message_id));
+        let found: Option<String> = self.command(&command).await?;
+        // `<id>.<send>.<until ms>`: expired by the caller's clock, like a record.
+        Ok(found.and_then(|text| {
+            let mut fields = text.splitn(3, '.');
+            let (id, send, until) = (fields.next()?, fields.next()?, fields.next()?);
+            let until: i64 = until.parse().ok()?;
+            (now.millis() < until).then_some(())?;
+            Some((id.parse().ok()?, send.parse().ok()?))
+        }))
     }
 
     async fn outbox_oldest(&self) -> Result<Option<Timestamp>, Error> {

@@ -1,0 +1,234 @@
+//! The SMPP carrier end to end against node-smpp's server (a peer otpd did
+//! not write): bind, `submit_sm` field by field (SMPP-2) for UCS-2, GSM-7
+//! and a concatenated body, receipts answered and recorded (SMPP-6/7),
+//! throttling and rejections (SMPP-3), an SMSC restart, and unbind on
+//! shutdown (SMPP-8).
+
+use std::time::Duration;
+
+use otpd::carrier::SmppSettings;
+use otpd::config::{CarrierSettings, Settings};
+use serde_json::{json, Value};
+
+use crate::smsc::{Smsc, PASSWORD, SYSTEM_ID};
+use crate::support::{code_in, json_of, settings, RedisServer, TestApp, PHONE};
+
+fn with_smsc(smsc: &Smsc, redis: &RedisServer) -> Settings {
+    let mut settings = settings(Some(redis));
+    settings.carriers.insert(
+        "smsc".into(),
+        CarrierSettings::Smpp(SmppSettings {
+            url: smsc.url(),
+            system_id: SYSTEM_ID.into(),
+            password: PASSWORD.into(),
+            system_type: String::new(),
+            source_addr: "OTPD".into(),
+            source_addr_ton: 5,
+            source_addr_npi: 0,
+            window: 4,
+            enquire_link_interval: Duration::from_secs(30),
+            response_timeout: Duration::from_secs(2),
+            reconnect_min: Duration::from_millis(50),
+            reconnect_max: Duration::from_millis(200),
+            throttle_pause: Duration::from_millis(50),
+        }),
+    );
+    settings.routing.default = vec!["smsc".into()];
+    // Sends that come before the bind wait for it (about a second).
+    settings.delivery.attempts = 100;
+    settings
+}
+
+async fn bound(smsc: &Smsc, settings: &Settings) -> TestApp {
+    let app = TestApp::spawn_configured(settings).await;
+    let binds = smsc.until("bind", 1).await;
+    assert_eq!(binds[0]["ok"], true, "{binds:?}");
+    app
+}
+
+async fn start(app: &TestApp, to: &str, locale: &str) -> String {
+    let body = json!({ "to": to, "channel": "sms", "locale": locale });
+    let started = json_of(app.post("/v1/services/demo/verifications", body).await).await;
+    started["id"].as_str().expect("id").to_owned()
+}
+
+async fn delivery(app: &TestApp, id: &str) -> Value {
+    app.settled().await;
+    json_of(app.status(id).await).await["delivery"].clone()
+}
+
+fn unix_millis() -> i64 {
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH);
+    i64::try_from(now.expect("after 1970").as_millis()).expect("fits")
+}
+
+/// The code in `text` approves `id`.
+async fn assert_approves(app: &TestApp, id: &str, text: &str) {
+    let checked = json_of(app.check(id, &code_in(text)).await).await;
+    assert_eq!(checked["valid"], true, "{text}");
+}
+
+/// SMPP-1, SMPP-2: a Japanese OTP as one UCS-2 `submit_sm`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn binds_and_submits_a_japanese_code_as_ucs2() {
+    let redis = RedisServer::start();
+    let smsc = Smsc::start();
+    let app = bound(&smsc, &with_smsc(&smsc, &redis)).await;
+    assert_eq!(smsc.events("bind")[0]["interface_version"], 0x34);
+    let id = start(&app, PHONE, "ja").await;
+    let submit = &smsc.until("submit_sm", 1).await[0];
+    for (field, value) in [
+        ("source_addr", json!("OTPD")),
+        ("source_addr_ton", json!(5)),
+        ("dest_addr_ton", json!(1)),
+        ("dest_addr_npi", json!(1)),
+        ("destination_addr", json!("819012345678")),
+        ("esm_class", json!(0)),
+        ("registered_delivery", json!(1)),
+        ("data_coding", json!(8)),
+    ] {
+        assert_eq!(submit[field], value, "{field}: {submit}");
+    }
+    // Relative, and no longer than the code's remaining five minutes.
+    let until = submit["validity_period"]
+        .as_i64()
+        .expect("a relative validity");
+    let ahead = until - unix_millis();
+    assert!((290_000..=301_000).contains(&ahead), "{ahead} ms");
+    let text = submit["text"].as_str().expect("text");
+    // Decoded by node-smpp from UCS-2: the Japanese text arrived intact.
+    assert!(
+        text.contains("認証コード：") && text.contains("このコードを他人に教えないでください。"),
+        "{text}"
+    );
+    assert_eq!(delivery(&app, &id).await["status"], "sent");
+    assert_approves(&app, &id, text).await;
+}
+
+/// SMS-1 and concatenation: English goes as GSM-7 (0x00); a body of two
+/// segments goes as two `submit_sm` with a UDH and `esm_class` 0x40.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gsm7_and_concatenated_bodies() {
+    let redis = RedisServer::start();
+    let smsc = Smsc::start();
+    let mut settings = with_smsc(&smsc, &redis);
+    let app = bound(&smsc, &settings).await;
+    let id = start(&app, PHONE, "en").await;
+    let submit = &smsc.until("submit_sm", 1).await[0];
+    assert_eq!(
+        (submit["data_coding"].clone(), submit["esm_class"].clone()),
+        (json!(0), json!(0)),
+        "{submit}"
+    );
+    assert_approves(&app, &id, submit["text"].as_str().expect("text")).await;
+    app.stop();
+
+    let demo = settings.services.get_mut("demo").expect("demo");
+    demo.templates.insert(
+        "en".into(),
+        format!(
+            "Your Demo code is {{code}}. {}",
+            "Keep it to yourself. ".repeat(8)
+        ),
+    );
+    demo.max_segments = 3;
+    let app = TestApp::spawn_configured(&settings).await;
+    smsc.until("bind", 2).await;
+    let id = start(&app, "+819011112222", "en").await;
+    let parts = &smsc.until("submit_sm", 3).await[1..];
+    for part in parts {
+        assert_eq!(
+            (part["esm_class"].clone(), part["data_coding"].clone()),
+            (json!(0x40), json!(0)),
+            "{part}"
+        );
+        assert!(part["udh"].is_array(), "{part}");
+    }
+    let whole: String = parts
+        .iter()
+        .map(|part| part["text"].as_str().expect("text"))
+        .collect();
+    assert!(
+        whole.starts_with("Your Demo code is") && whole.ends_with("yourself. "),
+        "{whole}"
+    );
+    assert_approves(&app, &id, &whole).await;
+}
+
+/// SMPP-6/7: receipts are answered with `deliver_sm_resp` and recorded on
+/// their send; `UNDELIV` records a failure.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn receipts_are_answered_and_recorded() {
+    let redis = RedisServer::start();
+    let mut smsc = Smsc::start();
+    let app = bound(&smsc, &with_smsc(&smsc, &redis)).await;
+    for (n, (stat, status)) in [("DELIVRD", "delivered"), ("UNDELIV", "undelivered")]
+        .into_iter()
+        .enumerate()
+    {
+        let id = start(&app, &format!("+8190{:04}0000", 3100 + n), "ja").await;
+        let message_id = delivery(&app, &id).await["message_id"]
+            .as_str()
+            .expect("id")
+            .to_owned();
+        // The SMSC writes its ids zero-padded in hex; otpd keeps them trimmed.
+        smsc.command(json!({ "cmd": "receipt", "message_id": format!("{:0>8}", message_id.to_uppercase()), "stat": stat }));
+        let answers = smsc.until("deliver_sm_resp", n + 1).await;
+        assert_eq!(answers[n]["command_status"], 0);
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while delivery(&app, &id).await["status"] != status {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{stat} was never recorded"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+    let metrics = app.metrics().await;
+    assert!(
+        metrics.contains(r#"otpd_delivery_receipts_total{carrier="smsc",status="delivered"} 1"#),
+        "{metrics}"
+    );
+}
+
+/// SMPP-3: `ESME_RTHROTTLED` pauses the bind and the send goes through
+/// afterwards; `ESME_RINVDSTADR` is final and not retried.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn throttling_is_waited_out_and_bad_addresses_are_final() {
+    let redis = RedisServer::start();
+    let mut smsc = Smsc::start();
+    let app = bound(&smsc, &with_smsc(&smsc, &redis)).await;
+    smsc.command(json!({ "cmd": "statuses", "statuses": [0x58, 0x58] }));
+    let id = start(&app, PHONE, "ja").await;
+    assert_eq!(delivery(&app, &id).await["status"], "sent");
+    assert_eq!(
+        smsc.events("submit_sm").len(),
+        3,
+        "two throttled, then accepted"
+    );
+    smsc.command(json!({ "cmd": "statuses", "statuses": [0x0B] }));
+    let id = start(&app, "+819011112222", "ja").await;
+    assert_eq!(delivery(&app, &id).await["status"], "failed");
+    assert_eq!(
+        smsc.events("submit_sm").len(),
+        4,
+        "a bad address is not retried"
+    );
+}
+
+/// The SMSC goes away and comes back on the same port: otpd binds again
+/// and the next code goes out; on shutdown otpd unbinds (SMPP-8).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restarted_smsc_is_bound_again_and_shutdown_unbinds() {
+    let redis = RedisServer::start();
+    let mut smsc = Smsc::start();
+    let app = bound(&smsc, &with_smsc(&smsc, &redis)).await;
+    smsc.kill();
+    let smsc = Smsc::on_port(smsc.port);
+    smsc.until("bind", 1).await;
+    let id = start(&app, PHONE, "ja").await;
+    assert_eq!(delivery(&app, &id).await["status"], "sent");
+    assert_eq!(smsc.events("submit_sm").len(), 1);
+    app.stop();
+    smsc.until("unbind", 1).await;
+}
