@@ -26,9 +26,13 @@ pub struct DeliverySettings {
     #[serde(with = "humantime_serde")]
     pub retry_max: Duration,
     /// A send claimed this long without finishing is taken over (its
-    /// replica died). Longer than a carrier call with all its retries.
+    /// replica died; a live one keeps its claims fresh).
     #[serde(with = "humantime_serde")]
     pub claim_idle: Duration,
+    /// The longest one carrier call may take, whatever the adapter's own
+    /// timeouts: then it counts as a temporary failure and the route moves on.
+    #[serde(with = "humantime_serde")]
+    pub carrier_timeout: Duration,
     /// Sends in flight per replica.
     pub concurrency: usize,
 }

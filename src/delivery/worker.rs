@@ -202,7 +202,13 @@ impl Worker {
     /// One call to one carrier, with its metrics, logs and circuit.
     async fn try_carrier(&self, hop: &Hop, sms: &Sms) -> Result<String, SendError> {
         let started = Instant::now();
-        let result = hop.carrier.send(sms).await;
+        let result = tokio::time::timeout(self.settings.carrier_timeout, hop.carrier.send(sms))
+            .await
+            .unwrap_or_else(|_| {
+                Err(SendError::Temporary(
+                    "no answer within delivery.carrier_timeout".into(),
+                ))
+            });
         self.metrics
             .carrier_request(&hop.name, started.elapsed().as_secs_f64());
         let outcome = match &result {

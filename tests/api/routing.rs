@@ -57,6 +57,21 @@ async fn a_failing_primary_fails_over_to_the_secondary() {
     .await;
 }
 
+/// A primary that never answers is given up after `carrier_timeout` and
+/// the secondary delivers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_primary_timing_out_fails_over_to_the_secondary() {
+    let redis = RedisServer::start();
+    let mut settings = settings(Some(&redis));
+    settings.delivery.carrier_timeout = std::time::Duration::from_millis(100);
+    let (app, primary, secondary) = routed(&settings).await;
+    primary.hang_next(1);
+    let id = app.started(PHONE).await;
+    assert_eq!(delivery_of(&app, &id).await["carrier"], "secondary");
+    assert_eq!((primary.hanging(), primary.count()), (1, 0));
+    assert_eq!(secondary.bodies_for(&id).len(), 1);
+}
+
 /// After `circuit_failures` failures in a row the primary's circuit opens:
 /// later sends go straight to the secondary without calling the primary.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
