@@ -26,6 +26,9 @@ pub struct Metrics {
     receipts: IntCounterVec,
     send_to_delivery: HistogramVec,
     outbox_oldest: prometheus::Gauge,
+    time_to_approve: HistogramVec,
+    redis_duration: HistogramVec,
+    redis_errors: IntCounterVec,
 }
 
 /// What became of a check, as a metric label.
@@ -157,7 +160,41 @@ impl Metrics {
         registry
             .register(Box::new(outbox_oldest.clone()))
             .expect("unique metric");
+        let time_to_approve = HistogramVec::new(
+            HistogramOpts::new(
+                "otpd_time_to_approve_seconds",
+                "From a verification's start to its approval.",
+            )
+            .buckets(vec![
+                5.0, 10.0, 15.0, 20.0, 30.0, 45.0, 60.0, 90.0, 120.0, 180.0, 300.0, 600.0,
+            ]),
+            &["service"],
+        )
+        .expect("valid metric");
+        registry
+            .register(Box::new(time_to_approve.clone()))
+            .expect("unique metric");
+        let redis_duration = HistogramVec::new(
+            HistogramOpts::new(
+                "otpd_redis_duration_seconds",
+                "Redis scripts and commands, by operation.",
+            )
+            .buckets(vec![
+                0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
+            ]),
+            &["operation"],
+        )
+        .expect("valid metric");
+        registry
+            .register(Box::new(redis_duration.clone()))
+            .expect("unique metric");
         Metrics {
+            redis_errors: counter(
+                &registry,
+                "otpd_redis_errors_total",
+                "Redis operations that failed or timed out, by operation.",
+                &["operation"],
+            ),
             receipts: counter(
                 &registry,
                 "otpd_delivery_receipts_total",
@@ -219,6 +256,8 @@ impl Metrics {
             circuits,
             send_to_delivery,
             outbox_oldest,
+            time_to_approve,
+            redis_duration,
             registry,
         }
     }
@@ -288,10 +327,25 @@ impl Metrics {
         self.dead_letters.inc();
     }
 
-    pub fn approved(&self, service: &str, country_code: u16) {
+    /// An approval, and how long it took from the start (the user's wait
+    /// for the SMS plus typing).
+    pub fn approved(&self, service: &str, country_code: u16, seconds: f64) {
         self.approvals
             .with_label_values(&[service, &country_code.to_string()])
             .inc();
+        self.time_to_approve
+            .with_label_values(&[service])
+            .observe(seconds);
+    }
+
+    /// One Redis operation (a script or command, by use-case name).
+    pub fn redis(&self, operation: &str, seconds: f64, failed: bool) {
+        self.redis_duration
+            .with_label_values(&[operation])
+            .observe(seconds);
+        if failed {
+            self.redis_errors.with_label_values(&[operation]).inc();
+        }
     }
 
     pub fn rate_limited(&self, service: &str, scope: &str, monitor: bool) {

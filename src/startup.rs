@@ -37,6 +37,8 @@ pub struct Overrides {
 pub struct App {
     server: actix_web::dev::Server,
     http_addr: SocketAddr,
+    /// `/metrics` on a listener of its own, when configured.
+    metrics_server: Option<(actix_web::dev::Server, SocketAddr)>,
     otp: Arc<Otp>,
     worker: Arc<Worker>,
     router: Arc<Router>,
@@ -44,12 +46,12 @@ pub struct App {
     receipts: mpsc::Receiver<MessageReceipt>,
 }
 
-fn store(settings: &Settings) -> anyhow::Result<Arc<dyn Store>> {
+fn store(settings: &Settings, metrics: &Metrics) -> anyhow::Result<Arc<dyn Store>> {
     if settings.redis.url.is_empty() {
         return Ok(Arc::new(MemoryStore::new()));
     }
     Ok(Arc::new(
-        RedisStore::connect(&settings.redis).context("redis.url")?,
+        RedisStore::connect(&settings.redis, metrics.clone()).context("redis.url")?,
     ))
 }
 
@@ -166,7 +168,7 @@ impl App {
             max_queued: settings.delivery.max_queued,
         };
         let otp = Arc::new(Otp::new(
-            store(settings)?,
+            store(settings, &metrics)?,
             overrides.clock.unwrap_or_else(|| Arc::new(SystemClock)),
             Keyring::new(&validated.secrets),
             validated.services,
@@ -183,6 +185,7 @@ impl App {
             settings.delivery.clone(),
             consumer,
         ));
+        let metrics_server = metrics_server(settings, metrics.clone())?;
         let (server, http_addr) = http_server(
             settings,
             Arc::clone(&otp),
@@ -193,6 +196,7 @@ impl App {
         Ok(App {
             server,
             http_addr,
+            metrics_server,
             otp,
             worker,
             router,
@@ -202,6 +206,11 @@ impl App {
 
     pub fn http_addr(&self) -> SocketAddr {
         self.http_addr
+    }
+
+    /// Where the separate metrics listener is, if there is one.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics_server.as_ref().map(|(_, addr)| *addr)
     }
 
     /// The use cases this instance serves (tests watch its outbox).
@@ -217,12 +226,18 @@ impl App {
     ) -> std::io::Result<()> {
         let App {
             server,
+            metrics_server,
             otp,
             worker,
             router,
             mut receipts,
             ..
         } = self;
+        let metrics_server = metrics_server.map(|(server, _)| {
+            let handle = server.handle();
+            tokio::spawn(server);
+            handle
+        });
         let (stop, stopped) = watch::channel(false);
         let (disconnect, disconnected) = watch::channel(false);
         let links: Vec<_> = router
@@ -248,6 +263,9 @@ impl App {
                 Ok(())
             }
         };
+        if let Some(metrics_server) = metrics_server {
+            metrics_server.stop(true).await;
+        }
         // Sends in flight finish first, then the links close (SMPP unbind).
         let _ = stop.send(true);
         let _ = delivery.await;
@@ -279,6 +297,7 @@ fn http_server(
     ));
     let metrics = web::Data::new(metrics);
     let max_body = http.max_body_bytes;
+    let public_metrics = http.metrics_listen.is_none();
     let mut server = HttpServer::new(move || {
         ActixApp::new()
             .app_data(otp.clone())
@@ -287,7 +306,7 @@ fn http_server(
             .app_data(metrics.clone())
             .app_data(proxies.clone())
             .app_data(flood.clone())
-            .configure(http::configure(max_body))
+            .configure(http::configure(max_body, public_metrics))
             .wrap(from_fn(http::shed_floods))
             .wrap(from_fn(http::observe))
     })
@@ -301,4 +320,26 @@ fn http_server(
         .with_context(|| format!("http.listen {}", http.listen))?;
     let http_addr = server.addrs()[0];
     Ok((server.run(), http_addr))
+}
+
+/// The separate `/metrics` listener, when `http.metrics_listen` is set.
+fn metrics_server(
+    settings: &Settings,
+    metrics: Metrics,
+) -> anyhow::Result<Option<(actix_web::dev::Server, SocketAddr)>> {
+    let Some(listen) = settings.http.metrics_listen else {
+        return Ok(None);
+    };
+    let metrics = web::Data::new(metrics);
+    let server = HttpServer::new(move || {
+        ActixApp::new()
+            .app_data(metrics.clone())
+            .configure(http::metrics_only)
+    })
+    .disable_signals()
+    .workers(1)
+    .bind(listen)
+    .with_context(|| format!("http.metrics_listen {listen}"))?;
+    let addr = server.addrs()[0];
+    Ok(Some((server.run(), addr)))
 }

@@ -83,6 +83,8 @@ pub struct HttpSettings {
     /// In-process flood shedding per client IP, before Redis.
     pub flood_per_second: u32,
     pub flood_burst: u32,
+    /// When set, `/metrics` is served here only, not on `listen`.
+    pub metrics_listen: Option<SocketAddr>,
 }
 
 #[derive(Clone, Debug, Deserialize)]

@@ -31,7 +31,10 @@ use crate::otp::Otp;
 
 /// Registers every route, with JSON limits and problem answers for bad
 /// bodies, unknown routes and wrong methods.
-pub fn configure(max_body_bytes: usize) -> impl FnOnce(&mut web::ServiceConfig) {
+pub fn configure(
+    max_body_bytes: usize,
+    public_metrics: bool,
+) -> impl FnOnce(&mut web::ServiceConfig) {
     move |config| {
         let json = web::JsonConfig::default()
             .limit(max_body_bytes)
@@ -45,23 +48,19 @@ pub fn configure(max_body_bytes: usize) -> impl FnOnce(&mut web::ServiceConfig) 
             .service(resource("/verifications/{id}/resend").route(web::post().to(resend)))
             .service(resource("/verifications/{id}/cancel").route(web::post().to(cancel)))
             .service(resource("/checks").route(web::post().to(check_by_number)));
+        if public_metrics {
+            config.service(resource("/metrics").route(web::get().to(metrics)));
+        }
         config
             .service(resource("/healthz").route(web::get().to(healthz)))
             .service(resource("/readyz").route(web::get().to(readyz)))
-            .service(resource("/metrics").route(web::get().to(metrics)))
             .service(
                 resource("/v1/carriers/{carrier}/receipts")
                     .app_data(web::PayloadConfig::new(max_body_bytes))
                     .route(web::post().to(receipts::receive)),
             )
             .service(v1)
-            .default_service(web::to(|| async {
-                Answer::problem(&Problem::new(
-                    StatusCode::NOT_FOUND,
-                    "not-found",
-                    "no such endpoint",
-                ))
-            }));
+            .default_service(web::to(|| async { not_found() }));
     }
 }
 
@@ -237,6 +236,21 @@ async fn readyz(otp: web::Data<Otp>) -> Result<Answer, Problem> {
     Ok(Answer::json(
         StatusCode::OK,
         &serde_json::json!({ "status": "ready" }),
+    ))
+}
+
+/// The routes of the separate metrics listener: `/metrics` only.
+pub fn metrics_only(config: &mut web::ServiceConfig) {
+    config
+        .service(resource("/metrics").route(web::get().to(metrics)))
+        .default_service(web::to(|| async { not_found() }));
+}
+
+fn not_found() -> Answer {
+    Answer::problem(&Problem::new(
+        StatusCode::NOT_FOUND,
+        "not-found",
+        "no such endpoint",
     ))
 }
 

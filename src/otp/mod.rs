@@ -318,8 +318,9 @@ impl Otp {
         }
         if let Ok(view) = &outcome {
             if view.valid {
+                let took = view.verification.created_at.until(self.clock.now());
                 self.metrics
-                    .approved(service.name.as_str(), view.country_code);
+                    .approved(service.name.as_str(), view.country_code, took.as_secs_f64());
             }
             info!(verification_id = %view.verification.id, valid = view.valid, attempts_left = view.verification.attempts_left, "code checked");
         }

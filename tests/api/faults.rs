@@ -20,6 +20,11 @@ async fn redis_down_answers_503_and_recovers_without_a_restart() {
     problem(app.start("+819087654321").await, 503, "store-unavailable").await;
     problem(app.status(&id).await, 503, "store-unavailable").await;
     problem(app.public("/readyz").await, 503, "store-unavailable").await;
+    let metrics = app.metrics().await;
+    for operation in ["limit", "get", "ping"] {
+        let line = format!(r#"otpd_redis_errors_total{{operation="{operation}"}}"#);
+        assert!(metrics.contains(&line), "{line}\n{metrics}");
+    }
     assert_eq!(app.public("/healthz").await.status(), 200);
     assert_eq!(
         app.carrier.bodies_to("+819087654321").len(),

@@ -1,6 +1,9 @@
-//! What operators rely on: request ids and health endpoints.
+//! What operators rely on: request ids, health endpoints, and the metrics
+//! listener with the funnel and Redis metrics.
 
-use crate::support::{json_of, settings, TestApp};
+use std::time::Duration;
+
+use crate::support::{json_of, settings, RedisServer, TestApp, PHONE};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn request_ids_are_honoured_when_sane_and_generated_otherwise() {
@@ -44,4 +47,47 @@ async fn readyz_reports_the_store() {
     let ready = app.public("/readyz").await;
     assert_eq!(ready.status(), 200);
     assert_eq!(json_of(ready).await["status"], "ready");
+}
+
+/// With `http.metrics_listen`, `/metrics` leaves the public listener; the
+/// time to approval and every Redis operation are measured there.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_can_have_a_listener_of_their_own() {
+    let redis = RedisServer::start();
+    let mut settings = settings(Some(&redis));
+    settings.http.metrics_listen = Some("127.0.0.1:0".parse().expect("address"));
+    let app = TestApp::spawn(&settings).await;
+    assert_eq!(app.public("/metrics").await.status(), 404);
+    let id = app.started(PHONE).await;
+    app.clock.advance(Duration::from_secs(25));
+    let code = app.code_for(&id).await;
+    assert_eq!(json_of(app.check(&id, &code).await).await["valid"], true);
+    let base = app.metrics_base.as_ref().expect("a metrics listener");
+    let metrics = app
+        .http
+        .get(format!("{base}/metrics"))
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(metrics.status(), 200);
+    let metrics = metrics.text().await.expect("text");
+    for line in [
+        r#"otpd_time_to_approve_seconds_sum{service="demo"} 25"#,
+        r#"otpd_time_to_approve_seconds_count{service="demo"} 1"#,
+        r#"otpd_redis_duration_seconds_count{operation="start"} 1"#,
+        r#"otpd_redis_duration_seconds_count{operation="check"} 1"#,
+    ] {
+        assert!(metrics.contains(line), "{line}\n{metrics}");
+    }
+    let elsewhere = app
+        .http
+        .get(format!("{base}/healthz"))
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(
+        elsewhere.status(),
+        404,
+        "the metrics listener serves /metrics only"
+    );
 }

@@ -15,7 +15,7 @@ async fn redis_fixture() -> Fixture {
         key_prefix: "otpd".into(),
         timeout: std::time::Duration::from_secs(2),
     };
-    let store = RedisStore::connect(&settings).expect("connects");
+    let store = RedisStore::connect(&settings, otpd::metrics::Metrics::new()).expect("connects");
     Fixture::new(Arc::new(store), ManualClock::new(), server)
 }
 

@@ -242,6 +242,8 @@ pub fn settings_with_default_limits(redis: Option<&RedisServer>) -> Settings {
 
 pub struct TestApp {
     pub base: String,
+    /// The separate metrics listener, when `http.metrics_listen` is set.
+    pub metrics_base: Option<String>,
     pub http: reqwest::Client,
     pub carrier: RecordingCarrier,
     pub clock: ManualClock,
@@ -302,6 +304,7 @@ impl TestApp {
             .try_init();
         let app = App::build_with(settings, overrides).expect("app builds");
         let base = format!("http://{}", app.http_addr());
+        let metrics_base = app.metrics_addr().map(|addr| format!("http://{addr}"));
         let otp = app.otp();
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         tokio::spawn(app.run_until_stopped(async {
@@ -309,6 +312,7 @@ impl TestApp {
         }));
         TestApp {
             base,
+            metrics_base,
             http: reqwest::Client::new(),
             carrier,
             clock,

@@ -29,6 +29,7 @@ use super::{
 };
 use crate::carrier::Receipt;
 use crate::domain::{ServiceName, Status, Timestamp, VerificationId, TAG_LEN};
+use crate::metrics::Metrics;
 use crate::ratelimit::{Check, FailurePolicy, Group, Outcome, Verdict};
 use crate::sms::AppHash;
 
@@ -52,6 +53,8 @@ pub struct RedisStore {
     reader: tokio::sync::Mutex<Option<redis::aio::MultiplexedConnection>>,
     prefix: String,
     timeout: Duration,
+    /// Duration and errors of every operation.
+    metrics: Metrics,
     scripts: Scripts,
 }
 
@@ -78,7 +81,7 @@ macro_rules! script {
 impl RedisStore {
     /// Connects lazily: otpd starts (and reports not ready) while Redis is
     /// down, and reconnects by itself when it comes back.
-    pub fn connect(settings: &RedisSettings) -> Result<Self, Error> {
+    pub fn connect(settings: &RedisSettings, metrics: Metrics) -> Result<Self, Error> {
         let client = redis::Client::open(settings.url.as_str()).map_err(unavailable)?;
         let config = ConnectionManagerConfig::new()
             .set_connection_timeout(Some(settings.timeout))
@@ -93,6 +96,7 @@ impl RedisStore {
             reader: tokio::sync::Mutex::new(None),
             prefix: settings.key_prefix.clone(),
             timeout: settings.timeout,
+            metrics,
             scripts: Scripts {
                 start: script!("start.lua"),
                 check: script!("check.lua"),
@@ -144,31 +148,51 @@ impl RedisStore {
 
     /// Runs one script within the timeout; every failure is "unavailable",
     /// so a caller can only ever fail closed.
-    async fn invoke(&self, invocation: ScriptInvocation<'_>) -> Result<Value, Error> {
+    async fn invoke(
+        &self,
+        operation: &'static str,
+        invocation: ScriptInvocation<'_>,
+    ) -> Result<Value, Error> {
         let mut connection = self.connection.clone();
-        self.timed(invocation.invoke_async::<Value>(&mut connection))
+        self.timed(operation, invocation.invoke_async::<Value>(&mut connection))
             .await
     }
 
-    async fn pipeline<T: redis::FromRedisValue>(&self, pipe: &redis::Pipeline) -> Result<T, Error> {
+    async fn pipeline<T: redis::FromRedisValue>(
+        &self,
+        operation: &'static str,
+        pipe: &redis::Pipeline,
+    ) -> Result<T, Error> {
         let mut connection = self.connection.clone();
-        self.timed(pipe.query_async::<T>(&mut connection)).await
+        self.timed(operation, pipe.query_async::<T>(&mut connection))
+            .await
     }
 
-    async fn command<T: redis::FromRedisValue>(&self, command: &redis::Cmd) -> Result<T, Error> {
+    async fn command<T: redis::FromRedisValue>(
+        &self,
+        operation: &'static str,
+        command: &redis::Cmd,
+    ) -> Result<T, Error> {
         let mut connection = self.connection.clone();
-        self.timed(command.query_async::<T>(&mut connection)).await
+        self.timed(operation, command.query_async::<T>(&mut connection))
+            .await
     }
 
-    /// One call within the timeout, any failure "unavailable".
+    /// One call within the timeout, any failure "unavailable", measured
+    /// under `operation`.
     async fn timed<T>(
         &self,
+        operation: &'static str,
         call: impl std::future::Future<Output = redis::RedisResult<T>>,
     ) -> Result<T, Error> {
-        tokio::time::timeout(self.timeout, call)
+        let started = std::time::Instant::now();
+        let result = tokio::time::timeout(self.timeout, call)
             .await
-            .map_err(unavailable)?
             .map_err(unavailable)
+            .and_then(|reply| reply.map_err(unavailable));
+        self.metrics
+            .redis(operation, started.elapsed().as_secs_f64(), result.is_err());
+        result
     }
 
     /// Decodes `{outcome, field, value, …}` for the record `id`.
@@ -382,7 +406,7 @@ impl Store for RedisStore {
         for (field, value) in encode(record) {
             invocation.arg(field).arg(value);
         }
-        let reply = self.invoke(invocation).await?;
+        let reply = self.invoke("start", invocation).await?;
         let (outcome, other): (String, String) =
             redis::from_redis_value(reply).map_err(unavailable)?;
         let other = (!other.is_empty())
@@ -407,7 +431,7 @@ impl Store for RedisStore {
         now: Timestamp,
     ) -> Result<Option<Record>, Error> {
         let fields: Vec<Value> = self
-            .command(redis::cmd("HGETALL").arg(self.verification_key(id)))
+            .command("get", redis::cmd("HGETALL").arg(self.verification_key(id)))
             .await?;
         if fields.is_empty() {
             return Ok(None);
@@ -422,7 +446,10 @@ impl Store for RedisStore {
         _now: Timestamp,
     ) -> Result<Option<VerificationId>, Error> {
         let id: Option<String> = self
-            .command(redis::cmd("GET").arg(self.number_key(number)))
+            .command(
+                "pending_for",
+                redis::cmd("GET").arg(self.number_key(number)),
+            )
             .await?;
         Ok(id.and_then(|id| id.parse().ok()))
     }
@@ -453,7 +480,7 @@ impl Store for RedisStore {
                 .arg(candidate.code.to_vec())
                 .arg(binding);
         }
-        let reply = self.invoke(invocation).await?;
+        let reply = self.invoke("check", invocation).await?;
         if let Value::Array(items) = &reply {
             if let [Value::BulkString(outcome), Value::Int(wait)] = items.as_slice() {
                 if outcome == b"throttled" {
@@ -502,7 +529,7 @@ impl Store for RedisStore {
                 .arg(candidate.key_id.as_str())
                 .arg(candidate.code.to_vec());
         }
-        match Self::outcome(id, self.invoke(invocation).await?)? {
+        match Self::outcome(id, self.invoke("resend", invocation).await?)? {
             (outcome, None) if outcome == "missing" => Ok(Resent::NotFound),
             (outcome, None) if outcome == "full" => Ok(Resent::Full),
             (outcome, Some(record)) => match outcome.as_str() {
@@ -527,7 +554,7 @@ impl Store for RedisStore {
             .key(self.verification_key(id))
             .arg(service.as_str())
             .arg(now.millis());
-        match Self::outcome(id, self.invoke(invocation).await?)? {
+        match Self::outcome(id, self.invoke("cancel", invocation).await?)? {
             (outcome, None) if outcome == "missing" => Ok(Changed::NotFound),
             (outcome, Some(record)) if outcome == "changed" => Ok(Changed::Changed(record)),
             (outcome, Some(record)) if outcome == "finished" => Ok(Changed::Finished(record)),
@@ -584,7 +611,7 @@ impl Store for RedisStore {
                 "undelivered"
             })
             .arg(now.millis());
-        let sent_at: i64 = redis::from_redis_value(self.invoke(invocation).await?)
+        let sent_at: i64 = redis::from_redis_value(self.invoke("receipt", invocation).await?)
             .map_err(|e| Error::Corrupt(e.to_string()))?;
         Ok((sent_at >= 0).then(|| Timestamp::from_millis(sent_at)))
     }
@@ -604,7 +631,7 @@ impl Store for RedisStore {
             .arg(format!("{}.{}.{until}", send.0, send.1))
             .arg("PX")
             .arg(millis(ttl));
-        self.command::<()>(&command).await
+        self.command::<()>("index_message", &command).await
     }
 
     async fn find_message(
@@ -615,7 +642,7 @@ impl Store for RedisStore {
     ) -> Result<Option<(VerificationId, u32)>, Error> {
         let mut command = redis::cmd("GET");
         command.arg(self.message_key(carrier, message_id));
-        let found: Option<String> = self.command(&command).await?;
+        let found: Option<String> = self.command("find_message", &command).await?;
         // `<id>.<send>.<until ms>`: expired by the caller's clock, like a record.
         Ok(found.and_then(|text| {
             let mut fields = text.splitn(3, '.');
@@ -648,7 +675,8 @@ impl Store for RedisStore {
             .arg(now.millis())
             .arg(millis(lock));
         let reply: Vec<Option<Vec<u8>>> =
-            redis::from_redis_value(self.invoke(invocation).await?).map_err(unavailable)?;
+            redis::from_redis_value(self.invoke("reserve", invocation).await?)
+                .map_err(unavailable)?;
         let mut reply = reply.into_iter();
         match reply.next().flatten() {
             None => Ok(Reservation::Reserved),
@@ -673,16 +701,11 @@ impl Store for RedisStore {
             .ignore()
             .pexpire(&name, millis(keep) as i64)
             .ignore();
-        let mut connection = self.connection.clone();
-        let call = pipe.query_async::<()>(&mut connection);
-        tokio::time::timeout(self.timeout, call)
-            .await
-            .map_err(unavailable)?
-            .map_err(unavailable)
+        self.pipeline("complete", &pipe).await
     }
 
     async fn release(&self, key: &IdempotencyKey) -> Result<(), Error> {
-        self.command::<()>(redis::cmd("DEL").arg(self.idempotency_key(key)))
+        self.command::<()>("release", redis::cmd("DEL").arg(self.idempotency_key(key)))
             .await
     }
 
@@ -700,7 +723,9 @@ impl Store for RedisStore {
     }
 
     async fn ping(&self) -> Result<(), Error> {
-        self.command::<String>(&redis::cmd("PING")).await.map(drop)
+        self.command::<String>("ping", &redis::cmd("PING"))
+            .await
+            .map(drop)
     }
 }
 
@@ -749,10 +774,7 @@ impl RedisStore {
         for attempt in 0..2 {
             let mut connection = self.connection.clone();
             let call = pipe.query_async::<Vec<redis::RedisResult<Vec<i64>>>>(&mut connection);
-            let replies = tokio::time::timeout(self.timeout, call)
-                .await
-                .map_err(unavailable)?
-                .map_err(unavailable)?;
+            let replies = self.timed("limit", call).await?;
             match replies.into_iter().collect::<redis::RedisResult<Vec<_>>>() {
                 Err(error) if attempt == 0 && error.kind() == no_script => {
                     let invocation = self.scripts.limit.prepare_invoke();

@@ -43,10 +43,7 @@ impl RedisStore {
         }
         let mut connection = self.connection.clone();
         let call = pipe.query_async::<Vec<redis::RedisResult<Value>>>(&mut connection);
-        let results = tokio::time::timeout(self.timeout, call)
-            .await
-            .map_err(unavailable)?
-            .map_err(unavailable)?;
+        let results = self.timed("create_groups", call).await?;
         match results
             .into_iter()
             .find_map(|result| result.err().filter(|e| e.code() != Some("BUSYGROUP")))
@@ -148,10 +145,7 @@ impl RedisStore {
             let mut connection = self.connection.clone();
             let call =
                 pipe.query_async::<Vec<redis::RedisResult<StreamAutoClaimReply>>>(&mut connection);
-            let replies = tokio::time::timeout(self.timeout, call)
-                .await
-                .map_err(unavailable)?
-                .map_err(unavailable)?;
+            let replies = self.timed("take_over", call).await?;
             let replies: redis::RedisResult<Vec<StreamAutoClaimReply>> =
                 replies.into_iter().collect();
             match replies {
@@ -188,7 +182,9 @@ impl RedisStore {
             .arg(0)
             .arg(&claimed.entry)
             .arg("JUSTID");
-        self.command::<Value>(&command).await.map(drop)
+        self.command::<Value>("keep_claimed", &command)
+            .await
+            .map(drop)
     }
 
     pub(super) async fn finish_send(
@@ -219,7 +215,7 @@ impl RedisStore {
             .arg(message_id)
             .arg(if dead { "1" } else { "0" })
             .arg(now.millis());
-        self.invoke(invocation).await.map(drop)
+        self.invoke("finish_send", invocation).await.map(drop)
     }
 
     /// The first entry of every stream (entries leave a stream only when
@@ -234,7 +230,7 @@ impl RedisStore {
                 .arg("COUNT")
                 .arg(1);
         }
-        let firsts: Vec<StreamRangeReply> = self.pipeline(&pipe).await?;
+        let firsts: Vec<StreamRangeReply> = self.pipeline("oldest", &pipe).await?;
         Ok(firsts
             .into_iter()
             .flat_map(|reply| reply.ids)
@@ -248,7 +244,7 @@ impl RedisStore {
         for stream in self.shard_streams() {
             pipe.cmd("XLEN").arg(stream);
         }
-        let lengths: Vec<u64> = self.pipeline(&pipe).await?;
+        let lengths: Vec<u64> = self.pipeline("depth", &pipe).await?;
         Ok(lengths.into_iter().sum())
     }
 }
