@@ -16,6 +16,7 @@ mod lifecycle;
 mod messages;
 mod operations;
 mod privacy;
+mod prometheus;
 mod receipts;
 mod routing;
 mod smpp;
