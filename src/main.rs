@@ -25,11 +25,31 @@ struct Cli {
 enum Command {
     /// Print a new API key and the line that configures it.
     NewApiKey,
+    /// Exit 0 if the otpd at ADDR answers /healthz with 200 (for container
+    /// health checks: the runtime image has no shell or curl).
+    Healthcheck {
+        #[arg(long, default_value = "127.0.0.1:8080")]
+        addr: std::net::SocketAddr,
+    },
 }
 
 #[actix_web::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
+    if let Some(Command::Healthcheck { addr }) = cli.command {
+        let answer = reqwest::Client::new()
+            .get(format!("http://{addr}/healthz"))
+            .timeout(std::time::Duration::from_secs(2))
+            .send()
+            .await
+            .with_context(|| format!("no answer from {addr}"))?;
+        anyhow::ensure!(
+            answer.status() == 200,
+            "{addr} answered {}",
+            answer.status()
+        );
+        return Ok(());
+    }
     if let Some(Command::NewApiKey) = cli.command {
         let key = config::new_api_key();
         println!("API key (give it to the caller, store it nowhere else):\n  {key}\n");

@@ -175,3 +175,35 @@ fn environment_variables_override_the_file() {
         "{stderr}"
     );
 }
+
+/// The container health check: `otpd healthcheck` exits 0 against a live
+/// otpd and fails against a port where none listens.
+#[test]
+fn healthcheck_tells_a_live_otpd_from_a_dead_one() {
+    let otpd = Otpd::dev_mode(&[]);
+    let base = otpd.line_starting("API:");
+    let healthcheck = |addr: &str| {
+        Command::new(env!("CARGO_BIN_EXE_otpd"))
+            .args(["healthcheck", "--addr", addr])
+            .output()
+            .expect("otpd binary")
+            .status
+    };
+    assert!(healthcheck(base.trim_start_matches("http://")).success());
+    let nobody = format!("127.0.0.1:{}", crate::support::free_port());
+    assert!(!healthcheck(&nobody).success());
+}
+
+/// The configurations shipped under deploy/ load and validate, so the
+/// compose file and the Kubernetes Secret start a real otpd.
+#[test]
+fn the_deploy_configurations_are_valid() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    for file in ["deploy/compose/otpd.toml", "deploy/kubernetes/otpd.toml"] {
+        let settings = otpd::config::Settings::load(&root.join(file))
+            .unwrap_or_else(|e| panic!("{file}: {e}"));
+        settings
+            .validate()
+            .unwrap_or_else(|e| panic!("{file}: {e}"));
+    }
+}
