@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 use rand::Rng;
 use tokio::sync::{watch, Semaphore};
 use tokio::task::JoinSet;
-use tracing::{info, warn};
+use tracing::{info, warn, Instrument};
 
 use super::DeliverySettings;
 use crate::carrier::{Hop, Router, SendError, Sms};
@@ -202,7 +202,9 @@ impl Worker {
     /// One call to one carrier, with its metrics, logs and circuit.
     async fn try_carrier(&self, hop: &Hop, sms: &Sms) -> Result<String, SendError> {
         let started = Instant::now();
+        let span = tracing::info_span!("carrier", carrier = %hop.name);
         let result = tokio::time::timeout(self.settings.carrier_timeout, hop.carrier.send(sms))
+            .instrument(span)
             .await
             .unwrap_or_else(|_| {
                 Err(SendError::Temporary(

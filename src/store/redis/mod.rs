@@ -32,6 +32,7 @@ use crate::domain::{ServiceName, Status, Timestamp, VerificationId, TAG_LEN};
 use crate::metrics::Metrics;
 use crate::ratelimit::{Check, FailurePolicy, Group, Outcome, Verdict};
 use crate::sms::AppHash;
+use tracing::Instrument;
 
 /// `[redis]` in the configuration.
 #[derive(Clone, Debug, Deserialize)]
@@ -186,7 +187,9 @@ impl RedisStore {
         call: impl std::future::Future<Output = redis::RedisResult<T>>,
     ) -> Result<T, Error> {
         let started = std::time::Instant::now();
+        let span = tracing::debug_span!("redis", operation);
         let result = tokio::time::timeout(self.timeout, call)
+            .instrument(span)
             .await
             .map_err(unavailable)
             .and_then(|reply| reply.map_err(unavailable));
