@@ -63,10 +63,11 @@ async fn main() -> anyhow::Result<()> {
         }
         None => Settings::dev(&dev_key)?,
     };
-    otpd::telemetry::init(
+    let telemetry = otpd::telemetry::init(
         cli.log_format.unwrap_or(settings.log.format),
         &settings.log.filter,
-    );
+        &settings.log.otlp_endpoint,
+    )?;
     let app = App::build(&settings)?;
     if cli.config.is_none() {
         print_dev_banner(&app, &dev_key);
@@ -74,6 +75,7 @@ async fn main() -> anyhow::Result<()> {
     tracing::info!(http = %app.http_addr(), mode = ?settings.mode, "otpd listening");
     app.run_until_stopped(shutdown_signal()).await?;
     tracing::info!("otpd stopped");
+    telemetry.shutdown();
     Ok(())
 }
 

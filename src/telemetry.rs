@@ -1,8 +1,11 @@
-//! The tracing subscriber: plain lines for people or JSON for pipelines.
-//! What reaches it never holds a code or a full number (SEC-13): domain
-//! types print masked forms and bodies are never logged.
+//! The tracing subscriber: plain lines for people or JSON for pipelines, and
+//! optionally OpenTelemetry traces over OTLP/HTTP (feature `otel`,
+//! `log.otlp_endpoint`). What reaches it never holds a code or a full number
+//! (SEC-13): domain types print masked forms and bodies are never logged.
 
-use tracing_subscriber::{fmt, EnvFilter};
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
+use tracing_subscriber::{fmt, EnvFilter, Layer, Registry};
 
 use crate::config::LogFormat;
 
@@ -10,22 +13,103 @@ use crate::config::LogFormat;
 /// logged, whatever the filter says (SMPP-9, SEC-13).
 const PDU_LOGS_OFF: [&str; 2] = ["rusmpp=off", "rusmppc=warn"];
 
+/// Keeps the trace exporter alive; `shutdown` flushes what is buffered.
+#[must_use]
+pub struct Telemetry {
+    #[cfg(feature = "otel")]
+    traces: Option<opentelemetry_sdk::trace::SdkTracerProvider>,
+}
+
+impl Telemetry {
+    pub fn shutdown(self) {
+        #[cfg(feature = "otel")]
+        if let Some(traces) = self.traces {
+            let _ = traces.shutdown();
+        }
+    }
+}
+
+type Boxed = Box<dyn Layer<Registry> + Send + Sync>;
+
 /// Installs the global subscriber. `RUST_LOG`, when set, wins over `filter`.
-pub fn init(format: LogFormat, filter: &str) {
+pub fn init(format: LogFormat, filter: &str, otlp_endpoint: &str) -> anyhow::Result<Telemetry> {
     let mut filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(filter));
     for directive in PDU_LOGS_OFF {
         filter = filter.add_directive(directive.parse().expect("a valid directive"));
     }
-    let builder = fmt().with_env_filter(filter).with_writer(std::io::stderr);
-    let installed = match format {
-        LogFormat::Plain => builder.try_init(),
-        LogFormat::Json => builder
+    let lines = fmt::layer().with_writer(std::io::stderr);
+    let lines: Boxed = match format {
+        LogFormat::Plain => lines.boxed(),
+        LogFormat::Json => lines
             .json()
             .flatten_event(true)
             .with_current_span(true)
-            .try_init(),
+            .boxed(),
     };
+    let (traces, telemetry) = traces(otlp_endpoint)?;
+    let installed = tracing_subscriber::registry()
+        .with(lines.and_then(traces).with_filter(filter))
+        .try_init();
     if let Err(error) = installed {
         eprintln!("logging already initialised: {error}");
     }
+    Ok(telemetry)
+}
+
+#[cfg(feature = "otel")]
+fn traces(endpoint: &str) -> anyhow::Result<(Option<Boxed>, Telemetry)> {
+    use anyhow::Context;
+    use opentelemetry::trace::TracerProvider as _;
+    use opentelemetry_otlp::WithExportConfig;
+
+    if endpoint.is_empty() {
+        return Ok((None, Telemetry { traces: None }));
+    }
+    let exporter = opentelemetry_otlp::SpanExporter::builder()
+        .with_http()
+        .with_endpoint(format!("{}/v1/traces", endpoint.trim_end_matches('/')))
+        .build()
+        .context("log.otlp_endpoint")?;
+    let resource = opentelemetry_sdk::Resource::builder()
+        .with_service_name("otpd")
+        .build();
+    let provider = opentelemetry_sdk::trace::SdkTracerProvider::builder()
+        .with_batch_exporter(exporter)
+        .with_resource(resource)
+        .build();
+    let layer: Boxed = tracing_opentelemetry::layer()
+        .with_tracer(provider.tracer("otpd"))
+        .boxed();
+    Ok((
+        Some(layer),
+        Telemetry {
+            traces: Some(provider),
+        },
+    ))
+}
+
+#[cfg(not(feature = "otel"))]
+fn traces(endpoint: &str) -> anyhow::Result<(Option<Boxed>, Telemetry)> {
+    anyhow::ensure!(
+        endpoint.is_empty(),
+        "log.otlp_endpoint is set but this otpd was built without the `otel` feature"
+    );
+    Ok((None, Telemetry {}))
+}
+
+/// The current span's OpenTelemetry trace id, when traces are exported.
+pub fn trace_id() -> Option<String> {
+    #[cfg(feature = "otel")]
+    {
+        use opentelemetry::trace::TraceContextExt as _;
+        use tracing_opentelemetry::OpenTelemetrySpanExt as _;
+        let context = tracing::Span::current().context();
+        let span = context.span();
+        let span_context = span.span_context();
+        span_context
+            .is_valid()
+            .then(|| span_context.trace_id().to_string())
+    }
+    #[cfg(not(feature = "otel"))]
+    None
 }

@@ -92,6 +92,9 @@ pub struct HttpSettings {
 pub struct LogSettings {
     pub format: LogFormat,
     pub filter: String,
+    /// OTLP/HTTP collector base URL (e.g. `http://otel-collector:4318`);
+    /// empty: no traces exported.
+    pub otlp_endpoint: String,
 }
 
 #[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq, clap::ValueEnum)]

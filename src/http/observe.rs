@@ -50,7 +50,11 @@ pub async fn observe(
         method = %request.method(),
         route = %route,
         api_key = tracing::field::Empty,
+        trace_id = tracing::field::Empty,
     );
+    if let Some(trace_id) = span.in_scope(crate::telemetry::trace_id) {
+        span.record("trace_id", trace_id);
+    }
     let mut response = next.call(request).instrument(span.clone()).await?;
     let status = response.status().as_u16();
     let elapsed = started.elapsed();

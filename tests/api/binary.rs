@@ -28,8 +28,13 @@ fn forward(stream: impl Read + Send + 'static, lines: mpsc::Sender<String>) {
 
 impl Otpd {
     fn dev_mode(args: &[&str]) -> Self {
+        Self::dev_mode_with(args, &[])
+    }
+
+    fn dev_mode_with(args: &[&str], env: &[(&str, &str)]) -> Self {
         let mut child = Command::new(env!("CARGO_BIN_EXE_otpd"))
             .args(args)
+            .envs(env.iter().copied())
             .env("OTPD_HTTP__LISTEN", "127.0.0.1:0")
             .env("OTPD_HTTP__WORKERS", "1")
             .env_remove("RUST_LOG")
@@ -205,5 +210,82 @@ fn the_deploy_configurations_are_valid() {
         settings
             .validate()
             .unwrap_or_else(|e| panic!("{file}: {e}"));
+    }
+}
+
+/// With `log.otlp_endpoint`, spans go to the collector over OTLP/HTTP (here
+/// a local server standing in for an OpenTelemetry collector) and the JSON
+/// log lines of a request carry its trace id, the same one the collector
+/// receives.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn traces_reach_the_collector_and_logs_carry_their_ids() {
+    use std::sync::{Arc, Mutex};
+    let bodies: Arc<Mutex<Vec<Vec<u8>>>> = Arc::default();
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("a port");
+    let collector = format!("http://{}", listener.local_addr().expect("address"));
+    let received = Arc::clone(&bodies);
+    let server = actix_web::HttpServer::new(move || {
+        let received = Arc::clone(&received);
+        actix_web::App::new().route(
+            "/v1/traces",
+            actix_web::web::post().to(move |body: actix_web::web::Bytes| {
+                received.lock().expect("bodies").push(body.to_vec());
+                async {
+                    actix_web::HttpResponse::Ok()
+                        .content_type("application/x-protobuf")
+                        .finish()
+                }
+            }),
+        )
+    })
+    .workers(1)
+    .listen(listener)
+    .expect("listens")
+    .run();
+    tokio::spawn(server);
+    let otpd = Otpd::dev_mode_with(
+        &["--log-format", "json"],
+        &[
+            ("OTPD_LOG__OTLP_ENDPOINT", &collector),
+            ("OTEL_BSP_SCHEDULE_DELAY", "100"),
+        ],
+    );
+    let base = otpd.line_starting("API:");
+    let key = otpd.find("the API key", |line| {
+        serde_json::from_str::<Value>(line).is_err().then_some(())?;
+        line.trim()
+            .strip_prefix("API key:")
+            .map(|k| k.trim().to_owned())
+    });
+    let started = reqwest::Client::new()
+        .post(format!("{base}/v1/services/demo/verifications"))
+        .bearer_auth(&key)
+        .header("x-request-id", "traced-start")
+        .json(&json!({ "to": "090-1234-5678", "channel": "sms" }))
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(started.status(), 201);
+    let trace_id = otpd.find("a JSON log line with the trace id", |line| {
+        let entry = serde_json::from_str::<Value>(line).ok()?;
+        (entry["span"]["request_id"] == "traced-start").then_some(())?;
+        entry["span"]["trace_id"].as_str().map(str::to_owned)
+    });
+    assert_eq!(trace_id.len(), 32, "{trace_id}");
+    let trace_bytes: Vec<u8> = (0..16)
+        .map(|i| u8::from_str_radix(&trace_id[2 * i..2 * i + 2], 16).expect("hex"))
+        .collect();
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    loop {
+        let exported = bodies.lock().expect("bodies").concat();
+        let has = |needle: &[u8]| exported.windows(needle.len()).any(|w| w == needle);
+        if has(&trace_bytes) && has(b"carrier") && has(b"otpd") {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the collector never got the request's trace and the carrier span"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
