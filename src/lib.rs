@@ -18,6 +18,7 @@ pub mod carrier;
 pub mod config;
 pub mod delivery;
 pub mod domain;
+pub mod grpc;
 pub mod http;
 pub mod metrics;
 pub mod otp;

@@ -29,6 +29,8 @@ pub struct Metrics {
     time_to_approve: HistogramVec,
     redis_duration: HistogramVec,
     redis_errors: IntCounterVec,
+    grpc_requests: IntCounterVec,
+    grpc_duration: HistogramVec,
 }
 
 /// What became of a check, as a metric label.
@@ -188,7 +190,27 @@ impl Metrics {
         registry
             .register(Box::new(redis_duration.clone()))
             .expect("unique metric");
+        let grpc_duration = HistogramVec::new(
+            HistogramOpts::new(
+                "otpd_grpc_request_duration_seconds",
+                "gRPC call latency, by method.",
+            )
+            .buckets(vec![
+                0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+            ]),
+            &["method"],
+        )
+        .expect("valid metric");
+        registry
+            .register(Box::new(grpc_duration.clone()))
+            .expect("unique metric");
         Metrics {
+            grpc_requests: counter(
+                &registry,
+                "otpd_grpc_requests_total",
+                "gRPC calls answered, by method and status code.",
+                &["method", "code"],
+            ),
             redis_errors: counter(
                 &registry,
                 "otpd_redis_errors_total",
@@ -258,6 +280,7 @@ impl Metrics {
             outbox_oldest,
             time_to_approve,
             redis_duration,
+            grpc_duration,
             registry,
         }
     }
@@ -335,6 +358,13 @@ impl Metrics {
             .inc();
         self.time_to_approve
             .with_label_values(&[service])
+            .observe(seconds);
+    }
+
+    pub fn grpc_request(&self, method: &str, code: &str, seconds: f64) {
+        self.grpc_requests.with_label_values(&[method, code]).inc();
+        self.grpc_duration
+            .with_label_values(&[method])
             .observe(seconds);
     }
 

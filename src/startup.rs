@@ -18,6 +18,7 @@ use crate::carrier::{
 use crate::config::{self, CarrierSettings, Mode, Settings};
 use crate::delivery::Worker;
 use crate::domain::Phone;
+use crate::grpc::{self, VerificationServiceServer, Verifications};
 use crate::http::{self, ApiKeys, Flood};
 use crate::metrics::Metrics;
 use crate::otp::{Clock, Keyring, Options, Otp, SystemClock};
@@ -39,6 +40,8 @@ pub struct App {
     http_addr: SocketAddr,
     /// `/metrics` on a listener of its own, when configured.
     metrics_server: Option<(actix_web::dev::Server, SocketAddr)>,
+    /// The gRPC API's bound listener and service, when configured.
+    grpc: Option<(std::net::TcpListener, Verifications)>,
     otp: Arc<Otp>,
     worker: Arc<Worker>,
     router: Arc<Router>,
@@ -186,10 +189,16 @@ impl App {
             consumer,
         ));
         let metrics_server = metrics_server(settings, metrics.clone())?;
+        let api_keys = Arc::new(ApiKeys::new(validated.api_keys));
+        let grpc = grpc_listener(settings)?.map(|listener| {
+            let verifications =
+                Verifications::new(Arc::clone(&otp), Arc::clone(&api_keys), metrics.clone());
+            (listener, verifications)
+        });
         let (server, http_addr) = http_server(
             settings,
             Arc::clone(&otp),
-            ApiKeys::new(validated.api_keys),
+            api_keys,
             Arc::clone(&router),
             metrics,
         )?;
@@ -197,6 +206,7 @@ impl App {
             server,
             http_addr,
             metrics_server,
+            grpc,
             otp,
             worker,
             router,
@@ -206,6 +216,13 @@ impl App {
 
     pub fn http_addr(&self) -> SocketAddr {
         self.http_addr
+    }
+
+    /// Where the gRPC API listens, if it does.
+    pub fn grpc_addr(&self) -> Option<SocketAddr> {
+        self.grpc
+            .as_ref()
+            .and_then(|(listener, _)| listener.local_addr().ok())
     }
 
     /// Where the separate metrics listener is, if there is one.
@@ -227,6 +244,7 @@ impl App {
         let App {
             server,
             metrics_server,
+            grpc,
             otp,
             worker,
             router,
@@ -254,6 +272,17 @@ impl App {
                 }
             }
         });
+        let grpc = grpc.map(|(listener, verifications)| {
+            let mut stopping = disconnected.clone();
+            tokio::spawn(async move {
+                let stopped = async move {
+                    let _ = stopping.changed().await;
+                };
+                if let Err(error) = serve_grpc(listener, verifications, stopped).await {
+                    tracing::error!(error = %error, "the gRPC API stopped");
+                }
+            })
+        });
         let delivery = tokio::spawn(worker.run(stopped));
         let handle = server.handle();
         let served = tokio::select! {
@@ -270,6 +299,9 @@ impl App {
         let _ = stop.send(true);
         let _ = delivery.await;
         let _ = disconnect.send(true);
+        if let Some(grpc) = grpc {
+            let _ = grpc.await;
+        }
         for link in links {
             let _ = link.await;
         }
@@ -281,13 +313,13 @@ impl App {
 fn http_server(
     settings: &Settings,
     otp: Arc<Otp>,
-    api_keys: ApiKeys,
+    api_keys: Arc<ApiKeys>,
     router: Arc<Router>,
     metrics: Metrics,
 ) -> anyhow::Result<(actix_web::dev::Server, SocketAddr)> {
     let otp = web::Data::from(otp);
     let router = web::Data::from(router);
-    let api_keys = web::Data::new(api_keys);
+    let api_keys = web::Data::from(api_keys);
     let proxies = web::Data::new(TrustedProxies::new(settings.http.trusted_proxies.clone()));
     let http = &settings.http;
     let flood = web::Data::new(Flood::new(
@@ -320,6 +352,48 @@ fn http_server(
         .with_context(|| format!("http.listen {}", http.listen))?;
     let http_addr = server.addrs()[0];
     Ok((server.run(), http_addr))
+}
+
+/// Binds `grpc.listen`, unless it is empty.
+fn grpc_listener(settings: &Settings) -> anyhow::Result<Option<std::net::TcpListener>> {
+    let listen = settings.grpc.listen.trim();
+    if listen.is_empty() {
+        return Ok(None);
+    }
+    let address: SocketAddr = listen
+        .parse()
+        .with_context(|| format!("grpc.listen {listen:?}: use host:port"))?;
+    let listener =
+        std::net::TcpListener::bind(address).with_context(|| format!("grpc.listen {address}"))?;
+    listener.set_nonblocking(true)?;
+    Ok(Some(listener))
+}
+
+/// The gRPC API, the standard health service and reflection, until `stop`.
+async fn serve_grpc(
+    listener: std::net::TcpListener,
+    verifications: Verifications,
+    stop: impl std::future::Future<Output = ()>,
+) -> anyhow::Result<()> {
+    let listener = tokio::net::TcpListener::from_std(listener)?;
+    let (health, health_service) = tonic_health::server::health_reporter();
+    health
+        .set_serving::<VerificationServiceServer<Verifications>>()
+        .await;
+    let reflection = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(grpc::pb::DESCRIPTORS)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1()?;
+    tonic::transport::Server::builder()
+        .add_service(health_service)
+        .add_service(reflection)
+        .add_service(VerificationServiceServer::new(verifications))
+        .serve_with_incoming_shutdown(
+            tokio_stream::wrappers::TcpListenerStream::new(listener),
+            stop,
+        )
+        .await?;
+    Ok(())
 }
 
 /// The separate `/metrics` listener, when `http.metrics_listen` is set.

@@ -45,6 +45,7 @@ pub struct Settings {
     #[serde(skip)]
     pub mode: Mode,
     pub http: HttpSettings,
+    pub grpc: GrpcSettings,
     pub log: LogSettings,
     pub redis: RedisSettings,
     pub idempotency: IdempotencySettings,
@@ -85,6 +86,14 @@ pub struct HttpSettings {
     pub flood_burst: u32,
     /// When set, `/metrics` is served here only, not on `listen`.
     pub metrics_listen: Option<SocketAddr>,
+}
+
+/// `[grpc]`: the gRPC API's listener.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GrpcSettings {
+    /// Where the gRPC API listens; empty: no gRPC API.
+    pub listen: String,
 }
 
 #[derive(Clone, Debug, Deserialize)]

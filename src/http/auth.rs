@@ -29,6 +29,24 @@ impl ApiKeys {
         let hash: [u8; 32] = Sha256::digest(presented.as_bytes()).into();
         self.0.get(&hash)
     }
+
+    /// The key presented as `authorization: Bearer <key>` (HTTP header or
+    /// gRPC metadata), if configured and within its own rate.
+    pub async fn caller(&self, otp: &Otp, authorization: Option<&str>) -> Result<ApiKey, Problem> {
+        let key = authorization
+            .and_then(|value| value.strip_prefix("Bearer "))
+            .map(str::trim)
+            .and_then(|presented| self.find(presented))
+            .cloned()
+            .ok_or_else(Problem::unauthorized)?;
+        tracing::Span::current().record("api_key", key.id.as_str());
+        if let Some(per_second) = key.requests_per_second {
+            otp.limit_api_key(&key.id, per_second)
+                .await
+                .map_err(Problem::from)?;
+        }
+        Ok(key)
+    }
 }
 
 /// The authenticated caller, put in request extensions by `authenticate`.
@@ -43,27 +61,14 @@ pub async fn authenticate(
     let keys = request
         .app_data::<web::Data<ApiKeys>>()
         .expect("ApiKeys are registered");
-    let presented = request
+    let otp = request
+        .app_data::<web::Data<Otp>>()
+        .expect("Otp is registered");
+    let authorization = request
         .headers()
         .get(actix_web::http::header::AUTHORIZATION)
-        .and_then(|value| value.to_str().ok())
-        .and_then(|value| value.strip_prefix("Bearer "))
-        .map(str::trim);
-    let key = presented
-        .and_then(|presented| keys.find(presented))
-        .cloned();
-    let Some(key) = key else {
-        return Err(Problem::unauthorized().into());
-    };
-    tracing::Span::current().record("api_key", key.id.as_str());
-    if let Some(per_second) = key.requests_per_second {
-        let otp = request
-            .app_data::<web::Data<Otp>>()
-            .expect("Otp is registered");
-        otp.limit_api_key(&key.id, per_second)
-            .await
-            .map_err(Problem::from)?;
-    }
+        .and_then(|value| value.to_str().ok());
+    let key = keys.caller(otp, authorization).await?;
     request.extensions_mut().insert(Caller(key));
     next.call(request).await
 }
@@ -80,11 +85,11 @@ impl FromRequest for Authorized {
     type Future = Ready<Result<Self, Problem>>;
 
     fn from_request(request: &HttpRequest, _: &mut actix_web::dev::Payload) -> Self::Future {
-        ready(authorize(request))
+        ready(authorize_request(request))
     }
 }
 
-fn authorize(request: &HttpRequest) -> Result<Authorized, Problem> {
+fn authorize_request(request: &HttpRequest) -> Result<Authorized, Problem> {
     let caller = request
         .extensions()
         .get::<Caller>()
@@ -93,6 +98,12 @@ fn authorize(request: &HttpRequest) -> Result<Authorized, Problem> {
     let otp = request
         .app_data::<web::Data<Otp>>()
         .expect("Otp is registered");
+    let raw = request.match_info().get("service").unwrap_or_default();
+    authorize(otp, &caller.0, raw)
+}
+
+/// `raw` names a service that exists and `key` may use.
+pub fn authorize(otp: &Otp, key: &ApiKey, raw: &str) -> Result<Authorized, Problem> {
     let not_found = || {
         Problem::new(
             actix_web::http::StatusCode::NOT_FOUND,
@@ -100,11 +111,9 @@ fn authorize(request: &HttpRequest) -> Result<Authorized, Problem> {
             "no such service",
         )
     };
-    let raw = request.match_info().get("service").unwrap_or_default();
     let service: ServiceName = raw.parse().map_err(|_| not_found())?;
     let found = Arc::clone(otp.service(&service).map_err(|_| not_found())?);
-    let allowed = caller
-        .0
+    let allowed = key
         .services
         .as_ref()
         .is_none_or(|services| services.contains(&service));
@@ -118,6 +127,6 @@ fn authorize(request: &HttpRequest) -> Result<Authorized, Problem> {
     }
     Ok(Authorized {
         service: found,
-        api_key: caller.0.id,
+        api_key: key.id.clone(),
     })
 }

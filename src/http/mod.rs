@@ -15,17 +15,15 @@ use actix_web::middleware::from_fn;
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde::Serialize;
 
-pub use self::auth::ApiKeys;
+pub use self::auth::{authorize, ApiKeys, Authorized};
 pub use self::client::{shed_floods, Flood};
+pub use self::dto::{verification_id, CheckBody, CheckByNumberBody, StartBody, VerificationView};
 pub use self::observe::{observe, REQUEST_ID};
 pub use self::problem::Problem;
 
 use self::answer::{idempotent, Answer, IdempotencyHeader};
-use self::auth::Authorized;
 use self::client::ClientIp;
-use self::dto::{
-    verification_id, CheckBody, CheckByNumberBody, CheckView, StartBody, VerificationView,
-};
+use self::dto::CheckView;
 use crate::metrics::Metrics;
 use crate::otp::Otp;
 

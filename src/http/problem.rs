@@ -102,6 +102,10 @@ impl Problem {
             .with_header("ratelimit", state)
     }
 
+    pub fn detail(&self) -> &str {
+        &self.detail
+    }
+
     pub fn code(&self) -> &'static str {
         self.code
     }

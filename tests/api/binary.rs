@@ -36,6 +36,7 @@ impl Otpd {
             .args(args)
             .envs(env.iter().copied())
             .env("OTPD_HTTP__LISTEN", "127.0.0.1:0")
+            .env("OTPD_GRPC__LISTEN", "127.0.0.1:0")
             .env("OTPD_HTTP__WORKERS", "1")
             .env_remove("RUST_LOG")
             .stdout(Stdio::piped())

@@ -31,6 +31,8 @@ impl Replica {
 [http]
 listen = "127.0.0.1:{port}"
 workers = 1
+[grpc]
+listen = "127.0.0.1:0"
 [redis]
 url = "{redis}"
 [[secrets]]

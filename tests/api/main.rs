@@ -10,6 +10,7 @@ mod delivery;
 mod fake_provider;
 mod faults;
 mod gateway;
+mod grpc;
 mod http_carriers;
 mod idempotency;
 mod lifecycle;

@@ -206,6 +206,7 @@ pub fn settings(redis: Option<&RedisServer>) -> Settings {
 pub fn settings_with_default_limits(redis: Option<&RedisServer>) -> Settings {
     let mut settings = Settings::dev("unused").expect("dev settings");
     settings.http.listen = "127.0.0.1:0".parse().expect("address");
+    settings.grpc.listen = "127.0.0.1:0".into();
     settings.http.workers = 2;
     // Retries that take milliseconds, and a takeover after one second.
     settings.delivery.retry_base = Duration::from_millis(5);
@@ -244,6 +245,7 @@ pub struct TestApp {
     pub base: String,
     /// The separate metrics listener, when `http.metrics_listen` is set.
     pub metrics_base: Option<String>,
+    pub grpc_addr: Option<std::net::SocketAddr>,
     pub http: reqwest::Client,
     pub carrier: RecordingCarrier,
     pub clock: ManualClock,
@@ -305,6 +307,7 @@ impl TestApp {
         let app = App::build_with(settings, overrides).expect("app builds");
         let base = format!("http://{}", app.http_addr());
         let metrics_base = app.metrics_addr().map(|addr| format!("http://{addr}"));
+        let grpc_addr = app.grpc_addr();
         let otp = app.otp();
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         tokio::spawn(app.run_until_stopped(async {
@@ -313,6 +316,7 @@ impl TestApp {
         TestApp {
             base,
             metrics_base,
+            grpc_addr,
             http: reqwest::Client::new(),
             carrier,
             clock,
