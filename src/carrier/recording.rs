@@ -23,6 +23,7 @@ pub struct RecordingCarrier {
 struct Recorded {
     to: String,
     verification: String,
+    send: u32,
     body: String,
 }
 
@@ -141,11 +142,22 @@ impl Carrier for RecordingCarrier {
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
         let verification = sms.verification.to_string();
-        sent.push(Recorded {
-            to: sms.to.e164().to_owned(),
-            verification,
-            body: sms.body.text().to_owned(),
-        });
+        // Sends of one verification in their order, even when a superseded
+        // send reached the carrier after a newer one (as a handset would
+        // show them by their codes' age): the latest body is the live code.
+        let at = sent
+            .iter()
+            .position(|newer| newer.verification == verification && newer.send > sms.send)
+            .unwrap_or(sent.len());
+        sent.insert(
+            at,
+            Recorded {
+                to: sms.to.e164().to_owned(),
+                verification,
+                send: sms.send,
+                body: sms.body.text().to_owned(),
+            },
+        );
         Ok(Accepted {
             message_id: format!("recorded-{}", sent.len()),
         })
