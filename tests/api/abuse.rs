@@ -445,6 +445,7 @@ async fn two_replicas_share_every_limit() {
         "number",
     )
     .await;
+    replicas[0].settled().await;
     assert_eq!(carrier.bodies_to(PHONE).len(), 5);
 }
 
