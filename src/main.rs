@@ -25,6 +25,8 @@ struct Cli {
 enum Command {
     /// Print a new API key and the line that configures it.
     NewApiKey,
+    /// Print the OpenAPI document of HTTP API v1 (as /openapi.json serves it).
+    Openapi,
     /// Exit 0 if the otpd at ADDR answers /healthz with 200 (for container
     /// health checks: the runtime image has no shell or curl).
     Healthcheck {
@@ -48,6 +50,10 @@ async fn main() -> anyhow::Result<()> {
             "{addr} answered {}",
             answer.status()
         );
+        return Ok(());
+    }
+    if let Some(Command::Openapi) = cli.command {
+        print!("{}", otpd::http::openapi_document());
         return Ok(());
     }
     if let Some(Command::NewApiKey) = cli.command {

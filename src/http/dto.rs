@@ -10,34 +10,44 @@ use crate::domain::{Binding, Code, Locale, Phone, VerificationId};
 use crate::otp::{CheckRequest, CheckTarget, Service, StartRequest, Verification};
 use crate::sms::AppHash;
 
-#[derive(Debug, Deserialize, Serialize)]
+#[derive(Debug, Deserialize, Serialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(example = json!({"to": "+819012345678", "channel": "sms", "locale": "ja"}))]
 pub struct StartBody {
     pub to: String,
     pub channel: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub locale: Option<String>,
+    /// Ties the verification to the caller's session (1 to 256 bytes).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(min_length = 1, max_length = 256)]
     pub binding: Option<String>,
     /// The Android app's SMS Retriever hash (11 characters).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(pattern = "^[A-Za-z0-9+/]{11}$")]
     pub app_hash: Option<String>,
 }
 
-#[derive(Debug, Deserialize, Serialize)]
+#[derive(Debug, Deserialize, Serialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(example = json!({"code": "123456"}))]
 pub struct CheckBody {
     pub code: String,
+    /// Ties the verification to the caller's session (1 to 256 bytes).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(min_length = 1, max_length = 256)]
     pub binding: Option<String>,
 }
 
-#[derive(Debug, Deserialize, Serialize)]
+#[derive(Debug, Deserialize, Serialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(example = json!({"to": "090-1234-5678", "code": "123456"}))]
 pub struct CheckByNumberBody {
     pub to: String,
     pub code: String,
+    /// Ties the verification to the caller's session (1 to 256 bytes).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(min_length = 1, max_length = 256)]
     pub binding: Option<String>,
 }
 
@@ -171,7 +181,7 @@ impl CheckByNumberBody {
 }
 
 /// A verification's representation.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct VerificationView {
     pub id: String,
     pub service: String,
@@ -188,7 +198,7 @@ pub struct VerificationView {
 
 /// The latest send: `queued`, `sent` (with the carrier and its message id)
 /// or `failed`.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct DeliveryView {
     pub status: &'static str,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -220,7 +230,7 @@ impl From<&Verification> for VerificationView {
 }
 
 /// A check's answer: the representation plus `valid`.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct CheckView {
     #[serde(flatten)]
     pub verification: VerificationView,

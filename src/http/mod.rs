@@ -6,6 +6,7 @@ mod auth;
 mod client;
 mod dto;
 mod observe;
+mod openapi;
 mod problem;
 mod receipts;
 
@@ -19,7 +20,10 @@ pub use self::auth::{authorize, ApiKeys, Authorized};
 pub use self::client::{shed_floods, Flood};
 pub use self::dto::{verification_id, CheckBody, CheckByNumberBody, StartBody, VerificationView};
 pub use self::observe::{observe, REQUEST_ID};
+pub use self::openapi::document as openapi_document;
 pub use self::problem::Problem;
+
+use self::openapi::ProblemDoc;
 
 use self::answer::{idempotent, Answer, IdempotencyHeader};
 use self::client::ClientIp;
@@ -40,20 +44,21 @@ pub fn configure(
         let v1 = web::scope("/v1/services/{service}")
             .wrap(from_fn(auth::authenticate))
             .app_data(json)
-            .service(resource("/verifications").route(web::post().to(start)))
-            .service(resource("/verifications/{id}").route(web::get().to(status)))
-            .service(resource("/verifications/{id}/check").route(web::post().to(check)))
-            .service(resource("/verifications/{id}/resend").route(web::post().to(resend)))
-            .service(resource("/verifications/{id}/cancel").route(web::post().to(cancel)))
-            .service(resource("/checks").route(web::post().to(check_by_number)));
+            .service(resource("/verifications", "POST").route(web::post().to(start)))
+            .service(resource("/verifications/{id}", "GET").route(web::get().to(status)))
+            .service(resource("/verifications/{id}/check", "POST").route(web::post().to(check)))
+            .service(resource("/verifications/{id}/resend", "POST").route(web::post().to(resend)))
+            .service(resource("/verifications/{id}/cancel", "POST").route(web::post().to(cancel)))
+            .service(resource("/checks", "POST").route(web::post().to(check_by_number)));
         if public_metrics {
-            config.service(resource("/metrics").route(web::get().to(metrics)));
+            config.service(resource("/metrics", "GET").route(web::get().to(metrics)));
         }
         config
-            .service(resource("/healthz").route(web::get().to(healthz)))
-            .service(resource("/readyz").route(web::get().to(readyz)))
+            .service(resource("/openapi.json", "GET").route(web::get().to(openapi_json)))
+            .service(resource("/healthz", "GET").route(web::get().to(healthz)))
+            .service(resource("/readyz", "GET").route(web::get().to(readyz)))
             .service(
-                resource("/v1/carriers/{carrier}/receipts")
+                resource("/v1/carriers/{carrier}/receipts", "POST")
                     .app_data(web::PayloadConfig::new(max_body_bytes))
                     .route(web::post().to(receipts::receive)),
             )
@@ -62,14 +67,15 @@ pub fn configure(
     }
 }
 
-fn resource(path: &str) -> actix_web::Resource {
-    web::resource(path).default_service(web::to(|| async {
+/// A route answering 405 `method-not-allowed`, with `Allow` (RFC 9110
+/// §15.5.6), to any method but `allow`.
+fn resource(path: &str, allow: &'static str) -> actix_web::Resource {
+    web::resource(path).default_service(web::to(move || async move {
         let detail = "this endpoint does not take that method";
-        Answer::problem(&Problem::new(
-            StatusCode::METHOD_NOT_ALLOWED,
-            "method-not-allowed",
-            detail,
-        ))
+        Answer::problem(
+            &Problem::new(StatusCode::METHOD_NOT_ALLOWED, "method-not-allowed", detail)
+                .with_header("allow", allow.to_owned()),
+        )
     }))
 }
 
@@ -117,6 +123,35 @@ fn request_bytes(operation: &str, auth: &Authorized, id: &str, body: &impl Seria
     .join(&b'\0')
 }
 
+#[utoipa::path(
+    post,
+    path = "/v1/services/{service}/verifications",
+    tag = "verifications",
+    summary = "Start a verification (send a code)",
+    params(("service" = String, Path, description = "The service, e.g. `demo`", example = "demo"), ("Idempotency-Key" = Option<String>, Header, pattern = "^[!-~]{1,255}$", description = "Makes a retry of this request answer what the first one did (24 h): 1 to 255 visible ASCII characters")),
+    request_body = StartBody,
+    security(("bearer" = [])),
+    responses(
+        (status = 201, description = "A new verification; its SMS is queued", body = VerificationView,
+            headers(("location" = String, description = "The verification's URL"))),
+        (status = 200, description = "The number had a pending verification with this binding: resent", body = VerificationView),
+        (status = 400, description = "`malformed-json`, `unknown-field`, `missing-field`, `invalid-body`, `invalid-phone-number`, `unsupported-channel`, `invalid-locale`, `invalid-binding`, `invalid-app-hash`, `invalid-idempotency-key`", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 415, description = "`unsupported-media-type`: send `Content-Type: application/json`", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 404, description = "`service-not-found`", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 409, description = "`idempotency-key-in-use`", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 422, description = "`country-not-allowed`, `message-too-long`, `idempotency-key-reused`", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 429, description = "`resend-too-soon`, `max-sends-reached`", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 401, description = "`unauthorized`: no or unknown API key", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 403, description = "`service-forbidden`: the key may not use this service", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 413, description = "`payload-too-large`", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 429, description = "`rate-limited` (a limit refused; `scope` names it), `budget-exhausted`, `resend-too-soon`, `max-sends-reached` (start, resend), `check-failures` (check)", body = ProblemDoc, content_type = "application/problem+json",
+            headers(("retry-after" = u64, description = "Seconds until a retry can pass"),
+                    ("ratelimit-policy" = String, description = "The limit that refused (draft-ietf-httpapi-ratelimit-headers)"),
+                    ("ratelimit" = String, description = "Its state"))),
+        (status = 503, description = "`store-unavailable` (never an approval) or `outbox-full`", body = ProblemDoc, content_type = "application/problem+json",
+            headers(("retry-after" = u64, description = "Seconds until a retry")))
+    ),
+)]
 async fn start(
     request: HttpRequest,
     auth: Authorized,
@@ -146,6 +181,31 @@ async fn start(
     .await)
 }
 
+#[utoipa::path(
+    post,
+    path = "/v1/services/{service}/verifications/{id}/check",
+    tag = "verifications",
+    summary = "Check a code",
+    params(("service" = String, Path, description = "The service, e.g. `demo`", example = "demo"), ("id" = String, Path, description = "The verification id (24 URL-safe characters)")),
+    request_body = CheckBody,
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "Checked: `valid` says whether the code was right", body = CheckView),
+        (status = 400, description = "`malformed-json`, `unknown-field`, `missing-field`, `invalid-body`, `invalid-code`, `invalid-binding`", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 415, description = "`unsupported-media-type`: send `Content-Type: application/json`", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 404, description = "`verification-not-found`, `service-not-found`", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 409, description = "`verification-approved`, `verification-failed`, `verification-canceled`", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 401, description = "`unauthorized`: no or unknown API key", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 403, description = "`service-forbidden`: the key may not use this service", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 413, description = "`payload-too-large`", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 429, description = "`rate-limited` (a limit refused; `scope` names it), `budget-exhausted`, `resend-too-soon`, `max-sends-reached` (start, resend), `check-failures` (check)", body = ProblemDoc, content_type = "application/problem+json",
+            headers(("retry-after" = u64, description = "Seconds until a retry can pass"),
+                    ("ratelimit-policy" = String, description = "The limit that refused (draft-ietf-httpapi-ratelimit-headers)"),
+                    ("ratelimit" = String, description = "Its state"))),
+        (status = 503, description = "`store-unavailable` (never an approval) or `outbox-full`", body = ProblemDoc, content_type = "application/problem+json",
+            headers(("retry-after" = u64, description = "Seconds until a retry")))
+    ),
+)]
 async fn check(
     auth: Authorized,
     client: ClientIp,
@@ -157,6 +217,31 @@ async fn check(
     checked(&otp, request).await
 }
 
+#[utoipa::path(
+    post,
+    path = "/v1/services/{service}/checks",
+    tag = "verifications",
+    summary = "Check a code by number",
+    params(("service" = String, Path, description = "The service, e.g. `demo`", example = "demo")),
+    request_body = CheckByNumberBody,
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "Checked: `valid` says whether the code was right", body = CheckView),
+        (status = 400, description = "`malformed-json`, `unknown-field`, `missing-field`, `invalid-body`, `invalid-phone-number`, `invalid-code`, `invalid-binding`", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 415, description = "`unsupported-media-type`: send `Content-Type: application/json`", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 404, description = "`verification-not-found`, `service-not-found`", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 409, description = "`verification-approved`, `verification-failed`, `verification-canceled`", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 401, description = "`unauthorized`: no or unknown API key", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 403, description = "`service-forbidden`: the key may not use this service", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 413, description = "`payload-too-large`", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 429, description = "`rate-limited` (a limit refused; `scope` names it), `budget-exhausted`, `resend-too-soon`, `max-sends-reached` (start, resend), `check-failures` (check)", body = ProblemDoc, content_type = "application/problem+json",
+            headers(("retry-after" = u64, description = "Seconds until a retry can pass"),
+                    ("ratelimit-policy" = String, description = "The limit that refused (draft-ietf-httpapi-ratelimit-headers)"),
+                    ("ratelimit" = String, description = "Its state"))),
+        (status = 503, description = "`store-unavailable` (never an approval) or `outbox-full`", body = ProblemDoc, content_type = "application/problem+json",
+            headers(("retry-after" = u64, description = "Seconds until a retry")))
+    ),
+)]
 async fn check_by_number(
     auth: Authorized,
     client: ClientIp,
@@ -175,6 +260,31 @@ async fn checked(otp: &Otp, request: crate::otp::CheckRequest) -> Result<Answer,
     Ok(Answer::json(StatusCode::OK, &view))
 }
 
+#[utoipa::path(
+    post,
+    path = "/v1/services/{service}/verifications/{id}/resend",
+    tag = "verifications",
+    summary = "Resend (new code)",
+    params(("service" = String, Path, description = "The service, e.g. `demo`", example = "demo"), ("id" = String, Path, description = "The verification id (24 URL-safe characters)"), ("Idempotency-Key" = Option<String>, Header, pattern = "^[!-~]{1,255}$", description = "Makes a retry of this request answer what the first one did (24 h): 1 to 255 visible ASCII characters")),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "A new code and a new SMS; attempts are not reset", body = VerificationView),
+        (status = 400, description = "`invalid-idempotency-key`", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 404, description = "`verification-not-found`, `service-not-found`", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 409, description = "`verification-approved`, `verification-failed`, `verification-canceled`, `idempotency-key-in-use`", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 422, description = "`idempotency-key-reused`", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 429, description = "`resend-too-soon`, `max-sends-reached`", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 401, description = "`unauthorized`: no or unknown API key", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 403, description = "`service-forbidden`: the key may not use this service", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 413, description = "`payload-too-large`", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 429, description = "`rate-limited` (a limit refused; `scope` names it), `budget-exhausted`, `resend-too-soon`, `max-sends-reached` (start, resend), `check-failures` (check)", body = ProblemDoc, content_type = "application/problem+json",
+            headers(("retry-after" = u64, description = "Seconds until a retry can pass"),
+                    ("ratelimit-policy" = String, description = "The limit that refused (draft-ietf-httpapi-ratelimit-headers)"),
+                    ("ratelimit" = String, description = "Its state"))),
+        (status = 503, description = "`store-unavailable` (never an approval) or `outbox-full`", body = ProblemDoc, content_type = "application/problem+json",
+            headers(("retry-after" = u64, description = "Seconds until a retry")))
+    ),
+)]
 async fn resend(
     auth: Authorized,
     key: IdempotencyHeader,
@@ -193,6 +303,30 @@ async fn resend(
     .await)
 }
 
+#[utoipa::path(
+    post,
+    path = "/v1/services/{service}/verifications/{id}/cancel",
+    tag = "verifications",
+    summary = "Cancel",
+    params(("service" = String, Path, description = "The service, e.g. `demo`", example = "demo"), ("id" = String, Path, description = "The verification id (24 URL-safe characters)"), ("Idempotency-Key" = Option<String>, Header, pattern = "^[!-~]{1,255}$", description = "Makes a retry of this request answer what the first one did (24 h): 1 to 255 visible ASCII characters")),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "Canceled", body = VerificationView),
+        (status = 400, description = "`invalid-idempotency-key`", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 404, description = "`verification-not-found`, `service-not-found`", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 409, description = "`verification-approved`, `verification-failed`, `verification-canceled`, `idempotency-key-in-use`", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 422, description = "`idempotency-key-reused`", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 401, description = "`unauthorized`: no or unknown API key", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 403, description = "`service-forbidden`: the key may not use this service", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 413, description = "`payload-too-large`", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 429, description = "`rate-limited` (a limit refused; `scope` names it), `budget-exhausted`, `resend-too-soon`, `max-sends-reached` (start, resend), `check-failures` (check)", body = ProblemDoc, content_type = "application/problem+json",
+            headers(("retry-after" = u64, description = "Seconds until a retry can pass"),
+                    ("ratelimit-policy" = String, description = "The limit that refused (draft-ietf-httpapi-ratelimit-headers)"),
+                    ("ratelimit" = String, description = "Its state"))),
+        (status = 503, description = "`store-unavailable` (never an approval) or `outbox-full`", body = ProblemDoc, content_type = "application/problem+json",
+            headers(("retry-after" = u64, description = "Seconds until a retry")))
+    ),
+)]
 async fn cancel(
     auth: Authorized,
     key: IdempotencyHeader,
@@ -211,6 +345,27 @@ async fn cancel(
     .await)
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/services/{service}/verifications/{id}",
+    tag = "verifications",
+    summary = "Read a verification",
+    params(("service" = String, Path, description = "The service, e.g. `demo`", example = "demo"), ("id" = String, Path, description = "The verification id (24 URL-safe characters)")),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The verification's current state", body = VerificationView),
+        (status = 404, description = "`verification-not-found`, `service-not-found`", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 401, description = "`unauthorized`: no or unknown API key", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 403, description = "`service-forbidden`: the key may not use this service", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 413, description = "`payload-too-large`", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 429, description = "`rate-limited` (a limit refused; `scope` names it), `budget-exhausted`, `resend-too-soon`, `max-sends-reached` (start, resend), `check-failures` (check)", body = ProblemDoc, content_type = "application/problem+json",
+            headers(("retry-after" = u64, description = "Seconds until a retry can pass"),
+                    ("ratelimit-policy" = String, description = "The limit that refused (draft-ietf-httpapi-ratelimit-headers)"),
+                    ("ratelimit" = String, description = "Its state"))),
+        (status = 503, description = "`store-unavailable` (never an approval) or `outbox-full`", body = ProblemDoc, content_type = "application/problem+json",
+            headers(("retry-after" = u64, description = "Seconds until a retry")))
+    ),
+)]
 async fn status(
     auth: Authorized,
     path: web::Path<(String, String)>,
@@ -225,10 +380,17 @@ async fn status(
     ))
 }
 
+#[utoipa::path(get, path = "/healthz", tag = "operations", summary = "Liveness",
+    responses((status = 200, description = "The process answers", body = serde_json::Value, example = json!({"status": "ok"}))))]
 async fn healthz() -> Answer {
     Answer::json(StatusCode::OK, &serde_json::json!({ "status": "ok" }))
 }
 
+#[utoipa::path(get, path = "/readyz", tag = "operations", summary = "Readiness",
+    responses(
+        (status = 200, description = "The store answers", body = serde_json::Value, example = json!({"status": "ready"})),
+        (status = 503, description = "`store-unavailable`", body = ProblemDoc, content_type = "application/problem+json"),
+    ))]
 async fn readyz(otp: web::Data<Otp>) -> Result<Answer, Problem> {
     otp.ready().await?;
     Ok(Answer::json(
@@ -237,10 +399,16 @@ async fn readyz(otp: web::Data<Otp>) -> Result<Answer, Problem> {
     ))
 }
 
+async fn openapi_json() -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type("application/json")
+        .body(openapi_document())
+}
+
 /// The routes of the separate metrics listener: `/metrics` only.
 pub fn metrics_only(config: &mut web::ServiceConfig) {
     config
-        .service(resource("/metrics").route(web::get().to(metrics)))
+        .service(resource("/metrics", "GET").route(web::get().to(metrics)))
         .default_service(web::to(|| async { not_found() }));
 }
 

@@ -79,7 +79,7 @@ impl Problem {
         problem.with_header("retry-after", seconds(wait).to_string())
     }
 
-    fn with_header(mut self, name: &'static str, value: String) -> Self {
+    pub fn with_header(mut self, name: &'static str, value: String) -> Self {
         self.headers.push((name, value));
         self
     }

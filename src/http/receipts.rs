@@ -9,6 +9,21 @@ use super::Problem;
 use crate::carrier::{Callback, ReceiptError, Router};
 use crate::otp::Otp;
 
+#[utoipa::path(
+    post,
+    path = "/v1/carriers/{carrier}/receipts",
+    tag = "carriers",
+    summary = "A carrier's delivery receipt",
+    description = "No API key: the carrier's own signature authenticates it (Standard Webhooks HMAC for `webhook`, `X-Twilio-Signature` for `twilio`, Vonage's signed callback for `vonage`).",
+    params(("carrier" = String, Path, description = "The carrier's configured name")),
+    request_body(content = String, description = "As the carrier sends it (JSON or a form)", content_type = "application/octet-stream"),
+    responses(
+        (status = 204, description = "Read (recorded, or ignored as a duplicate)"),
+        (status = 400, description = "`malformed-receipt`", body = super::openapi::ProblemDoc, content_type = "application/problem+json"),
+        (status = 401, description = "`bad-signature`: unsigned, badly signed or stale", body = super::openapi::ProblemDoc, content_type = "application/problem+json"),
+        (status = 404, description = "`unknown-carrier`", body = super::openapi::ProblemDoc, content_type = "application/problem+json"),
+    ),
+)]
 pub async fn receive(
     request: HttpRequest,
     carrier: web::Path<String>,

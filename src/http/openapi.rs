@@ -1,0 +1,93 @@
+//! The OpenAPI 3.1 document of HTTP API v1, generated from the handlers'
+//! and DTOs' annotations (utoipa), served at `/openapi.json` and committed
+//! as `openapi.json` (a test fails when they differ).
+
+use serde::Serialize;
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::{Modify, OpenApi, ToSchema};
+
+use super::dto::{
+    CheckBody, CheckByNumberBody, CheckView, DeliveryView, StartBody, VerificationView,
+};
+
+/// An RFC 9457 problem, as every error of the API is answered
+/// (`application/problem+json`).
+#[derive(Serialize, ToSchema)]
+#[schema(example = json!({
+    "type": "urn:otpd:problem:invalid-phone-number",
+    "title": "Bad Request",
+    "status": 400,
+    "detail": "to: not a valid mobile number; use E.164 (+819012345678) or a national number",
+    "code": "invalid-phone-number"
+}))]
+pub struct ProblemDoc {
+    /// `urn:otpd:problem:<code>`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// The HTTP status's reason phrase.
+    pub title: String,
+    pub status: u16,
+    /// What went wrong, for people; never holds a number or a code.
+    pub detail: String,
+    /// The stable, machine-readable error code (see the README's table).
+    pub code: String,
+    /// Which limit refused (`number`, `ip`, `range`, `country`, `global`,
+    /// `api-key`, `check-failures`, `budget`), on 429.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub scope: Option<String>,
+}
+
+struct BearerAuth;
+
+impl Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .description(Some(
+                        "An API key from `otpd new-api-key`, bound to services.",
+                    ))
+                    .build(),
+            ),
+        );
+    }
+}
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "otpd",
+        description = "One-time-code verification over SMS: start a verification for a phone number, then check the code the user typed.",
+        license(name = "Apache-2.0"),
+    ),
+    paths(
+        super::start,
+        super::check,
+        super::check_by_number,
+        super::resend,
+        super::cancel,
+        super::status,
+        super::healthz,
+        super::readyz,
+        super::receipts::receive,
+    ),
+    components(schemas(StartBody, CheckBody, CheckByNumberBody, VerificationView, DeliveryView, CheckView, ProblemDoc)),
+    modifiers(&BearerAuth),
+    tags(
+        (name = "verifications", description = "Start, check, resend, cancel and read verifications."),
+        (name = "operations", description = "Health and readiness."),
+        (name = "carriers", description = "Delivery receipts from carriers, signed by them."),
+    ),
+)]
+pub struct ApiDoc;
+
+/// The document as served and committed: pretty JSON and a final newline.
+pub fn document() -> String {
+    ApiDoc::openapi()
+        .to_pretty_json()
+        .expect("the document serializes")
+        + "\n"
+}
