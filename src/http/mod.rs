@@ -399,6 +399,8 @@ async fn readyz(otp: web::Data<Otp>) -> Result<Answer, Problem> {
     ))
 }
 
+#[utoipa::path(get, path = "/openapi.json", tag = "operations", summary = "This document",
+    responses((status = 200, description = "The OpenAPI 3.1 document of this API", body = serde_json::Value)))]
 async fn openapi_json() -> HttpResponse {
     HttpResponse::Ok()
         .content_type("application/json")
@@ -420,6 +422,9 @@ fn not_found() -> Answer {
     ))
 }
 
+#[utoipa::path(get, path = "/metrics", tag = "operations", summary = "Prometheus metrics",
+    description = "Served here unless `http.metrics_listen` moves it to a listener of its own.",
+    responses((status = 200, description = "Prometheus text format", body = String, content_type = "text/plain; version=0.0.4; charset=utf-8")))]
 async fn metrics(metrics: web::Data<Metrics>) -> HttpResponse {
     HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4; charset=utf-8")

@@ -72,6 +72,8 @@ impl Modify for BearerAuth {
         super::status,
         super::healthz,
         super::readyz,
+        super::metrics,
+        super::openapi_json,
         super::receipts::receive,
     ),
     components(schemas(StartBody, CheckBody, CheckByNumberBody, VerificationView, DeliveryView, CheckView, ProblemDoc)),
