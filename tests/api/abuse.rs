@@ -11,7 +11,8 @@ use otpd::otp::ManualClock;
 use serde_json::{json, Value};
 
 use crate::support::{
-    json_of, problem, settings_with_default_limits, wrong, RedisServer, TestApp, API_KEY, PHONE,
+    assert_has_lines, json_of, problem, settings_with_default_limits, wrong, RedisServer, TestApp,
+    API_KEY, PHONE,
 };
 
 /// The `n`th of a set of mobile numbers, each in its own range.
@@ -358,12 +359,10 @@ async fn budgets_refuse_at_their_cap_and_report_crossings() {
     );
     assert_eq!(app.sent_count().await, 5);
     let metrics = app.metrics().await;
-    for threshold in [50, 80, 100] {
-        let line = format!(
-            r#"otpd_budget_threshold_crossed_total{{budget="budget-cost-day",service="demo",threshold="{threshold}"}} 1"#
-        );
-        assert!(metrics.contains(&line), "{line}\n{metrics}");
-    }
+    let crossings = [50, 80, 100].map(|threshold| {
+        format!(r#"otpd_budget_threshold_crossed_total{{budget="budget-cost-day",service="demo",threshold="{threshold}"}} 1"#)
+    });
+    assert_has_lines(&metrics, crossings);
     assert!(!metrics.contains(r#"budget="budget-messages-month",service="demo",threshold="50""#));
 }
 

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 use otpd::carrier::RecordingCarrier;
 use otpd::otp::ManualClock;
 
-use crate::support::{json_of, settings, RedisServer, TestApp, PHONE};
+use crate::support::{assert_has_lines, json_of, settings, RedisServer, TestApp, PHONE};
 
 /// Temporary carrier failures are retried; the send goes out once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -21,12 +21,10 @@ async fn temporary_failures_are_retried_until_the_carrier_takes_it() {
         "sent"
     );
     let metrics = app.metrics().await;
-    for (outcome, count) in [("temporary", 2), ("accepted", 1)] {
-        let line = format!(
-            r#"otpd_sends_total{{carrier="recording",country="81",outcome="{outcome}",service="demo"}} {count}"#
-        );
-        assert!(metrics.contains(&line), "{line}\n{metrics}");
-    }
+    let sends = [("temporary", 2), ("accepted", 1)].map(|(outcome, count)| {
+        format!(r#"otpd_sends_total{{carrier="recording",country="81",outcome="{outcome}",service="demo"}} {count}"#)
+    });
+    assert_has_lines(&metrics, sends);
 }
 
 /// A send that fails every attempt is dead-lettered and shows as failed.

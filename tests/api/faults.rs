@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use crate::support::{json_of, problem, settings, RedisServer, TestApp, PHONE};
+use crate::support::{assert_has_lines, json_of, problem, settings, RedisServer, TestApp, PHONE};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_down_answers_503_and_recovers_without_a_restart() {
@@ -21,10 +21,9 @@ async fn redis_down_answers_503_and_recovers_without_a_restart() {
     problem(app.status(&id).await, 503, "store-unavailable").await;
     problem(app.public("/readyz").await, 503, "store-unavailable").await;
     let metrics = app.metrics().await;
-    for operation in ["limit", "get", "ping"] {
-        let line = format!(r#"otpd_redis_errors_total{{operation="{operation}"}}"#);
-        assert!(metrics.contains(&line), "{line}\n{metrics}");
-    }
+    let errors = ["limit", "get", "ping"]
+        .map(|operation| format!(r#"otpd_redis_errors_total{{operation="{operation}"}}"#));
+    assert_has_lines(&metrics, errors);
     assert_eq!(app.public("/healthz").await.status(), 200);
     assert_eq!(
         app.carrier.bodies_to("+819087654321").len(),

@@ -11,7 +11,7 @@ use std::process::{Command, Stdio};
 
 use serde_json::{json, Value};
 
-use crate::support::{settings, RedisServer, TestApp, API_KEY, DEMO_ONLY_KEY};
+use crate::support::{assert_has_lines, settings, RedisServer, TestApp, API_KEY, DEMO_ONLY_KEY};
 
 fn root() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -144,10 +144,11 @@ async fn a_python_grpcio_client_runs_the_lifecycle_and_every_error_kind() {
     let down = expect("store-down", "UNAVAILABLE", Some("store-unavailable"));
     assert_eq!(down["retry_delay"], 1);
     let metrics = app.metrics().await;
-    for line in [
-        r#"otpd_grpc_requests_total{code="OK",method="StartVerification"} 2"#,
-        r#"otpd_grpc_requests_total{code="UNAVAILABLE",method="GetVerification"} 1"#,
-    ] {
-        assert!(metrics.contains(line), "{line}\n{metrics}");
-    }
+    assert_has_lines(
+        &metrics,
+        [
+            r#"otpd_grpc_requests_total{code="OK",method="StartVerification"} 2"#,
+            r#"otpd_grpc_requests_total{code="UNAVAILABLE",method="GetVerification"} 1"#,
+        ],
+    );
 }

@@ -14,7 +14,9 @@ use serde_json::{json, Value};
 
 use crate::fake_provider::{FakeProvider, Reply};
 use crate::gateway::unix_now;
-use crate::support::{code_in, json_of, problem, settings, RedisServer, TestApp, PHONE};
+use crate::support::{
+    assert_has_lines, code_in, json_of, problem, settings, RedisServer, TestApp, PHONE,
+};
 
 const PUBLIC_URL: &str = "https://otpd.example.com";
 const TOKEN: &str = "twilio-auth-token-for-tests";
@@ -141,12 +143,10 @@ async fn twilio_temporary_errors_are_retried() {
         "three temporary failures use up the attempts"
     );
     let metrics = app.metrics().await;
-    for (outcome, count) in [("throttled", 1), ("temporary", 4), ("accepted", 1)] {
-        let line = format!(
-            r#"otpd_sends_total{{carrier="provider",country="81",outcome="{outcome}",service="demo"}} {count}"#
-        );
-        assert!(metrics.contains(&line), "{line}\n{metrics}");
-    }
+    let sends = [("throttled", 1), ("temporary", 4), ("accepted", 1)].map(|(outcome, count)| {
+        format!(r#"otpd_sends_total{{carrier="provider",country="81",outcome="{outcome}",service="demo"}} {count}"#)
+    });
+    assert_has_lines(&metrics, sends);
 }
 
 /// An invalid number (21211) or an opted-out one (21610) is final: one

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use crate::support::{json_of, settings, RedisServer, TestApp, PHONE};
+use crate::support::{assert_has_lines, json_of, settings, RedisServer, TestApp, PHONE};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn request_ids_are_honoured_when_sane_and_generated_otherwise() {
@@ -71,14 +71,15 @@ async fn metrics_can_have_a_listener_of_their_own() {
         .expect("sent");
     assert_eq!(metrics.status(), 200);
     let metrics = metrics.text().await.expect("text");
-    for line in [
-        r#"otpd_time_to_approve_seconds_sum{service="demo"} 25"#,
-        r#"otpd_time_to_approve_seconds_count{service="demo"} 1"#,
-        r#"otpd_redis_duration_seconds_count{operation="start"} 1"#,
-        r#"otpd_redis_duration_seconds_count{operation="check"} 1"#,
-    ] {
-        assert!(metrics.contains(line), "{line}\n{metrics}");
-    }
+    assert_has_lines(
+        &metrics,
+        [
+            r#"otpd_time_to_approve_seconds_sum{service="demo"} 25"#,
+            r#"otpd_time_to_approve_seconds_count{service="demo"} 1"#,
+            r#"otpd_redis_duration_seconds_count{operation="start"} 1"#,
+            r#"otpd_redis_duration_seconds_count{operation="check"} 1"#,
+        ],
+    );
     let elsewhere = app
         .http
         .get(format!("{base}/healthz"))

@@ -12,7 +12,7 @@ use serde_json::Value;
 use crate::gateway::{
     receipt_body, signed_headers, start_gateway, unix_now, Gateway, Headers, SECRET,
 };
-use crate::support::{json_of, problem, settings, RedisServer, TestApp, PHONE};
+use crate::support::{assert_has_lines, json_of, problem, settings, RedisServer, TestApp, PHONE};
 
 const RECEIPTS: &str = "/v1/carriers/gateway/receipts";
 
@@ -84,14 +84,15 @@ async fn a_signed_receipt_records_delivery_once() {
     assert_eq!(post_receipt(&app, &headers, body).await.status(), 204);
     assert_eq!(delivery_status(&app, &id).await, "delivered");
     let metrics = app.metrics().await;
-    for line in [
-        r#"otpd_delivery_receipts_total{carrier="gateway",status="delivered"} 1"#,
-        r#"otpd_delivery_receipts_total{carrier="gateway",status="ignored"} 1"#,
-        r#"otpd_send_to_delivery_seconds_sum{carrier="gateway"} 3"#,
-        r#"otpd_send_to_delivery_seconds_count{carrier="gateway"} 1"#,
-    ] {
-        assert!(metrics.contains(line), "{line}\n{metrics}");
-    }
+    assert_has_lines(
+        &metrics,
+        [
+            r#"otpd_delivery_receipts_total{carrier="gateway",status="delivered"} 1"#,
+            r#"otpd_delivery_receipts_total{carrier="gateway",status="ignored"} 1"#,
+            r#"otpd_send_to_delivery_seconds_sum{carrier="gateway"} 3"#,
+            r#"otpd_send_to_delivery_seconds_count{carrier="gateway"} 1"#,
+        ],
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

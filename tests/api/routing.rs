@@ -6,7 +6,7 @@ use otpd::carrier::RecordingCarrier;
 use otpd::config::Settings;
 use otpd::otp::ManualClock;
 
-use crate::support::{json_of, settings, RedisServer, TestApp, PHONE};
+use crate::support::{assert_has_lines, json_of, settings, RedisServer, TestApp, PHONE};
 
 async fn routed(settings: &Settings) -> (TestApp, RecordingCarrier, RecordingCarrier) {
     let (primary, secondary) = (
@@ -23,10 +23,7 @@ async fn routed(settings: &Settings) -> (TestApp, RecordingCarrier, RecordingCar
 }
 
 async fn assert_metrics(app: &TestApp, lines: &[&str]) {
-    let metrics = app.metrics().await;
-    for line in lines {
-        assert!(metrics.contains(line), "{line}\n{metrics}");
-    }
+    assert_has_lines(&app.metrics().await, lines);
 }
 
 async fn delivery_of(app: &TestApp, id: &str) -> serde_json::Value {

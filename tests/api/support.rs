@@ -473,6 +473,14 @@ pub fn code_in(body: &str) -> String {
     codes[0].to_owned()
 }
 
+/// Every line stands in `metrics` (Prometheus text); a failure shows them all.
+pub fn assert_has_lines<S: AsRef<str>>(metrics: &str, lines: impl IntoIterator<Item = S>) {
+    for line in lines {
+        let line = line.as_ref();
+        assert!(metrics.contains(line), "{line}\n{metrics}");
+    }
+}
+
 /// A six-digit code other than `code`.
 pub fn wrong(code: &str) -> String {
     let value: u32 = code.parse().expect("digits");
