@@ -13,6 +13,10 @@ use tracing::Instrument;
 
 use crate::metrics::Metrics;
 
+/// The pattern of the route a resource serves (set by `http::resource`):
+/// read after routing, so labels cost no second match of the path.
+pub struct Route(pub String);
+
 pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
 /// The caller's id if it is 1 to 64 of `[A-Za-z0-9._-]` (anything else could
@@ -37,9 +41,6 @@ pub async fn observe(
 ) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
     let started = Instant::now();
     let id = request_id(&request);
-    let route = request
-        .match_pattern()
-        .unwrap_or_else(|| "unmatched".to_owned());
     let metrics = request
         .app_data::<web::Data<Metrics>>()
         .expect("Metrics are registered")
@@ -48,7 +49,7 @@ pub async fn observe(
         "request",
         request_id = %id,
         method = %request.method(),
-        route = %route,
+        route = tracing::field::Empty,
         api_key = tracing::field::Empty,
         trace_id = tracing::field::Empty,
     );
@@ -58,7 +59,12 @@ pub async fn observe(
     let mut response = next.call(request).instrument(span.clone()).await?;
     let status = response.status().as_u16();
     let elapsed = started.elapsed();
-    metrics.http_request(&route, status, elapsed.as_secs_f64());
+    let route = response
+        .request()
+        .app_data::<Route>()
+        .map_or("unmatched", |route| route.0.as_str());
+    span.record("route", route);
+    metrics.http_request(route, status, elapsed.as_secs_f64());
     span.in_scope(|| {
         tracing::info!(
             status,
