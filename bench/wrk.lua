@@ -29,9 +29,11 @@ local base = "/v1/services/" .. service .. "/verifications"
 
 -- Thread numbers, handed out by the main state before the threads start.
 local made = 0
+local all_threads = {}
 function setup(thread)
   thread:set("thread_index", made)
   made = made + 1
+  all_threads[made] = thread
 end
 
 local function load(path)
@@ -45,7 +47,8 @@ local function load(path)
 end
 
 local checks, resends = {}, {}
-local sent = 0
+-- Requests this thread has built (a global: done() reads it).
+sent = 0
 local started_at, interval = 0, 0
 
 local function now_ms()
@@ -119,13 +122,20 @@ end
 
 function done(summary, latency, requests)
   local errors = summary.errors
+  -- Threads run at different speeds: the next run starts past the
+  -- furthest sequence number any thread reached.
+  local furthest = 0
+  for _, thread in ipairs(all_threads) do
+    furthest = math.max(furthest, thread:get("sent"))
+  end
   local out = assert(io.open(os.getenv("BENCH_OUT"), "w"))
   out:write(string.format(
     '{"requests":%d,"duration_us":%d,"connect_errors":%d,"read_errors":%d,' ..
     '"write_errors":%d,"status_errors":%d,"timeouts":%d,' ..
-    '"p50_us":%d,"p99_us":%d,"p999_us":%d,"max_us":%d}\n',
+    '"p50_us":%d,"p99_us":%d,"p999_us":%d,"max_us":%d,"next_offset":%d}\n',
     summary.requests, summary.duration, errors.connect, errors.read,
     errors.write, errors.status, errors.timeout,
-    latency:percentile(50), latency:percentile(99), latency:percentile(99.9), latency.max))
+    latency:percentile(50), latency:percentile(99), latency:percentile(99.9), latency.max,
+    offset + threads * (furthest + 1)))
   out:close()
 end

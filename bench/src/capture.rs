@@ -39,7 +39,7 @@ impl Capture {
                 .app_data(state.clone())
                 .route("/sms", web::post().to(receive))
         })
-        .workers(1)
+        .workers(2)
         .bind(("127.0.0.1", port))?
         .run();
         let handle = server.handle();
@@ -95,8 +95,8 @@ fn code_in(text: &str) -> Option<String> {
 }
 
 /// Starts `count` verifications to consecutive numbers after
-/// +81 `prefix` 1000 0000 + `first`, 64 at a time; returns how many otpd
-/// accepted (201).
+/// +81 `prefix` 1000 0000 + `first`, 64 at a time, each retried while otpd
+/// answers 503 (its outbox full); returns how many otpd created (201).
 pub fn start_many(base: &str, prefix: &str, first: u64, count: u64) -> anyhow::Result<u64> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -105,28 +105,26 @@ pub fn start_many(base: &str, prefix: &str, first: u64, count: u64) -> anyhow::R
     let url = format!("{base}/v1/services/{SERVICE}/verifications");
     let created = runtime.block_on(async {
         futures_util::stream::iter(first..first + count)
-            .map(|n| {
-                let request = client
-                    .post(&url)
-                    .bearer_auth(API_KEY)
-                    .json(&serde_json::json!({
-                        "to": format!("+81{prefix}{:08}", 10_000_000 + n),
-                        "channel": "sms",
-                    }))
-                    .send();
-                async move {
-                    request
-                        .await
-                        .map(|r| r.status().as_u16() == 201)
-                        .unwrap_or(false)
-                }
-            })
+            .map(|n| start_one(&client, &url, format!("+81{prefix}{:08}", 10_000_000 + n)))
             .buffer_unordered(64)
             .filter(|created| std::future::ready(*created))
             .count()
             .await
     });
     Ok(created as u64)
+}
+
+async fn start_one(client: &reqwest::Client, url: &str, to: String) -> bool {
+    let body = serde_json::json!({"to": to, "channel": "sms"});
+    for _ in 0..100 {
+        let request = client.post(url).bearer_auth(API_KEY).json(&body).send();
+        match request.await.map(|response| response.status().as_u16()) {
+            Ok(201) => return true,
+            Ok(503) => tokio::time::sleep(Duration::from_millis(50)).await,
+            _ => return false,
+        }
+    }
+    false
 }
 
 /// Waits until the receiver holds `count` codes (otpd's workers deliver in

@@ -43,6 +43,9 @@ pub struct Row {
     /// Answers by HTTP status, and checks by outcome (otpd's metrics).
     pub statuses: BTreeMap<String, f64>,
     pub outcomes: BTreeMap<String, f64>,
+    /// Sends the delivery workers finished during the closed-loop run (all
+    /// outcomes): below the starts when delivery falls behind.
+    pub sends: f64,
     pub closed: Summary,
     pub open: Summary,
 }
@@ -110,13 +113,13 @@ impl Report {
         );
         out.push_str(
             "| scenario | requests/s | p50 ms | p99 ms | p99.9 ms | server CPU s / 1k req | \
-             Redis CPU s / 1k req | Redis round trips / req | ÷ floor (b) |\n\
-             |---|---:|---:|---:|---:|---:|---:|---:|---:|\n",
+             Redis CPU s / 1k req | Redis round trips / req | ÷ floor (b) | errors |\n\
+             |---|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n",
         );
         for row in &self.rows {
             let _ = writeln!(
                 out,
-                "| {} | {:.0} | {} | {} | {} | {} | {:.3} | {} | {} |",
+                "| {} | {:.0} | {} | {} | {} | {} | {:.3} | {} | {} | {} |",
                 row.name,
                 row.per_second,
                 latency(row.p50_ms, row),
@@ -127,6 +130,7 @@ impl Report {
                 optional(row.round_trips, 2),
                 row.ratio_to_floor
                     .map_or("–".into(), |r| format!("{:.0} %", r * 100.0)),
+                errors(row),
             );
         }
         if let Some(memory) = &self.memory {
@@ -148,14 +152,21 @@ impl Report {
                 );
             }
         }
-        out.push_str("\n**otpd resident memory** (mean of the first and the last 5 s of each closed-loop run):\n\n| scenario | first MB | last MB |\n|---|---:|---:|\n");
+        out.push_str(
+            "\n**otpd during each closed-loop run**: resident memory (mean of the first and \
+             of the last 5 s), verifications started (201) and sends the delivery workers \
+             finished (fewer sends than starts: the outbox grew).\n\n\
+             | scenario | first MB | last MB | started | sends finished |\n|---|---:|---:|---:|---:|\n",
+        );
         for row in self.rows.iter().filter(|row| row.rss_first_mb.is_some()) {
+            let started = row.statuses.get("201").copied().unwrap_or(0.0);
             let _ = writeln!(
                 out,
-                "| {} | {} | {} |",
+                "| {} | {} | {} | {started:.0} | {:.0} |",
                 row.name,
                 optional(row.rss_first_mb, 1),
-                optional(row.rss_last_mb, 1)
+                optional(row.rss_last_mb, 1),
+                row.sends,
             );
         }
         out.push_str("\n**Targets**\n\n| target | measured | met |\n|---|---|---|\n");
@@ -170,6 +181,20 @@ impl Report {
         }
         out
     }
+}
+
+/// Answers of 400 or more and transport errors, closed and open loop.
+fn errors(row: &Row) -> String {
+    let runs = [&row.closed, &row.open];
+    let requests: u64 = runs.iter().map(|run| run.requests).sum();
+    if requests == 0 {
+        return "–".into();
+    }
+    let failed: u64 = runs
+        .iter()
+        .map(|run| run.status_errors + run.transport_errors())
+        .sum();
+    format!("{:.2} %", failed as f64 * 100.0 / requests as f64)
 }
 
 fn latency(ms: f64, row: &Row) -> String {

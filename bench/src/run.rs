@@ -10,7 +10,7 @@ use crate::floor;
 use crate::memory;
 use crate::process::{cpu_seconds, output_of, wait_until};
 use crate::report::{Machine, Report, Row, Target};
-use crate::scenario::{sum_by, Measure, Server};
+use crate::scenario::{sum_by, Measure, Server, WARM_UP};
 use crate::servers::{self, scratch, Carrier, Listening, RedisServer};
 use crate::wrk::{Load, Wrk};
 
@@ -137,7 +137,8 @@ fn floors(
 
 /// Requests one scenario sends at `rate`: warm-up, closed and open loop.
 fn requests_at(rate: f64, duration: Duration) -> u64 {
-    (rate * (2.0 + 1.5 * duration.as_secs_f64()) * 1.15) as u64
+    let seconds = WARM_UP.as_secs_f64() + 1.5 * duration.as_secs_f64();
+    (rate * seconds * 1.3) as u64
 }
 
 fn scenarios(

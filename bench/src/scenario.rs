@@ -33,7 +33,9 @@ pub struct Measure<'a> {
     pub redis_pid: u32,
 }
 
-const WARM_UP: Duration = Duration::from_secs(2);
+/// Long enough for a fresh otpd to reach its steady memory (allocator
+/// pages, buffers, connections), so growth during a run means something.
+pub const WARM_UP: Duration = Duration::from_secs(10);
 
 impl Measure<'_> {
     /// Runs `load` against `server`; `offset` is the next unused sequence
@@ -45,9 +47,8 @@ impl Measure<'_> {
         load: &Load,
         offset: &mut u64,
     ) -> anyhow::Result<Row> {
-        let connections = u64::from(self.wrk.connections);
         let warm = self.wrk.run(server.base, load, WARM_UP, 0.0, *offset)?;
-        *offset += warm.requests + connections;
+        *offset = warm.next_offset;
 
         let metrics_before = scrape(server)?;
         let (cpu_before, redis_before) = (cpu_seconds(server.pid)?, cpu_seconds(self.redis_pid)?);
@@ -58,13 +59,13 @@ impl Measure<'_> {
         let samples = sampler.stop();
         let (cpu_after, redis_after) = (cpu_seconds(server.pid)?, cpu_seconds(self.redis_pid)?);
         let metrics_after = scrape(server)?;
-        *offset += closed.requests + connections;
+        *offset = closed.next_offset;
 
         let rate = closed.per_second() / 2.0;
         let open = self
             .wrk
             .run(server.base, load, self.duration, rate, *offset)?;
-        *offset += open.requests + connections;
+        *offset = open.next_offset;
 
         let thousands = closed.requests.max(1) as f64 / 1000.0;
         let (rss_first_mb, rss_last_mb) = rss_ends(&samples, self.duration);
@@ -93,6 +94,9 @@ impl Measure<'_> {
                 Some((calls(&after) - calls(&before)) / closed.requests.max(1) as f64);
             row.statuses = delta(&before, &after, "otpd_http_requests_total", "status");
             row.outcomes = delta(&before, &after, "otpd_checks_total", "outcome");
+            row.sends = delta(&before, &after, "otpd_sends_total", "outcome")
+                .values()
+                .fold(0.0, |sum, sends| sum + sends);
         }
         report_errors(name, &closed, &open);
         row.closed = closed;

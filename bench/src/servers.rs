@@ -134,7 +134,8 @@ pub fn floor(dir: &Path, mode: &str, redis: &RedisServer) -> anyhow::Result<List
 
 /// otpd's configuration for the bench: the limits that would refuse a
 /// load from one IP to consecutive numbers (IP, range, flood shedding)
-/// raised out of the way; per-number limits, code length, TTL and all
+/// and the outbox's cap (a million pending verifications) raised out of
+/// the way; per-number limits, code length, TTL and all
 /// else as shipped, except what the scenarios need (10 attempts, so a
 /// verification takes several wrong codes; a 1 s resend cooldown).
 fn configuration(port: u16, redis: &RedisServer, carrier: Carrier) -> String {
@@ -142,9 +143,11 @@ fn configuration(port: u16, redis: &RedisServer, carrier: Carrier) -> String {
         Carrier::Null => "null",
         Carrier::Capture(_) => "capture",
     };
-    let capture = match carrier {
-        Carrier::Capture(port) => port,
-        Carrier::Null => 9,
+    // Preparation pushes sends as fast as it can; the capture takes them
+    // more slowly than the null carrier would.
+    let (capture, concurrency) = match carrier {
+        Carrier::Capture(port) => (port, 128),
+        Carrier::Null => (9, 32),
     };
     format!(
         r#"
@@ -182,6 +185,10 @@ timeout = "5s"
 
 [routing]
 default = ["{route}"]
+
+[delivery]
+max_queued = 10000000
+concurrency = {concurrency}
 
 [services.{SERVICE}]
 ttl = "10m"

@@ -24,6 +24,9 @@ pub struct Summary {
     pub p99_us: u64,
     pub p999_us: u64,
     pub max_us: u64,
+    /// The first sequence number no thread used: where the next run of the
+    /// scenario starts.
+    pub next_offset: u64,
 }
 
 impl Summary {
