@@ -64,12 +64,34 @@ fn mode(monitor: bool) -> &'static str {
     }
 }
 
+/// Registers `metric` and hands it back.
+fn registered<M: prometheus::core::Collector + Clone + 'static>(
+    registry: &Registry,
+    metric: M,
+) -> M {
+    registry
+        .register(Box::new(metric.clone()))
+        .expect("unique metric");
+    metric
+}
+
 fn counter(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
     let counter = IntCounterVec::new(Opts::new(name, help), labels).expect("valid metric");
-    registry
-        .register(Box::new(counter.clone()))
-        .expect("unique metric");
-    counter
+    registered(registry, counter)
+}
+
+fn histogram(
+    registry: &Registry,
+    name: &str,
+    help: &str,
+    labels: &[&str],
+    buckets: Vec<f64>,
+) -> HistogramVec {
+    let opts = HistogramOpts::new(name, help).buckets(buckets);
+    registered(
+        registry,
+        HistogramVec::new(opts, labels).expect("valid metric"),
+    )
 }
 
 impl Metrics {
@@ -87,122 +109,6 @@ impl Metrics {
             .register(Box::new(
                 prometheus::process_collector::ProcessCollector::for_self(),
             ))
-            .expect("unique metric");
-        let buckets = vec![
-            0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
-        ];
-        let http_duration = HistogramVec::new(
-            HistogramOpts::new(
-                "otpd_http_request_duration_seconds",
-                "HTTP request latency.",
-            )
-            .buckets(buckets),
-            &["route"],
-        )
-        .expect("valid metric");
-        registry
-            .register(Box::new(http_duration.clone()))
-            .expect("unique metric");
-        let carrier_buckets = vec![0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0];
-        let carrier_duration = HistogramVec::new(
-            HistogramOpts::new(
-                "otpd_carrier_request_duration_seconds",
-                "Carrier call latency.",
-            )
-            .buckets(carrier_buckets),
-            &["carrier"],
-        )
-        .expect("valid metric");
-        registry
-            .register(Box::new(carrier_duration.clone()))
-            .expect("unique metric");
-        let outbox_depth =
-            IntGauge::new("otpd_outbox_depth", "Sends queued or in flight (sampled).")
-                .expect("valid metric");
-        registry
-            .register(Box::new(outbox_depth.clone()))
-            .expect("unique metric");
-        let dead_letters = IntCounter::new(
-            "otpd_dead_letters_total",
-            "Sends given up after every attempt.",
-        )
-        .expect("valid metric");
-        registry
-            .register(Box::new(dead_letters.clone()))
-            .expect("unique metric");
-        let circuits = IntGaugeVec::new(
-            Opts::new(
-                "otpd_carrier_circuit_open",
-                "1 while a carrier's circuit breaker is open.",
-            ),
-            &["carrier"],
-        )
-        .expect("valid metric");
-        registry
-            .register(Box::new(circuits.clone()))
-            .expect("unique metric");
-        let delivery_buckets = vec![1.0, 2.0, 5.0, 10.0, 20.0, 30.0, 60.0, 120.0, 300.0, 600.0];
-        let send_to_delivery = HistogramVec::new(
-            HistogramOpts::new(
-                "otpd_send_to_delivery_seconds",
-                "From the carrier's accept to its delivery receipt.",
-            )
-            .buckets(delivery_buckets),
-            &["carrier"],
-        )
-        .expect("valid metric");
-        registry
-            .register(Box::new(send_to_delivery.clone()))
-            .expect("unique metric");
-        let outbox_oldest = prometheus::Gauge::new(
-            "otpd_outbox_oldest_age_seconds",
-            "Age of the oldest send queued or in flight (sampled; 0 when empty).",
-        )
-        .expect("valid metric");
-        registry
-            .register(Box::new(outbox_oldest.clone()))
-            .expect("unique metric");
-        let time_to_approve = HistogramVec::new(
-            HistogramOpts::new(
-                "otpd_time_to_approve_seconds",
-                "From a verification's start to its approval.",
-            )
-            .buckets(vec![
-                5.0, 10.0, 15.0, 20.0, 30.0, 45.0, 60.0, 90.0, 120.0, 180.0, 300.0, 600.0,
-            ]),
-            &["service"],
-        )
-        .expect("valid metric");
-        registry
-            .register(Box::new(time_to_approve.clone()))
-            .expect("unique metric");
-        let redis_duration = HistogramVec::new(
-            HistogramOpts::new(
-                "otpd_redis_duration_seconds",
-                "Redis scripts and commands, by operation.",
-            )
-            .buckets(vec![
-                0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
-            ]),
-            &["operation"],
-        )
-        .expect("valid metric");
-        registry
-            .register(Box::new(redis_duration.clone()))
-            .expect("unique metric");
-        let grpc_duration = HistogramVec::new(
-            HistogramOpts::new(
-                "otpd_grpc_request_duration_seconds",
-                "gRPC call latency, by method.",
-            )
-            .buckets(vec![
-                0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
-            ]),
-            &["method"],
-        )
-        .expect("valid metric");
-        registry
-            .register(Box::new(grpc_duration.clone()))
             .expect("unique metric");
         Metrics {
             grpc_requests: counter(
@@ -271,16 +177,89 @@ impl Metrics {
                 "A budget passed 50, 80 or 100 percent of its cap.",
                 &["service", "budget", "threshold"],
             ),
-            http_duration,
-            carrier_duration,
-            outbox_depth,
-            dead_letters,
-            circuits,
-            send_to_delivery,
-            outbox_oldest,
-            time_to_approve,
-            redis_duration,
-            grpc_duration,
+            http_duration: histogram(
+                &registry,
+                "otpd_http_request_duration_seconds",
+                "HTTP request latency.",
+                &["route"],
+                vec![
+                    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+                    10.0,
+                ],
+            ),
+            carrier_duration: histogram(
+                &registry,
+                "otpd_carrier_request_duration_seconds",
+                "Carrier call latency.",
+                &["carrier"],
+                vec![0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0],
+            ),
+            send_to_delivery: histogram(
+                &registry,
+                "otpd_send_to_delivery_seconds",
+                "From the carrier's accept to its delivery receipt.",
+                &["carrier"],
+                vec![1.0, 2.0, 5.0, 10.0, 20.0, 30.0, 60.0, 120.0, 300.0, 600.0],
+            ),
+            time_to_approve: histogram(
+                &registry,
+                "otpd_time_to_approve_seconds",
+                "From a verification's start to its approval.",
+                &["service"],
+                vec![
+                    5.0, 10.0, 15.0, 20.0, 30.0, 45.0, 60.0, 90.0, 120.0, 180.0, 300.0, 600.0,
+                ],
+            ),
+            redis_duration: histogram(
+                &registry,
+                "otpd_redis_duration_seconds",
+                "Redis scripts and commands, by operation.",
+                &["operation"],
+                vec![
+                    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
+                ],
+            ),
+            grpc_duration: histogram(
+                &registry,
+                "otpd_grpc_request_duration_seconds",
+                "gRPC call latency, by method.",
+                &["method"],
+                vec![
+                    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+                ],
+            ),
+            outbox_depth: registered(
+                &registry,
+                IntGauge::new("otpd_outbox_depth", "Sends queued or in flight (sampled).")
+                    .expect("valid metric"),
+            ),
+            dead_letters: registered(
+                &registry,
+                IntCounter::new(
+                    "otpd_dead_letters_total",
+                    "Sends given up after every attempt.",
+                )
+                .expect("valid metric"),
+            ),
+            circuits: registered(
+                &registry,
+                IntGaugeVec::new(
+                    Opts::new(
+                        "otpd_carrier_circuit_open",
+                        "1 while a carrier's circuit breaker is open.",
+                    ),
+                    &["carrier"],
+                )
+                .expect("valid metric"),
+            ),
+            outbox_oldest: registered(
+                &registry,
+                prometheus::Gauge::new(
+                    "otpd_outbox_oldest_age_seconds",
+                    "Age of the oldest send queued or in flight (sampled; 0 when empty).",
+                )
+                .expect("valid metric"),
+            ),
             registry,
         }
     }
