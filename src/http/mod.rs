@@ -23,7 +23,7 @@ pub use self::observe::{observe, REQUEST_ID};
 pub use self::openapi::document as openapi_document;
 pub use self::problem::Problem;
 
-use self::openapi::ProblemDoc;
+use self::openapi::{CommonProblems, ProblemDoc};
 
 use self::answer::{idempotent, Answer, IdempotencyHeader};
 use self::client::ClientIp;
@@ -152,16 +152,7 @@ fn request_bytes(operation: &str, auth: &Authorized, id: &str, body: &impl Seria
         (status = 404, description = "`service-not-found`", body = ProblemDoc, content_type = "application/problem+json"),
         (status = 409, description = "`idempotency-key-in-use`", body = ProblemDoc, content_type = "application/problem+json"),
         (status = 422, description = "`country-not-allowed`, `message-too-long`, `idempotency-key-reused`", body = ProblemDoc, content_type = "application/problem+json"),
-        (status = 429, description = "`resend-too-soon`, `max-sends-reached`", body = ProblemDoc, content_type = "application/problem+json"),
-        (status = 401, description = "`unauthorized`: no or unknown API key", body = ProblemDoc, content_type = "application/problem+json"),
-        (status = 403, description = "`service-forbidden`: the key may not use this service", body = ProblemDoc, content_type = "application/problem+json"),
-        (status = 413, description = "`payload-too-large`", body = ProblemDoc, content_type = "application/problem+json"),
-        (status = 429, description = "`rate-limited` (a limit refused; `scope` names it), `budget-exhausted`, `resend-too-soon`, `max-sends-reached` (start, resend), `check-failures` (check)", body = ProblemDoc, content_type = "application/problem+json",
-            headers(("retry-after" = u64, description = "Seconds until a retry can pass"),
-                    ("ratelimit-policy" = String, description = "The limit that refused (draft-ietf-httpapi-ratelimit-headers)"),
-                    ("ratelimit" = String, description = "Its state"))),
-        (status = 503, description = "`store-unavailable` (never an approval) or `outbox-full`", body = ProblemDoc, content_type = "application/problem+json",
-            headers(("retry-after" = u64, description = "Seconds until a retry")))
+        CommonProblems
     ),
 )]
 async fn start(
@@ -207,15 +198,7 @@ async fn start(
         (status = 415, description = "`unsupported-media-type`: send `Content-Type: application/json`", body = ProblemDoc, content_type = "application/problem+json"),
         (status = 404, description = "`verification-not-found`, `service-not-found`", body = ProblemDoc, content_type = "application/problem+json"),
         (status = 409, description = "`verification-approved`, `verification-failed`, `verification-canceled`", body = ProblemDoc, content_type = "application/problem+json"),
-        (status = 401, description = "`unauthorized`: no or unknown API key", body = ProblemDoc, content_type = "application/problem+json"),
-        (status = 403, description = "`service-forbidden`: the key may not use this service", body = ProblemDoc, content_type = "application/problem+json"),
-        (status = 413, description = "`payload-too-large`", body = ProblemDoc, content_type = "application/problem+json"),
-        (status = 429, description = "`rate-limited` (a limit refused; `scope` names it), `budget-exhausted`, `resend-too-soon`, `max-sends-reached` (start, resend), `check-failures` (check)", body = ProblemDoc, content_type = "application/problem+json",
-            headers(("retry-after" = u64, description = "Seconds until a retry can pass"),
-                    ("ratelimit-policy" = String, description = "The limit that refused (draft-ietf-httpapi-ratelimit-headers)"),
-                    ("ratelimit" = String, description = "Its state"))),
-        (status = 503, description = "`store-unavailable` (never an approval) or `outbox-full`", body = ProblemDoc, content_type = "application/problem+json",
-            headers(("retry-after" = u64, description = "Seconds until a retry")))
+        CommonProblems
     ),
 )]
 async fn check(
@@ -243,15 +226,7 @@ async fn check(
         (status = 415, description = "`unsupported-media-type`: send `Content-Type: application/json`", body = ProblemDoc, content_type = "application/problem+json"),
         (status = 404, description = "`verification-not-found`, `service-not-found`", body = ProblemDoc, content_type = "application/problem+json"),
         (status = 409, description = "`verification-approved`, `verification-failed`, `verification-canceled`", body = ProblemDoc, content_type = "application/problem+json"),
-        (status = 401, description = "`unauthorized`: no or unknown API key", body = ProblemDoc, content_type = "application/problem+json"),
-        (status = 403, description = "`service-forbidden`: the key may not use this service", body = ProblemDoc, content_type = "application/problem+json"),
-        (status = 413, description = "`payload-too-large`", body = ProblemDoc, content_type = "application/problem+json"),
-        (status = 429, description = "`rate-limited` (a limit refused; `scope` names it), `budget-exhausted`, `resend-too-soon`, `max-sends-reached` (start, resend), `check-failures` (check)", body = ProblemDoc, content_type = "application/problem+json",
-            headers(("retry-after" = u64, description = "Seconds until a retry can pass"),
-                    ("ratelimit-policy" = String, description = "The limit that refused (draft-ietf-httpapi-ratelimit-headers)"),
-                    ("ratelimit" = String, description = "Its state"))),
-        (status = 503, description = "`store-unavailable` (never an approval) or `outbox-full`", body = ProblemDoc, content_type = "application/problem+json",
-            headers(("retry-after" = u64, description = "Seconds until a retry")))
+        CommonProblems
     ),
 )]
 async fn check_by_number(
@@ -285,16 +260,7 @@ async fn checked(otp: &Otp, request: crate::otp::CheckRequest) -> Result<Answer,
         (status = 404, description = "`verification-not-found`, `service-not-found`", body = ProblemDoc, content_type = "application/problem+json"),
         (status = 409, description = "`verification-approved`, `verification-failed`, `verification-canceled`, `idempotency-key-in-use`", body = ProblemDoc, content_type = "application/problem+json"),
         (status = 422, description = "`idempotency-key-reused`", body = ProblemDoc, content_type = "application/problem+json"),
-        (status = 429, description = "`resend-too-soon`, `max-sends-reached`", body = ProblemDoc, content_type = "application/problem+json"),
-        (status = 401, description = "`unauthorized`: no or unknown API key", body = ProblemDoc, content_type = "application/problem+json"),
-        (status = 403, description = "`service-forbidden`: the key may not use this service", body = ProblemDoc, content_type = "application/problem+json"),
-        (status = 413, description = "`payload-too-large`", body = ProblemDoc, content_type = "application/problem+json"),
-        (status = 429, description = "`rate-limited` (a limit refused; `scope` names it), `budget-exhausted`, `resend-too-soon`, `max-sends-reached` (start, resend), `check-failures` (check)", body = ProblemDoc, content_type = "application/problem+json",
-            headers(("retry-after" = u64, description = "Seconds until a retry can pass"),
-                    ("ratelimit-policy" = String, description = "The limit that refused (draft-ietf-httpapi-ratelimit-headers)"),
-                    ("ratelimit" = String, description = "Its state"))),
-        (status = 503, description = "`store-unavailable` (never an approval) or `outbox-full`", body = ProblemDoc, content_type = "application/problem+json",
-            headers(("retry-after" = u64, description = "Seconds until a retry")))
+        CommonProblems
     ),
 )]
 async fn resend(
@@ -328,15 +294,7 @@ async fn resend(
         (status = 404, description = "`verification-not-found`, `service-not-found`", body = ProblemDoc, content_type = "application/problem+json"),
         (status = 409, description = "`verification-approved`, `verification-failed`, `verification-canceled`, `idempotency-key-in-use`", body = ProblemDoc, content_type = "application/problem+json"),
         (status = 422, description = "`idempotency-key-reused`", body = ProblemDoc, content_type = "application/problem+json"),
-        (status = 401, description = "`unauthorized`: no or unknown API key", body = ProblemDoc, content_type = "application/problem+json"),
-        (status = 403, description = "`service-forbidden`: the key may not use this service", body = ProblemDoc, content_type = "application/problem+json"),
-        (status = 413, description = "`payload-too-large`", body = ProblemDoc, content_type = "application/problem+json"),
-        (status = 429, description = "`rate-limited` (a limit refused; `scope` names it), `budget-exhausted`, `resend-too-soon`, `max-sends-reached` (start, resend), `check-failures` (check)", body = ProblemDoc, content_type = "application/problem+json",
-            headers(("retry-after" = u64, description = "Seconds until a retry can pass"),
-                    ("ratelimit-policy" = String, description = "The limit that refused (draft-ietf-httpapi-ratelimit-headers)"),
-                    ("ratelimit" = String, description = "Its state"))),
-        (status = 503, description = "`store-unavailable` (never an approval) or `outbox-full`", body = ProblemDoc, content_type = "application/problem+json",
-            headers(("retry-after" = u64, description = "Seconds until a retry")))
+        CommonProblems
     ),
 )]
 async fn cancel(
@@ -367,15 +325,7 @@ async fn cancel(
     responses(
         (status = 200, description = "The verification's current state", body = VerificationView),
         (status = 404, description = "`verification-not-found`, `service-not-found`", body = ProblemDoc, content_type = "application/problem+json"),
-        (status = 401, description = "`unauthorized`: no or unknown API key", body = ProblemDoc, content_type = "application/problem+json"),
-        (status = 403, description = "`service-forbidden`: the key may not use this service", body = ProblemDoc, content_type = "application/problem+json"),
-        (status = 413, description = "`payload-too-large`", body = ProblemDoc, content_type = "application/problem+json"),
-        (status = 429, description = "`rate-limited` (a limit refused; `scope` names it), `budget-exhausted`, `resend-too-soon`, `max-sends-reached` (start, resend), `check-failures` (check)", body = ProblemDoc, content_type = "application/problem+json",
-            headers(("retry-after" = u64, description = "Seconds until a retry can pass"),
-                    ("ratelimit-policy" = String, description = "The limit that refused (draft-ietf-httpapi-ratelimit-headers)"),
-                    ("ratelimit" = String, description = "Its state"))),
-        (status = 503, description = "`store-unavailable` (never an approval) or `outbox-full`", body = ProblemDoc, content_type = "application/problem+json",
-            headers(("retry-after" = u64, description = "Seconds until a retry")))
+        CommonProblems
     ),
 )]
 async fn status(

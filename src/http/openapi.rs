@@ -37,6 +37,40 @@ pub struct ProblemDoc {
     pub scope: Option<String>,
 }
 
+/// The problems every `/v1/services` route can answer: authentication,
+/// size, limits and the store. Each route lists its own problems, then
+/// these.
+#[derive(utoipa::IntoResponses)]
+#[allow(dead_code)] // documentation only: never built
+pub enum CommonProblems {
+    #[response(
+        status = 401,
+        description = "`unauthorized`: no or unknown API key",
+        content_type = "application/problem+json"
+    )]
+    Unauthorized(ProblemDoc),
+    #[response(
+        status = 403,
+        description = "`service-forbidden`: the key may not use this service",
+        content_type = "application/problem+json"
+    )]
+    Forbidden(ProblemDoc),
+    #[response(
+        status = 413,
+        description = "`payload-too-large`",
+        content_type = "application/problem+json"
+    )]
+    TooLarge(ProblemDoc),
+    #[response(status = 429, description = "`rate-limited` (a limit refused; `scope` names it), `budget-exhausted`, `resend-too-soon`, `max-sends-reached` (start, resend), `check-failures` (check)", content_type = "application/problem+json",
+        headers(("retry-after" = u64, description = "Seconds until a retry can pass"),
+                ("ratelimit-policy" = String, description = "The limit that refused (draft-ietf-httpapi-ratelimit-headers)"),
+                ("ratelimit" = String, description = "Its state")))]
+    Limited(ProblemDoc),
+    #[response(status = 503, description = "`store-unavailable` (never an approval) or `outbox-full`", content_type = "application/problem+json",
+        headers(("retry-after" = u64, description = "Seconds until a retry")))]
+    Unavailable(ProblemDoc),
+}
+
 struct BearerAuth;
 
 impl Modify for BearerAuth {
