@@ -50,11 +50,11 @@ pub struct App {
 }
 
 fn store(settings: &Settings, metrics: &Metrics) -> anyhow::Result<Arc<dyn Store>> {
-    if settings.redis.url.is_empty() {
+    if !settings.redis.is_configured() {
         return Ok(Arc::new(MemoryStore::new()));
     }
     Ok(Arc::new(
-        RedisStore::connect(&settings.redis, metrics.clone()).context("redis.url")?,
+        RedisStore::connect(&settings.redis, metrics.clone()).context("redis")?,
     ))
 }
 
@@ -377,24 +377,46 @@ async fn serve_grpc(
 ) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::from_std(listener)?;
     let (health, health_service) = tonic_health::server::health_reporter();
-    health
-        .set_serving::<VerificationServiceServer<Verifications>>()
-        .await;
+    // The health service says what `/readyz` says, checked as often.
+    let otp = Arc::clone(verifications.otp());
+    let watch_health = async move {
+        loop {
+            match otp.ready().await {
+                Ok(()) => {
+                    health
+                        .set_serving::<VerificationServiceServer<Verifications>>()
+                        .await
+                }
+                Err(_) => {
+                    health
+                        .set_not_serving::<VerificationServiceServer<Verifications>>()
+                        .await
+                }
+            }
+            tokio::time::sleep(HEALTH_EVERY).await;
+        }
+    };
     let reflection = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(grpc::pb::DESCRIPTORS)
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
         .build_v1()?;
-    tonic::transport::Server::builder()
+    let server = tonic::transport::Server::builder()
         .add_service(health_service)
         .add_service(reflection)
         .add_service(VerificationServiceServer::new(verifications))
         .serve_with_incoming_shutdown(
             tokio_stream::wrappers::TcpListenerStream::new(listener),
             stop,
-        )
-        .await?;
+        );
+    tokio::select! {
+        served = server => served?,
+        () = watch_health => {}
+    }
     Ok(())
 }
+
+/// How often the gRPC health service asks the store whether otpd can write.
+const HEALTH_EVERY: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// The separate `/metrics` listener, when `http.metrics_listen` is set.
 fn metrics_server(

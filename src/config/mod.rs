@@ -304,10 +304,16 @@ impl Settings {
 
     /// Checks every bound and builds the typed pieces; the error names the key.
     pub fn validate(&self) -> Result<Validated, ConfigError> {
-        if self.mode == Mode::Production && self.redis.url.is_empty() {
-            return Err(invalid("redis.url", "required in production mode"));
+        if self.mode == Mode::Production && !self.redis.is_configured() {
+            return Err(invalid(
+                "redis.url",
+                "required in production mode (or redis.sentinel.nodes, or redis.cluster.nodes)",
+            ));
         }
-        if !self.redis.url.is_empty() && redis_prefix_invalid(&self.redis.key_prefix) {
+        if let Some((key, reason)) = self.redis.problem() {
+            return Err(invalid(key, reason));
+        }
+        if self.redis.is_configured() && redis_prefix_invalid(&self.redis.key_prefix) {
             return Err(invalid(
                 "redis.key_prefix",
                 "use 1 to 32 of A-Z, a-z, 0-9, '-', '_', '.'",
@@ -684,7 +690,7 @@ mod tests {
         settings.mode = Mode::Production;
         assert_eq!(
             rejected(&settings),
-            "redis.url: required in production mode"
+            "redis.url: required in production mode (or redis.sentinel.nodes, or redis.cluster.nodes)"
         );
     }
 

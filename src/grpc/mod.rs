@@ -37,6 +37,11 @@ pub struct Verifications {
 }
 
 impl Verifications {
+    /// The use cases it serves (the health service asks them too).
+    pub fn otp(&self) -> &Arc<Otp> {
+        &self.otp
+    }
+
     pub fn new(otp: Arc<Otp>, keys: Arc<ApiKeys>, metrics: Metrics) -> Self {
         Verifications { otp, keys, metrics }
     }

@@ -350,7 +350,7 @@ async fn healthz() -> Answer {
 
 #[utoipa::path(get, path = "/readyz", tag = "operations", summary = "Readiness",
     responses(
-        (status = 200, description = "The store answers", body = serde_json::Value, example = json!({"status": "ready"})),
+        (status = 200, description = "otpd can write to its store (every shard's primary takes a write)", body = serde_json::Value, example = json!({"status": "ready"})),
         (status = 503, description = "`store-unavailable`", body = ProblemDoc, content_type = "application/problem+json"),
     ))]
 async fn readyz(otp: web::Data<Otp>) -> Result<Answer, Problem> {

@@ -158,7 +158,7 @@ impl Otp {
         self.services.get(name).ok_or(Error::ServiceNotFound)
     }
 
-    /// Whether the store answers.
+    /// Whether otpd can write to its store (readiness).
     pub async fn ready(&self) -> Result<(), Error> {
         Ok(self.store.ping().await?)
     }

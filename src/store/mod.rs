@@ -23,7 +23,7 @@ use crate::ratelimit::{FailurePolicy, Group, Verdict};
 use crate::sms::AppHash;
 
 pub use self::memory::MemoryStore;
-pub use self::redis::{RedisSettings, RedisStore};
+pub use self::redis::{ClusterSettings, RedisSettings, RedisStore, SentinelSettings, Topology};
 
 /// HMAC-SHA256 output.
 pub type Digest = [u8; 32];
@@ -449,6 +449,7 @@ pub trait Store: Send + Sync + 'static {
     /// Sends queued or claimed, not finished.
     async fn outbox_depth(&self) -> Result<u64, Error>;
 
-    /// Whether the store answers (readiness).
+    /// Whether otpd can write where it writes (readiness): not on a
+    /// replica, a node refusing writes, or a cluster that is not whole.
     async fn ping(&self) -> Result<(), Error>;
 }

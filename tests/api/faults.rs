@@ -21,7 +21,7 @@ async fn redis_down_answers_503_and_recovers_without_a_restart() {
     problem(app.status(&id).await, 503, "store-unavailable").await;
     problem(app.public("/readyz").await, 503, "store-unavailable").await;
     let metrics = app.metrics().await;
-    let errors = ["limit", "get", "ping"]
+    let errors = ["limit", "get", "ready"]
         .map(|operation| format!(r#"otpd_redis_errors_total{{operation="{operation}"}}"#));
     assert_has_lines(&metrics, errors);
     assert_eq!(app.public("/healthz").await.status(), 200);

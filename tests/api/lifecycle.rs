@@ -5,10 +5,10 @@ use std::time::Duration;
 
 use serde_json::json;
 
-use crate::on_both_stores;
+use crate::on_every_store;
 use crate::support::{json_of, problem, wrong, TestApp, PHONE};
 
-on_both_stores!(
+on_every_store!(
     a_right_code_is_approved_once_and_a_replay_conflicts,
     national_numbers_are_read_with_the_default_region,
     a_code_expires_with_its_ttl,

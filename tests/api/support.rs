@@ -21,6 +21,8 @@ pub struct RedisServer {
     child: Option<Child>,
     port: u16,
     dir: TempDir,
+    /// Arguments beyond the defaults (cluster mode, replication …).
+    extra: Vec<String>,
 }
 
 pub fn free_port() -> u16 {
@@ -30,21 +32,37 @@ pub fn free_port() -> u16 {
 
 impl RedisServer {
     pub fn start() -> Self {
+        Self::start_with(&[])
+    }
+
+    /// A server started with `extra` arguments as well.
+    pub fn start_with(extra: &[&str]) -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
         let mut server = RedisServer {
             child: None,
             port: free_port(),
             dir,
+            extra: extra.iter().map(|arg| arg.to_string()).collect(),
         };
         server.start_again();
         server
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
     }
 
     /// Starts (again) on the same port, empty, as after a crash without AOF.
     pub fn start_again(&mut self) {
         assert!(self.child.is_none(), "already running");
         let log = self.dir.path().join("redis.log");
+        // A configuration file (Sentinel's) must come first.
+        let (file, options) = match self.extra.split_first() {
+            Some((file, options)) if !file.starts_with("--") => (Some(file), options),
+            _ => (None, &self.extra[..]),
+        };
         let child = Command::new("redis-server")
+            .args(file)
             .args([
                 "--bind",
                 "127.0.0.1",
@@ -59,6 +77,7 @@ impl RedisServer {
             .arg(self.dir.path())
             .arg("--logfile")
             .arg(&log)
+            .args(options)
             .stdout(Stdio::null())
             .spawn()
             .expect("redis-server missing: run scripts/test, which installs it");
@@ -71,6 +90,12 @@ impl RedisServer {
             let _ = child.kill();
             let _ = child.wait();
         }
+    }
+
+    /// One command on a fresh connection.
+    pub fn query<T: redis::FromRedisValue>(&self, command: &redis::Cmd) -> redis::RedisResult<T> {
+        let mut connection = self.client().get_connection()?;
+        command.query(&mut connection)
     }
 
     fn wait_for_pong(&self, within: Duration, log: PathBuf) {
@@ -108,11 +133,12 @@ impl RedisServer {
     /// Panics if Redis holds a key that is not in `before` (keys that
     /// expired meanwhile are fine): what "stored nothing" means.
     pub fn assert_no_new_keys(&self, before: &std::collections::BTreeSet<String>, what: &str) {
-        // Outbox streams are the workers' (made when they first read), not a request's.
+        // Outbox streams are the workers' (made when they first read) and
+        // probe keys readiness's, not a request's.
         let new: Vec<String> = self
             .keys()
             .difference(before)
-            .filter(|key| !key.ends_with(":outbox"))
+            .filter(|key| !key.ends_with(":outbox") && !key.ends_with(":ready"))
             .cloned()
             .collect();
         assert!(new.is_empty(), "{what} stored {new:?}");
@@ -510,10 +536,26 @@ pub async fn problem(response: reqwest::Response, status: u16, code: &str) -> Va
     body
 }
 
-/// Runs the test body against the in-process store and against Redis.
+/// Runs each test body against the in-process store and against Redis,
+/// and all of them, one after another, on one shared Redis Cluster (three
+/// primaries, three replicas), each on a fresh otpd over a flushed cluster.
 #[macro_export]
-macro_rules! on_both_stores {
-    ($($name:ident),+ $(,)?) => { $(
+macro_rules! on_every_store {
+    ($($name:ident),+ $(,)?) => {
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn all_on_cluster() {
+            let cluster = $crate::topology::RedisCluster::start();
+            $(
+                cluster.flush();
+                let app = $crate::support::TestApp::spawn(
+                    &cluster.settings($crate::support::settings(None)),
+                )
+                .await;
+                $name(&app).await;
+                app.stop();
+            )+
+        }
+        $(
         mod $name {
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn on_memory() {

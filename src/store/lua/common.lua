@@ -32,22 +32,23 @@ local function answer(outcome, key)
   return record
 end
 
--- Decides a group of limits, all keys under `prefix` (one slot), and records
--- them only if no enforced item refuses. Items start at ARGV[first], seven
--- values each: kind ('r' GCRA rate | 'q' quota), key, cost, monitor ('1'),
--- block ms (0: none), then a, b (rate: interval ms, burst; quota: cap,
--- window end ms). Returns {allowed, denied ms (-1 if not), remaining, used
--- before, ...}.
-local function limits(prefix, now, first)
+-- Decides a group of limits (one slot) and records them only if no
+-- enforced item refuses. Item j has its state in KEYS[2j - 1] and its block
+-- in KEYS[2j]; its values start at ARGV[first], six each: kind ('r' GCRA
+-- rate | 'q' quota), cost, monitor ('1'), block ms (0: none), then a, b
+-- (rate: interval ms, burst; quota: cap, window end ms). Returns {allowed,
+-- denied ms (-1 if not), remaining, used before, ...}.
+local function limits(now, first)
   local out = {1}
   local writes = {}
-  for i = first, #ARGV, 7 do
-    local kind, key = ARGV[i], ARGV[i + 1]
-    local cost, monitor, block = tonumber(ARGV[i + 2]), ARGV[i + 3] == '1', tonumber(ARGV[i + 4])
-    local a, b = tonumber(ARGV[i + 5]), tonumber(ARGV[i + 6])
-    local state = prefix .. 'l:' .. key
+  for i = first, #ARGV, 6 do
+    local item = (i - first) / 6
+    local state, block_key = KEYS[2 * item + 1], KEYS[2 * item + 2]
+    local kind = ARGV[i]
+    local cost, monitor, block = tonumber(ARGV[i + 1]), ARGV[i + 2] == '1', tonumber(ARGV[i + 3])
+    local a, b = tonumber(ARGV[i + 4]), tonumber(ARGV[i + 5])
     local denied, remaining, before = -1, 0, 0
-    local blocked = tonumber(redis.call('GET', prefix .. 'b:' .. key))
+    local blocked = tonumber(redis.call('GET', block_key))
     local already = blocked and blocked > now
     if already then
       denied = blocked - now
@@ -72,7 +73,7 @@ local function limits(prefix, now, first)
     if denied >= 0 and not monitor then
       out[1] = 0
       if block > 0 and not already then
-        redis.call('SET', prefix .. 'b:' .. key, now + block, 'PX', block)
+        redis.call('SET', block_key, now + block, 'PX', block)
         denied = block
       end
     end
@@ -94,10 +95,10 @@ local function limits(prefix, now, first)
 end
 
 -- Gives back what `limits` recorded for the same items.
-local function refund(prefix, first)
-  for i = first, #ARGV, 7 do
-    local state = prefix .. 'l:' .. ARGV[i + 1]
-    local cost, a = tonumber(ARGV[i + 2]), tonumber(ARGV[i + 5])
+local function refund(first)
+  for i = first, #ARGV, 6 do
+    local state = KEYS[2 * ((i - first) / 6) + 1]
+    local cost, a = tonumber(ARGV[i + 1]), tonumber(ARGV[i + 4])
     local current = tonumber(redis.call('GET', state))
     if current then
       local back = ARGV[i] == 'r' and a * cost or cost

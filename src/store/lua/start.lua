@@ -1,15 +1,18 @@
 -- KEYS[1] the number's index, KEYS[2] the new verification, KEYS[3] the
--- shard's outbox stream. ARGV: verification key prefix, now, binding
--- digest, new id, index ttl ms, record ttl ms, shard cap, service, sealed
--- code, code key id, then the new record's field/value pairs.
--- Storing the verification and queueing its first send are one step.
+-- shard's outbox stream, KEYS[4] the verification the index pointed at when
+-- the caller read it (absent if none). ARGV: that verification's id ('' if
+-- none), now, binding digest, new id, index ttl ms, record ttl ms, shard
+-- cap, service, sealed code, code key id, then the new record's
+-- field/value pairs. Storing the verification and queueing its first send
+-- are one step; if the index moved since the caller read it, nothing
+-- changes ('moved') and the caller reads it again.
 local now = tonumber(ARGV[2])
+local old = redis.call('GET', KEYS[1])
+if (old or '') ~= ARGV[1] then return {'moved', ''} end
 if redis.call('XLEN', KEYS[3]) >= tonumber(ARGV[7]) then return {'full', ''} end
 local replaced = ''
-local old = redis.call('GET', KEYS[1])
 if old then
-  -- Same prefix and {tag}: the old verification lives in this slot too.
-  local old_key = ARGV[1] .. old
+  local old_key = KEYS[4]
   local f = redis.call('HMGET', old_key, 's', 'e', 'b')
   if f[1] == 'pending' and tonumber(f[2]) > now then
     if same(f[3], ARGV[3]) then return {'pending', old} end

@@ -1,8 +1,10 @@
-//! `Store` on Redis (or Redis Cluster). Each method is one Lua script called
-//! by EVALSHA (`redis::Script` falls back to loading it on NOSCRIPT, e.g.
-//! after a Redis restart). Keys of one verification share a `{tag}`, so each
-//! script touches one slot; every key has a TTL; no key or value holds a raw
-//! number or code.
+//! `Store` on Redis: one server, Sentinel or Cluster (`connection`). Each
+//! method is one Lua script called by EVALSHA (`redis::Script` falls back to
+//! loading it on NOSCRIPT, e.g. after a Redis restart, on every Cluster
+//! primary). Keys of one verification share a `{tag}`, so each script
+//! touches one slot and declares every key it touches in KEYS (slot
+//! migration depends on it); every key has a TTL; no key or value holds a
+//! raw number or code.
 //!
 //! Layout, with `p` the configured prefix and `T` the 4-hex-digit tag:
 //! `p:{T}:v:<id>` the verification (a hash, see `lua/common.lua`),
@@ -16,16 +18,19 @@ use std::time::Duration;
 use async_trait::async_trait;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{Script, ScriptInvocation, Value};
-use serde::Deserialize;
 
+mod connection;
 mod outbox;
+mod settings;
+
+use self::connection::Connection;
+pub use self::settings::{ClusterSettings, RedisSettings, SentinelSettings, Topology};
 
 use super::memory::RETENTION;
 use super::{
     Candidate, Changed, Checked, Claimed, Delivery, Digest, Enqueue, Error, Finish, IdempotencyKey,
-    NewVerification, NumberKey, Record, ResendPolicy, Resent, Reservation, Started, Store,
+    NewVerification, NumberKey, Record, ResendPolicy, Resent, Reservation, Started, Store, SHARDS,
 };
 use crate::carrier::Receipt;
 use crate::domain::{ServiceName, Status, Timestamp, VerificationId, TAG_LEN};
@@ -34,24 +39,18 @@ use crate::ratelimit::{Check, FailurePolicy, Group, Outcome, Verdict};
 use crate::sms::AppHash;
 use tracing::Instrument;
 
-/// `[redis]` in the configuration.
-#[derive(Clone, Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RedisSettings {
-    /// `redis://host:port/db` (or `rediss://` for TLS).
-    pub url: String,
-    /// Start of every key, so several deployments can share one Redis.
-    pub key_prefix: String,
-    /// Longest wait for one Redis call before answering 503.
-    #[serde(with = "humantime_serde")]
-    pub timeout: Duration,
-}
-
 pub struct RedisStore {
-    client: redis::Client,
-    connection: ConnectionManager,
-    /// A connection of its own for blocking outbox reads.
-    reader: tokio::sync::Mutex<Option<redis::aio::MultiplexedConnection>>,
+    connection: Connection,
+    /// Checks and their `WAIT`, when approvals must reach replicas: a
+    /// connection of their own, since `WAIT` holds the connection it is
+    /// sent on until the replicas answer.
+    durable: Option<(Connection, u32)>,
+    /// Wakes this replica's workers when it queues a send (other
+    /// replicas find it at their next poll).
+    queued: tokio::sync::Notify,
+    /// The shard the next outbox read starts at (reads go round them).
+    next_shard: std::sync::atomic::AtomicUsize,
+    topology: Topology,
     prefix: String,
     timeout: Duration,
     /// Duration and errors of every operation.
@@ -70,45 +69,80 @@ struct Scripts {
     receipt: Script,
 }
 
-macro_rules! script {
-    ($file:literal) => {
-        Script::new(concat!(
-            include_str!("../lua/common.lua"),
-            include_str!(concat!("../lua/", $file))
-        ))
-    };
+/// Prepended to every script by `declared_keys_only`: each `redis.call`
+/// checks that its key is one of KEYS.
+#[cfg(any(test, feature = "test-support"))]
+const DECLARED_KEYS_ONLY: &str = r#"
+local declared = {}
+for _, key in ipairs(KEYS) do declared[key] = true end
+local function declared_call(command, key, ...)
+  if key ~= nil and not declared[key] then
+    error(redis.error_reply('UNDECLARED ' .. command .. ' touched a key not in KEYS: ' .. key))
+  end
+  return redis.call(command, key, ...)
+end
+"#;
+
+impl Scripts {
+    /// The scripts, each after `common.lua`; with a `guard`, every
+    /// `redis.call` goes through it.
+    fn new(guard: &str) -> Self {
+        let script = |body: &str| {
+            let source = format!("{}{body}", include_str!("../lua/common.lua"));
+            if guard.is_empty() {
+                Script::new(&source)
+            } else {
+                let guarded = source.replace("redis.call(", "declared_call(");
+                Script::new(&format!("{guard}{guarded}"))
+            }
+        };
+        Scripts {
+            start: script(include_str!("../lua/start.lua")),
+            check: script(include_str!("../lua/check.lua")),
+            resend: script(include_str!("../lua/resend.lua")),
+            change: script(include_str!("../lua/change.lua")),
+            reserve: script(include_str!("../lua/reserve.lua")),
+            limit: script(include_str!("../lua/limit.lua")),
+            finish: script(include_str!("../lua/finish.lua")),
+            receipt: script(include_str!("../lua/receipt.lua")),
+        }
+    }
 }
 
 impl RedisStore {
     /// Connects lazily: otpd starts (and reports not ready) while Redis is
-    /// down, and reconnects by itself when it comes back.
+    /// down, and connects by itself when it comes back or fails over.
     pub fn connect(settings: &RedisSettings, metrics: Metrics) -> Result<Self, Error> {
-        let client = redis::Client::open(settings.url.as_str()).map_err(unavailable)?;
-        let config = ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(settings.timeout))
-            .set_response_timeout(Some(settings.timeout))
-            .set_number_of_retries(1)
-            .set_max_delay(Duration::from_millis(100));
-        let connection =
-            ConnectionManager::new_lazy_with_config(client.clone(), config).map_err(unavailable)?;
+        let connection = Connection::open(settings, settings.timeout).map_err(unavailable)?;
+        let replicas = settings.replicas_ack();
+        let durable = if replicas > 0 {
+            // Its replies may wait for the replicas as well.
+            let connection =
+                Connection::open(settings, settings.timeout * 2).map_err(unavailable)?;
+            Some((connection, replicas))
+        } else {
+            None
+        };
         Ok(RedisStore {
-            client,
             connection,
-            reader: tokio::sync::Mutex::new(None),
+            durable,
+            queued: tokio::sync::Notify::new(),
+            next_shard: std::sync::atomic::AtomicUsize::new(0),
+            topology: settings.topology(),
             prefix: settings.key_prefix.clone(),
             timeout: settings.timeout,
             metrics,
-            scripts: Scripts {
-                start: script!("start.lua"),
-                check: script!("check.lua"),
-                resend: script!("resend.lua"),
-                change: script!("change.lua"),
-                reserve: script!("reserve.lua"),
-                limit: script!("limit.lua"),
-                finish: script!("finish.lua"),
-                receipt: script!("receipt.lua"),
-            },
+            scripts: Scripts::new(""),
         })
+    }
+
+    /// The same store, its scripts failing on any key they touch without
+    /// declaring it in KEYS (what Cluster's slot migration needs). Tests
+    /// run the store suite this way.
+    #[cfg(any(test, feature = "test-support"))]
+    pub fn declared_keys_only(mut self) -> Self {
+        self.scripts = Scripts::new(DECLARED_KEYS_ONLY);
+        self
     }
 
     fn slot(&self, tag: [u8; TAG_LEN]) -> String {
@@ -157,6 +191,42 @@ impl RedisStore {
         let mut connection = self.connection.clone();
         self.timed(operation, invocation.invoke_async::<Value>(&mut connection))
             .await
+    }
+
+    /// Runs a script whose writes must survive a failover: with
+    /// `replicas_ack`, over the durable connection and then `WAIT`, and an
+    /// answer only once that many replicas hold the writes. Past the
+    /// timeout the write may be lost with the primary, so the caller gets
+    /// "unavailable" (503), never an answer a failover could undo.
+    async fn invoke_durably(
+        &self,
+        operation: &'static str,
+        key: &str,
+        invocation: ScriptInvocation<'_>,
+    ) -> Result<Value, Error> {
+        let Some((durable, replicas)) = &self.durable else {
+            return self.invoke(operation, invocation).await;
+        };
+        let mut connection = durable.clone();
+        let reply = self
+            .timed(operation, invocation.invoke_async::<Value>(&mut connection))
+            .await?;
+        let acknowledged = async {
+            let count = durable
+                .wait_for_replicas(key, *replicas, self.timeout / 2)
+                .await?;
+            if count < *replicas {
+                let detail = format!("{count} of {replicas} acknowledged in time");
+                return Err(redis::RedisError::from((
+                    redis::ErrorKind::Client,
+                    "replicas did not acknowledge",
+                    detail,
+                )));
+            }
+            Ok(())
+        };
+        self.timed("replicas_ack", acknowledged).await?;
+        Ok(reply)
     }
 
     async fn pipeline<T: redis::FromRedisValue>(
@@ -373,6 +443,13 @@ fn verdict(group: &Group, reply: Vec<i64>) -> Result<Verdict, Error> {
     Ok(Verdict { outcomes })
 }
 
+/// Starts tried before giving up on a number whose index keeps moving
+/// (each try loses only to another start of the same number).
+const START_TRIES: usize = 5;
+
+/// How long a readiness probe key lives.
+const READY_PROBE_TTL: Duration = Duration::from_secs(60);
+
 fn millis(duration: Duration) -> u64 {
     duration.as_millis() as u64
 }
@@ -384,47 +461,18 @@ fn corrupt(outcome: &str) -> Error {
 #[async_trait]
 impl Store for RedisStore {
     async fn start(&self, new: &NewVerification, now: Timestamp) -> Result<Started, Error> {
-        let record = &new.record;
-        let record_ttl = now.until(record.expires_at) + RETENTION;
-        let mut invocation = self.scripts.start.prepare_invoke();
-        invocation
-            .key(self.number_key(&record.number))
-            .key(self.verification_key(&record.id))
-            .key(self.outbox_key(record.id.tag()))
-            .arg(self.verification_prefix(record.id.tag()))
-            .arg(now.millis())
-            .arg(
-                record
-                    .binding_digest
-                    .map(|b| b.to_vec())
-                    .unwrap_or_default(),
-            )
-            .arg(record.id.to_string())
-            .arg(millis(new.index_ttl))
-            .arg(millis(record_ttl))
-            .arg(new.enqueue.shard_cap)
-            .arg(record.service.as_str())
-            .arg(new.enqueue.sealed_code.as_slice())
-            .arg(new.enqueue.key_id.as_str());
-        for (field, value) in encode(record) {
-            invocation.arg(field).arg(value);
+        // The script must name the verification the index points at, so it
+        // reads the index first and tries again if a concurrent start moved it.
+        for _ in 0..START_TRIES {
+            let current = self.find(&new.record.number, now).await?;
+            if let Some(started) = self.start_after(new, current, now).await? {
+                self.queued.notify_waiters();
+                return Ok(started);
+            }
         }
-        let reply = self.invoke("start", invocation).await?;
-        let (outcome, other): (String, String) =
-            redis::from_redis_value(reply).map_err(unavailable)?;
-        let other = (!other.is_empty())
-            .then(|| {
-                other
-                    .parse::<VerificationId>()
-                    .map_err(|_| Error::Corrupt("index holds a bad id".into()))
-            })
-            .transpose()?;
-        match (outcome.as_str(), other) {
-            ("created", replaced) => Ok(Started::Created { replaced }),
-            ("pending", Some(id)) => Ok(Started::Pending(id)),
-            ("full", None) => Ok(Started::Full),
-            (other, _) => Err(corrupt(other)),
-        }
+        Err(Error::Corrupt(
+            "the number's index kept moving during a start".into(),
+        ))
     }
 
     async fn get(
@@ -465,12 +513,22 @@ impl Store for RedisStore {
         failures: &FailurePolicy,
         now: Timestamp,
     ) -> Result<Checked, Error> {
+        // The script must name the number's failure key, which the record
+        // holds: read it first (it never changes for a verification).
+        let key = self.verification_key(id);
+        let number: Option<String> = self
+            .command("check_number", redis::cmd("HGET").arg(&key).arg("nk"))
+            .await?;
+        let Some(number) = number else {
+            return Ok(Checked::NotFound);
+        };
         let mut invocation = self.scripts.check.prepare_invoke();
         invocation
-            .key(self.verification_key(id))
+            .key(&key)
+            .key(format!("{}:f:{number}", self.slot(id.tag())))
             .arg(service.as_str())
             .arg(now.millis())
-            .arg(format!("{}:f:", self.slot(id.tag())))
+            .arg(&number)
             .arg(failures.max)
             .arg(failures.free)
             .arg(millis(failures.delay))
@@ -483,7 +541,7 @@ impl Store for RedisStore {
                 .arg(candidate.code.to_vec())
                 .arg(binding);
         }
-        let reply = self.invoke("check", invocation).await?;
+        let reply = self.invoke_durably("check", &key, invocation).await?;
         if let Value::Array(items) = &reply {
             if let [Value::BulkString(outcome), Value::Int(wait)] = items.as_slice() {
                 if outcome == b"throttled" {
@@ -536,7 +594,10 @@ impl Store for RedisStore {
             (outcome, None) if outcome == "missing" => Ok(Resent::NotFound),
             (outcome, None) if outcome == "full" => Ok(Resent::Full),
             (outcome, Some(record)) => match outcome.as_str() {
-                "resent" => Ok(Resent::Resent(record)),
+                "resent" => {
+                    self.queued.notify_waiters();
+                    Ok(Resent::Resent(record))
+                }
                 "too_soon" => Ok(Resent::TooSoon(record)),
                 "max_sends" => Ok(Resent::MaxSends(record)),
                 "finished" => Ok(Resent::Finished(record)),
@@ -725,67 +786,185 @@ impl Store for RedisStore {
         self.run_limits(groups, now, "refund").await.map(drop)
     }
 
+    /// Ready only if otpd can write where it writes: a probe key in every
+    /// shard's slot is written (so a replica, a primary cut off from its
+    /// replicas by `min-replicas-to-write`, or a Cluster slot without a
+    /// primary all fail it), and on Cluster the cluster says it is whole.
     async fn ping(&self) -> Result<(), Error> {
-        self.command::<String>("ping", &redis::cmd("PING"))
-            .await
-            .map(drop)
+        let probes: Vec<redis::Cmd> = (0..SHARDS)
+            .map(|shard| {
+                let mut probe = redis::cmd("SET");
+                probe
+                    .arg(format!("{}:ready", self.slot([0, shard])))
+                    .arg(1)
+                    .arg("PX")
+                    .arg(millis(READY_PROBE_TTL));
+                probe
+            })
+            .collect();
+        if let Some(error) = self
+            .run_all("ready", &probes)
+            .await?
+            .into_iter()
+            .find_map(Result::err)
+        {
+            return Err(unavailable(error));
+        }
+        if self.topology == Topology::Cluster {
+            let info: String = self
+                .command("ready", redis::cmd("CLUSTER").arg("INFO"))
+                .await?;
+            if !info.lines().any(|line| line.trim() == "cluster_state:ok") {
+                return Err(Error::Unavailable("the cluster is not ok".into()));
+            }
+        }
+        Ok(())
     }
 }
 
 impl RedisStore {
-    /// One EVALSHA per group, pipelined: one round trip for all groups. On
-    /// NOSCRIPT (a restarted Redis) the script is loaded and the pipeline
-    /// sent again; each group is atomic on its own.
+    /// `EVALSHA limit.lua` for one group: every state and block key in KEYS.
+    fn limit_command(&self, group: &Group, now: Timestamp, action: &str) -> redis::Cmd {
+        let prefix = self.slot(group.tag);
+        let mut command = redis::cmd("EVALSHA");
+        command
+            .arg(self.scripts.limit.get_hash())
+            .arg(2 * group.items.len());
+        for item in &group.items {
+            let key = URL_SAFE_NO_PAD.encode(item.key);
+            command
+                .arg(format!("{prefix}:l:{key}"))
+                .arg(format!("{prefix}:b:{key}"));
+        }
+        command.arg(now.millis()).arg(action);
+        for item in &group.items {
+            let (kind, a, b) = match item.check {
+                Check::Rate(gcra) => ("r", gcra.interval_ms as i64, gcra.burst as i64),
+                Check::Quota { cap, until } => ("q", cap as i64, until.millis()),
+            };
+            let block = item.block.map_or(0, millis);
+            command
+                .arg(kind)
+                .arg(item.cost)
+                .arg(u8::from(item.monitor))
+                .arg(block)
+                .arg(a)
+                .arg(b);
+        }
+        command
+    }
+
+    /// Sends `commands` (each of one slot) together, measured as one call
+    /// of `operation`, which fails if any command failed.
+    async fn run_all(
+        &self,
+        operation: &'static str,
+        commands: &[redis::Cmd],
+    ) -> Result<Vec<redis::RedisResult<Value>>, Error> {
+        let started = std::time::Instant::now();
+        let span = tracing::debug_span!("redis", operation);
+        let result = tokio::time::timeout(self.timeout, self.connection.run_all(commands))
+            .instrument(span)
+            .await
+            .map_err(unavailable)
+            .and_then(|reply| reply.map_err(unavailable));
+        let failed = result
+            .as_ref()
+            .map_or(true, |replies| replies.iter().any(Result::is_err));
+        self.metrics
+            .redis(operation, started.elapsed().as_secs_f64(), failed);
+        result
+    }
+
+    /// One try of `start`, with `current` the id the index held when read:
+    /// `None` if the index moved since.
+    async fn start_after(
+        &self,
+        new: &NewVerification,
+        current: Option<VerificationId>,
+        now: Timestamp,
+    ) -> Result<Option<Started>, Error> {
+        let record = &new.record;
+        let record_ttl = now.until(record.expires_at) + RETENTION;
+        let mut invocation = self.scripts.start.prepare_invoke();
+        invocation
+            .key(self.number_key(&record.number))
+            .key(self.verification_key(&record.id))
+            .key(self.outbox_key(record.id.tag()));
+        if let Some(current) = &current {
+            invocation.key(self.verification_key(current));
+        }
+        invocation
+            .arg(current.map(|id| id.to_string()).unwrap_or_default())
+            .arg(now.millis())
+            .arg(
+                record
+                    .binding_digest
+                    .map(|b| b.to_vec())
+                    .unwrap_or_default(),
+            )
+            .arg(record.id.to_string())
+            .arg(millis(new.index_ttl))
+            .arg(millis(record_ttl))
+            .arg(new.enqueue.shard_cap)
+            .arg(record.service.as_str())
+            .arg(new.enqueue.sealed_code.as_slice())
+            .arg(new.enqueue.key_id.as_str());
+        for (field, value) in encode(record) {
+            invocation.arg(field).arg(value);
+        }
+        let reply = self.invoke("start", invocation).await?;
+        let (outcome, other): (String, String) =
+            redis::from_redis_value(reply).map_err(unavailable)?;
+        let other = (!other.is_empty())
+            .then(|| {
+                other
+                    .parse::<VerificationId>()
+                    .map_err(|_| Error::Corrupt("index holds a bad id".into()))
+            })
+            .transpose()?;
+        match (outcome.as_str(), other) {
+            ("created", replaced) => Ok(Some(Started::Created { replaced })),
+            ("pending", Some(id)) => Ok(Some(Started::Pending(id))),
+            ("full", None) => Ok(Some(Started::Full)),
+            ("moved", None) => Ok(None),
+            (other, _) => Err(corrupt(other)),
+        }
+    }
+
+    /// One EVALSHA per group, sent together: one round trip for all groups
+    /// (each group is one slot, and atomic on its own). On NOSCRIPT (a
+    /// restarted Redis, a new Cluster primary) the script is loaded and the
+    /// groups sent again.
     async fn run_limits(
         &self,
         groups: &[Group],
         now: Timestamp,
         action: &str,
     ) -> Result<Vec<Vec<i64>>, Error> {
-        let groups: Vec<&Group> = groups
+        let commands: Vec<redis::Cmd> = groups
             .iter()
             .filter(|group| !group.items.is_empty())
+            .map(|group| self.limit_command(group, now, action))
             .collect();
-        if groups.is_empty() {
+        if commands.is_empty() {
             return Ok(Vec::new());
         }
-        let mut pipe = redis::pipe();
-        for group in &groups {
-            let prefix = format!("{}:", self.slot(group.tag));
-            let command = pipe
-                .cmd("EVALSHA")
-                .arg(self.scripts.limit.get_hash())
-                .arg(1)
-                .arg(format!("{prefix}l"));
-            command.arg(&prefix).arg(now.millis()).arg(action);
-            for item in &group.items {
-                let (kind, a, b) = match item.check {
-                    Check::Rate(gcra) => ("r", gcra.interval_ms as i64, gcra.burst as i64),
-                    Check::Quota { cap, until } => ("q", cap as i64, until.millis()),
-                };
-                let block = item.block.map_or(0, millis);
-                command
-                    .arg(kind)
-                    .arg(URL_SAFE_NO_PAD.encode(item.key))
-                    .arg(item.cost)
-                    .arg(u8::from(item.monitor));
-                command.arg(block).arg(a).arg(b);
-            }
-        }
-        pipe.ignore_errors();
         let no_script = redis::ErrorKind::Server(redis::ServerErrorKind::NoScript);
         for attempt in 0..2 {
-            let mut connection = self.connection.clone();
-            let call = pipe.query_async::<Vec<redis::RedisResult<Vec<i64>>>>(&mut connection);
-            let replies = self.timed("limit", call).await?;
-            match replies.into_iter().collect::<redis::RedisResult<Vec<_>>>() {
+            let replies = self.run_all("limit", &commands).await?;
+            let replies: redis::RedisResult<Vec<Vec<i64>>> = replies
+                .into_iter()
+                .map(|reply| {
+                    reply.and_then(|value| redis::from_redis_value(value).map_err(Into::into))
+                })
+                .collect();
+            match replies {
                 Err(error) if attempt == 0 && error.kind() == no_script => {
+                    let mut connection = self.connection.clone();
                     let invocation = self.scripts.limit.prepare_invoke();
                     let load = invocation.load_async(&mut connection);
-                    tokio::time::timeout(self.timeout, load)
-                        .await
-                        .map_err(unavailable)?
-                        .map_err(unavailable)?;
+                    self.timed("load_script", load).await?;
                 }
                 outcome => return outcome.map_err(unavailable),
             }

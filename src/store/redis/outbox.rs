@@ -1,15 +1,21 @@
 //! The outbox on Redis Streams: one stream per shard (`p:{T}:outbox`), read
-//! by the consumer group `otpd` of every replica. New sends come from one
-//! blocking XREADGROUP over all shards (a connection of its own); a worker
-//! keeps what it is still sending fresh with XCLAIM JUSTID; sends a dead
-//! replica held are taken over with XAUTOCLAIM; `finish.lua` acks,
+//! by the consumer group `otpd` of every replica. Every stream is its own
+//! slot, so each is read, taken over, measured and created with a command
+//! of its own, all sent together (`run_all`): one pipeline on one server,
+//! concurrent requests on Cluster, on whichever primary holds the slot now.
+//! Reads do not block: a replica polls the shards, at once when it queued
+//! a send itself (`queued`), else after the worker's wait. A read asks
+//! `max` shards at a time for one send each, the next shards in turn, so it
+//! never claims more than its caller can take. A worker keeps what it is still sending fresh with XCLAIM JUSTID; sends a
+//! dead replica held are taken over with XAUTOCLAIM; `finish.lua` acks,
 //! deletes and records in one step, and keeps exhausted sends in
 //! `p:{T}:dead`.
 
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use redis::streams::{StreamAutoClaimReply, StreamId, StreamRangeReply, StreamReadReply};
-use redis::Value;
+use redis::{Cmd, FromRedisValue, RedisResult, Value};
 
 use super::{millis, unavailable, RedisStore};
 use crate::domain::Timestamp;
@@ -30,20 +36,20 @@ impl RedisStore {
     /// stream, so nothing queued before is missed). Idempotent: a group that
     /// exists answers BUSYGROUP, which is fine.
     async fn create_groups(&self) -> Result<(), Error> {
-        let mut pipe = redis::pipe();
-        pipe.ignore_errors();
+        let mut commands = Vec::new();
         for stream in self.shard_streams() {
-            pipe.cmd("XGROUP")
+            let mut create = redis::cmd("XGROUP");
+            create
                 .arg("CREATE")
                 .arg(&stream)
                 .arg(GROUP)
                 .arg("0")
                 .arg("MKSTREAM");
-            pipe.cmd("PEXPIRE").arg(&stream).arg(millis(STREAM_TTL));
+            let mut expire = redis::cmd("PEXPIRE");
+            expire.arg(&stream).arg(millis(STREAM_TTL));
+            commands.extend([create, expire]);
         }
-        let mut connection = self.connection.clone();
-        let call = pipe.query_async::<Vec<redis::RedisResult<Value>>>(&mut connection);
-        let results = self.timed("create_groups", call).await?;
+        let results = self.run_all("create_groups", &commands).await?;
         match results
             .into_iter()
             .find_map(|result| result.err().filter(|e| e.code() != Some("BUSYGROUP")))
@@ -59,68 +65,80 @@ impl RedisStore {
         max: usize,
         wait: Duration,
     ) -> Result<Vec<Claimed>, Error> {
+        // Registered before the read, so a send queued meanwhile wakes us.
+        let queued = self.queued.notified();
+        tokio::pin!(queued);
+        queued.as_mut().enable();
+        let found = self.read_shards(consumer, max).await?;
+        if !found.is_empty() {
+            return Ok(found);
+        }
+        let _ = tokio::time::timeout(wait, queued).await;
+        self.read_shards(consumer, max).await
+    }
+
+    /// New sends, at most one from each of `max` shards at a time, going
+    /// round the shards until some are found or every shard was asked.
+    async fn read_shards(&self, consumer: &str, max: usize) -> Result<Vec<Claimed>, Error> {
+        let batch = max.clamp(1, usize::from(SHARDS));
+        for _ in 0..usize::from(SHARDS).div_ceil(batch) {
+            let first = self.next_shard.fetch_add(batch, Ordering::Relaxed);
+            let commands: Vec<Cmd> = (first..first + batch)
+                .map(|shard| {
+                    let shard = (shard % usize::from(SHARDS)) as u8;
+                    let mut read = redis::cmd("XREADGROUP");
+                    read.arg("GROUP")
+                        .arg(GROUP)
+                        .arg(consumer)
+                        .arg("COUNT")
+                        .arg(1)
+                        .arg("STREAMS")
+                        .arg(self.outbox_key([0, shard]))
+                        .arg(">");
+                    read
+                })
+                .collect();
+            let replies: Vec<Option<StreamReadReply>> =
+                self.each_shard("read_outbox", &commands).await?;
+            let found: Vec<Claimed> = replies
+                .into_iter()
+                .flatten()
+                .flat_map(|reply| reply.keys)
+                .flat_map(|key| key.ids)
+                .filter_map(claimed)
+                .collect();
+            if !found.is_empty() {
+                return Ok(found);
+            }
+        }
+        Ok(Vec::new())
+    }
+
+    /// Runs one command per shard; if a shard has no group yet (a new or
+    /// flushed Redis), creates the groups and runs them once more.
+    async fn each_shard<T: FromRedisValue>(
+        &self,
+        operation: &'static str,
+        commands: &[Cmd],
+    ) -> Result<Vec<T>, Error> {
         for attempt in 0..2 {
-            match self.xreadgroup(consumer, max, wait).await {
+            let replies = self.run_all(operation, commands).await?;
+            let replies: RedisResult<Vec<T>> = replies
+                .into_iter()
+                .map(|reply| {
+                    reply.and_then(|value| redis::from_redis_value(value).map_err(Into::into))
+                })
+                .collect();
+            match replies {
                 Err(error) if attempt == 0 && error.code() == Some("NOGROUP") => {
                     self.create_groups().await?
                 }
-                Err(error) => return Err(unavailable(error)),
-                Ok(reply) => {
-                    let entries = reply
-                        .into_iter()
-                        .flat_map(|reply| reply.keys)
-                        .flat_map(|key| key.ids);
-                    return Ok(entries.filter_map(claimed).collect());
-                }
+                outcome => return outcome.map_err(unavailable),
             }
         }
         Err(Error::Corrupt(
             "the outbox groups could not be created".into(),
         ))
-    }
-
-    async fn xreadgroup(
-        &self,
-        consumer: &str,
-        max: usize,
-        wait: Duration,
-    ) -> redis::RedisResult<Option<StreamReadReply>> {
-        let mut reader = self.reader.lock().await;
-        if reader.is_none() {
-            let config = redis::AsyncConnectionConfig::new()
-                .set_connection_timeout(Some(self.timeout))
-                .set_response_timeout(Some(wait + self.timeout));
-            *reader = Some(
-                self.client
-                    .get_multiplexed_async_connection_with_config(&config)
-                    .await?,
-            );
-        }
-        let streams = self.shard_streams();
-        let mut command = redis::cmd("XREADGROUP");
-        command
-            .arg("GROUP")
-            .arg(GROUP)
-            .arg(consumer)
-            .arg("COUNT")
-            .arg(max)
-            .arg("BLOCK")
-            .arg(millis(wait));
-        command
-            .arg("STREAMS")
-            .arg(&streams)
-            .arg(vec![">"; streams.len()]);
-        let connection = reader.as_mut().expect("connected above");
-        let reply = command
-            .query_async::<Option<StreamReadReply>>(connection)
-            .await;
-        if reply
-            .as_ref()
-            .is_err_and(|error| error.is_io_error() || error.is_timeout())
-        {
-            *reader = None;
-        }
-        reply
     }
 
     pub(super) async fn take_over(
@@ -129,42 +147,28 @@ impl RedisStore {
         idle: Duration,
         max: usize,
     ) -> Result<Vec<Claimed>, Error> {
-        let mut pipe = redis::pipe();
-        pipe.ignore_errors();
-        for stream in self.shard_streams() {
-            pipe.cmd("XAUTOCLAIM")
-                .arg(stream)
-                .arg(GROUP)
-                .arg(consumer)
-                .arg(millis(idle))
-                .arg("0-0")
-                .arg("COUNT")
-                .arg(max);
-        }
-        for attempt in 0..2 {
-            let mut connection = self.connection.clone();
-            let call =
-                pipe.query_async::<Vec<redis::RedisResult<StreamAutoClaimReply>>>(&mut connection);
-            let replies = self.timed("take_over", call).await?;
-            let replies: redis::RedisResult<Vec<StreamAutoClaimReply>> =
-                replies.into_iter().collect();
-            match replies {
-                Err(error) if attempt == 0 && error.code() == Some("NOGROUP") => {
-                    self.create_groups().await?
-                }
-                Err(error) => return Err(unavailable(error)),
-                Ok(replies) => {
-                    return Ok(replies
-                        .into_iter()
-                        .flat_map(|reply| reply.claimed)
-                        .filter_map(claimed)
-                        .collect())
-                }
-            }
-        }
-        Err(Error::Corrupt(
-            "the outbox groups could not be created".into(),
-        ))
+        let commands: Vec<Cmd> = self
+            .shard_streams()
+            .into_iter()
+            .map(|stream| {
+                let mut autoclaim = redis::cmd("XAUTOCLAIM");
+                autoclaim
+                    .arg(stream)
+                    .arg(GROUP)
+                    .arg(consumer)
+                    .arg(millis(idle))
+                    .arg("0-0")
+                    .arg("COUNT")
+                    .arg(max);
+                autoclaim
+            })
+            .collect();
+        let replies: Vec<StreamAutoClaimReply> = self.each_shard("take_over", &commands).await?;
+        Ok(replies
+            .into_iter()
+            .flat_map(|reply| reply.claimed)
+            .filter_map(claimed)
+            .collect())
     }
 
     /// XCLAIM … JUSTID by the same consumer: resets the entry's idle time
@@ -221,16 +225,16 @@ impl RedisStore {
     /// The first entry of every stream (entries leave a stream only when
     /// finished), oldest by its queue time.
     pub(super) async fn oldest(&self) -> Result<Option<Timestamp>, Error> {
-        let mut pipe = redis::pipe();
-        for stream in self.shard_streams() {
-            pipe.cmd("XRANGE")
-                .arg(stream)
-                .arg("-")
-                .arg("+")
-                .arg("COUNT")
-                .arg(1);
-        }
-        let firsts: Vec<StreamRangeReply> = self.pipeline("oldest", &pipe).await?;
+        let commands: Vec<Cmd> = self
+            .shard_streams()
+            .into_iter()
+            .map(|stream| {
+                let mut range = redis::cmd("XRANGE");
+                range.arg(stream).arg("-").arg("+").arg("COUNT").arg(1);
+                range
+            })
+            .collect();
+        let firsts: Vec<StreamRangeReply> = self.each_shard("oldest", &commands).await?;
         Ok(firsts
             .into_iter()
             .flat_map(|reply| reply.ids)
@@ -240,11 +244,16 @@ impl RedisStore {
     }
 
     pub(super) async fn depth(&self) -> Result<u64, Error> {
-        let mut pipe = redis::pipe();
-        for stream in self.shard_streams() {
-            pipe.cmd("XLEN").arg(stream);
-        }
-        let lengths: Vec<u64> = self.pipeline("depth", &pipe).await?;
+        let commands: Vec<Cmd> = self
+            .shard_streams()
+            .into_iter()
+            .map(|stream| {
+                let mut length = redis::cmd("XLEN");
+                length.arg(stream);
+                length
+            })
+            .collect();
+        let lengths: Vec<u64> = self.each_shard("depth", &commands).await?;
         Ok(lengths.into_iter().sum())
     }
 }
