@@ -3,14 +3,16 @@
 //! Module map (dependencies point down the list):
 //! - `http`: actix-web routes, auth, problem+json, request telemetry.
 //! - `otp`: the use cases (start, check, resend, cancel, status), the
-//!   keyring, the clock and use-case errors.
-//! - `store`: the `Store` trait, its Redis and in-memory implementations and
-//!   their conformance suite.
+//!   keyring and use-case errors.
+//! - `store`: one trait per concern (verifications, idempotency, limits,
+//!   outbox), their Redis (one server, Sentinel, Cluster) and in-memory
+//!   implementations and a conformance suite per trait.
 //! - `ratelimit`: limit policies per scope, GCRA, trusted client IPs.
 //! - `delivery`: outbox workers: claims, retries, takeover, outcomes.
 //! - `carrier`: the `Carrier` trait and its adapters.
 //! - `sms`: templates, GSM-7/UCS-2 encoding and segment counts.
-//! - `domain`: values valid once built (phone, code, ids, names).
+//! - `domain`: values valid once built (phone, code, ids, names), the
+//!   clock, carriers' receipts.
 //! - `config`, `startup`, `telemetry`, `metrics`: settings, wiring, logs and
 //!   Prometheus instruments.
 

@@ -12,18 +12,18 @@ use anyhow::Context;
 use tokio::sync::{mpsc, watch};
 
 use crate::carrier::{
-    Carrier, CircuitSettings, ConsoleCarrier, MessageReceipt, NullCarrier, Router, SmppCarrier,
-    TwilioCarrier, VonageCarrier, WebhookCarrier,
+    Carrier, CircuitSettings, ConsoleCarrier, NullCarrier, Router, SmppCarrier, TwilioCarrier,
+    VonageCarrier, WebhookCarrier,
 };
 use crate::config::{self, CarrierSettings, Mode, Settings};
 use crate::delivery::Worker;
-use crate::domain::Phone;
+use crate::domain::{Clock, MessageReceipt, Phone, SystemClock};
 use crate::grpc::{self, VerificationServiceServer, Verifications};
 use crate::http::{self, ApiKeys, Flood};
 use crate::metrics::Metrics;
-use crate::otp::{Clock, Keyring, Options, Otp, SystemClock};
+use crate::otp::{Keyring, Options, Otp};
 use crate::ratelimit::TrustedProxies;
-use crate::store::{MemoryStore, RedisStore, Store};
+use crate::store::{MemoryStore, RedisStore, Stores};
 
 /// What `App::build` can be given instead of what the settings name: tests
 /// pass a manual clock and a recording carrier.
@@ -49,13 +49,12 @@ pub struct App {
     receipts: mpsc::Receiver<MessageReceipt>,
 }
 
-fn store(settings: &Settings, metrics: &Metrics) -> anyhow::Result<Arc<dyn Store>> {
+fn stores(settings: &Settings, metrics: &Metrics) -> anyhow::Result<Stores> {
     if !settings.redis.is_configured() {
-        return Ok(Arc::new(MemoryStore::new()));
+        return Ok(Stores::of(Arc::new(MemoryStore::new())));
     }
-    Ok(Arc::new(
-        RedisStore::connect(&settings.redis, metrics.clone()).context("redis")?,
-    ))
+    let redis = RedisStore::connect(&settings.redis, metrics.clone()).context("redis")?;
+    Ok(Stores::of(Arc::new(redis)))
 }
 
 /// Receipts waiting for otpd to find their send (SMPP).
@@ -171,7 +170,7 @@ impl App {
             max_queued: settings.delivery.max_queued,
         };
         let otp = Arc::new(Otp::new(
-            store(settings, &metrics)?,
+            stores(settings, &metrics)?,
             overrides.clock.unwrap_or_else(|| Arc::new(SystemClock)),
             Keyring::new(&validated.secrets),
             validated.services,

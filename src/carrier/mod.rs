@@ -26,7 +26,7 @@ pub use self::webhook::{
     signature as webhook_signature, webhook_key, WebhookCarrier, WebhookError, WebhookSettings,
 };
 
-use crate::domain::{Phone, ServiceName, VerificationId};
+use crate::domain::{Phone, Receipt, ServiceName, VerificationId};
 use crate::sms::Body;
 
 /// One message for one verification.
@@ -43,24 +43,6 @@ pub struct Sms {
     /// drop a message not delivered in time are told so, and a stale code
     /// is never delivered.
     pub valid_for: std::time::Duration,
-}
-
-/// A carrier's word on a message it took, from its delivery receipt.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Receipt {
-    pub verification: VerificationId,
-    pub send: u32,
-    pub message_id: String,
-    pub delivered: bool,
-}
-
-/// A receipt that names only the carrier's message id (SMPP): otpd finds
-/// the send by the index it kept when the carrier accepted the message.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct MessageReceipt {
-    pub carrier: String,
-    pub message_id: String,
-    pub delivered: bool,
 }
 
 /// The carrier took the message.

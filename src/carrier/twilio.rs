@@ -29,7 +29,8 @@ use subtle::ConstantTimeEq;
 use zeroize::Zeroizing;
 
 use super::provider::{self, form, parse_reference, reference, transport};
-use super::{Accepted, Callback, Carrier, Receipt, ReceiptError, SendError, Sms};
+use super::{Accepted, Callback, Carrier, ReceiptError, SendError, Sms};
+use crate::domain::Receipt;
 
 /// `[carriers.<name>]` with `kind = "twilio"`.
 #[derive(Clone, Deserialize)]

@@ -27,7 +27,8 @@ use subtle::ConstantTimeEq;
 use zeroize::Zeroizing;
 
 use super::provider::{self, form, parse_reference, reference, transport};
-use super::{Accepted, Callback, Carrier, Receipt, ReceiptError, SendError, Sms};
+use super::{Accepted, Callback, Carrier, ReceiptError, SendError, Sms};
+use crate::domain::Receipt;
 use crate::sms::Encoding;
 
 /// `[carriers.<name>]` with `kind = "vonage"`.

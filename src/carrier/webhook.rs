@@ -23,7 +23,8 @@ use zeroize::Zeroizing;
 use subtle::ConstantTimeEq;
 
 use super::provider::{self, transport};
-use super::{Accepted, Callback, Carrier, Receipt, ReceiptError, SendError, Sms};
+use super::{Accepted, Callback, Carrier, ReceiptError, SendError, Sms};
+use crate::domain::Receipt;
 
 /// `[carriers.<name>]` with `kind = "webhook"`.
 #[derive(Clone, Deserialize)]

@@ -37,7 +37,8 @@ impl Otp {
         let scoped = self.keyring.idempotency_key(api_key, key);
         let fingerprint = self.keyring.fingerprint(request);
         match self
-            .store
+            .stores
+            .idempotency
             .reserve(&scoped, &fingerprint, LOCK, self.clock.now())
             .await?
         {
@@ -58,7 +59,8 @@ impl Otp {
     pub async fn finish_idempotent(&self, ticket: Ticket, answer: Option<&[u8]>) {
         let stored = match answer {
             Some(answer) => {
-                self.store
+                self.stores
+                    .idempotency
                     .complete(
                         &ticket.0,
                         answer,
@@ -67,7 +69,7 @@ impl Otp {
                     )
                     .await
             }
-            None => self.store.release(&ticket.0).await,
+            None => self.stores.idempotency.release(&ticket.0).await,
         };
         if let Err(error) = stored {
             warn!(error = %error, "idempotency record not updated; a retry may run again");

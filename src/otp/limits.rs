@@ -56,7 +56,7 @@ impl Otp {
         if groups.is_empty() {
             return Ok(Taken(groups));
         }
-        let verdicts = self.store.limit(&groups, self.clock.now()).await?;
+        let verdicts = self.stores.limits.limit(&groups, self.clock.now()).await?;
         let mut refusal: Option<(&Item, Duration)> = None;
         let mut recorded = Vec::new();
         for (group, verdict) in groups.iter().zip(&verdicts) {
@@ -126,7 +126,7 @@ impl Otp {
         if taken.0.is_empty() {
             return;
         }
-        if let Err(error) = self.store.refund(&taken.0, self.clock.now()).await {
+        if let Err(error) = self.stores.limits.refund(&taken.0, self.clock.now()).await {
             warn!(error = %error, "limits not refunded");
         }
     }

@@ -2,7 +2,6 @@
 //! and replay of idempotent requests. No HTTP and no Redis types here: the
 //! store and the carrier are traits, time comes from a `Clock`.
 
-mod clock;
 mod error;
 mod idempotency;
 mod keyring;
@@ -18,19 +17,19 @@ use std::time::Duration;
 use tracing::{info, warn};
 
 #[cfg(any(test, feature = "test-support"))]
-pub use self::clock::ManualClock;
-pub use self::clock::{Clock, SystemClock};
 pub use self::error::{Error, Kind, Limited};
 pub use self::idempotency::{Begun, Ticket};
 pub use self::keyring::{Keyring, Secret};
 pub use self::service::Service;
 
-use crate::domain::{Binding, Code, Locale, Phone, ServiceName, Status, Timestamp, VerificationId};
+use crate::domain::{
+    Binding, Clock, Code, Locale, Phone, ServiceName, Status, Timestamp, VerificationId,
+};
 use crate::metrics::{CheckOutcome, Metrics};
 use crate::ratelimit::{Scope, Subject};
 use crate::sms::AppHash;
 use crate::store::{
-    self, Checked, Enqueue, NewVerification, Record, ResendPolicy, Resent, Started, Store,
+    self, Checked, Enqueue, NewVerification, Record, ResendPolicy, Resent, Started, Stores,
 };
 
 /// A verification as callers see it: no digests, no sealed number.
@@ -106,7 +105,7 @@ pub struct CheckOutcomeView {
 
 /// Everything the use cases need, built once by `startup`.
 pub struct Otp {
-    store: Arc<dyn Store>,
+    stores: Stores,
     clock: Arc<dyn Clock>,
     keyring: Keyring,
     services: BTreeMap<ServiceName, Arc<Service>>,
@@ -132,7 +131,7 @@ const INDEX_SLACK: Duration = Duration::from_secs(60);
 
 impl Otp {
     pub fn new(
-        store: Arc<dyn Store>,
+        stores: Stores,
         clock: Arc<dyn Clock>,
         keyring: Keyring,
         services: BTreeMap<ServiceName, Service>,
@@ -144,7 +143,7 @@ impl Otp {
             .map(|(name, service)| (name, Arc::new(service)))
             .collect();
         Otp {
-            store,
+            stores,
             clock,
             keyring,
             services,
@@ -160,7 +159,7 @@ impl Otp {
 
     /// Whether otpd can write to its store (readiness).
     pub async fn ready(&self) -> Result<(), Error> {
-        Ok(self.store.ping().await?)
+        Ok(self.stores.verifications.ping().await?)
     }
 
     #[tracing::instrument(skip_all, fields(service = %request.service, to = %request.to.masked()))]
@@ -222,7 +221,7 @@ impl Otp {
             let now = self.clock.now();
             let code = Code::generate(service.code_length);
             let new = self.new_verification(service, request, number, &code, now);
-            match self.store.start(&new, now).await? {
+            match self.stores.verifications.start(&new, now).await? {
                 Started::Created { replaced } => {
                     if let Some(old) = replaced {
                         info!(verification_id = %old, "pending verification replaced by one with another binding");
@@ -337,7 +336,7 @@ impl Otp {
             CheckTarget::Id(id) => *id,
             CheckTarget::Number(phone) => {
                 let number = self.keyring.number_key(&service.name, phone);
-                match self.store.find(&number, now).await? {
+                match self.stores.verifications.find(&number, now).await? {
                     Some(id) => id,
                     None => {
                         // The same work as a check of an unknown id, so the
@@ -358,7 +357,8 @@ impl Otp {
             self.keyring
                 .candidates(&service.name, &id, &request.code, request.binding.as_ref());
         match self
-            .store
+            .stores
+            .verifications
             .check(
                 &service.name,
                 &id,
@@ -403,7 +403,8 @@ impl Otp {
         let service = self.service(service_name)?;
         let now = self.clock.now();
         let record = self
-            .store
+            .stores
+            .verifications
             .get(&service.name, id, now)
             .await?
             .ok_or(Error::NotFound)?;
@@ -449,7 +450,8 @@ impl Otp {
         };
         let enqueue = self.enqueue(id, &code);
         let record = match self
-            .store
+            .stores
+            .verifications
             .resend(&service.name, id, &candidates, policy, &enqueue, now)
             .await?
         {
@@ -485,7 +487,8 @@ impl Otp {
     ) -> Result<Verification, Error> {
         let service = self.service(service_name)?;
         match self
-            .store
+            .stores
+            .verifications
             .cancel(&service.name, id, self.clock.now())
             .await?
         {
@@ -504,7 +507,11 @@ impl Otp {
         id: &VerificationId,
     ) -> Result<Verification, Error> {
         let service = self.service(service_name)?;
-        let record = self.store.get(&service.name, id, self.clock.now()).await?;
+        let record = self
+            .stores
+            .verifications
+            .get(&service.name, id, self.clock.now())
+            .await?;
         record.map(Verification::from).ok_or(Error::NotFound)
     }
 }

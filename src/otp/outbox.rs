@@ -6,7 +6,8 @@ use std::time::Duration;
 use tracing::{info, warn};
 
 use super::{Error, Otp};
-use crate::carrier::{message_id_candidates, MessageReceipt, Receipt, Sms};
+use crate::carrier::{message_id_candidates, Sms};
+use crate::domain::{MessageReceipt, Receipt};
 use crate::domain::{Phone, Status, Timestamp};
 use crate::store::{Claimed, Finish};
 
@@ -21,7 +22,7 @@ impl Otp {
         max: usize,
         wait: Duration,
     ) -> Result<Vec<Claimed>, Error> {
-        Ok(self.store.claim(consumer, max, wait).await?)
+        Ok(self.stores.outbox.claim(consumer, max, wait).await?)
     }
 
     /// Sends a dead replica held for `idle`, now this replica's.
@@ -31,12 +32,12 @@ impl Otp {
         idle: Duration,
         max: usize,
     ) -> Result<Vec<Claimed>, Error> {
-        Ok(self.store.reclaim(consumer, idle, max).await?)
+        Ok(self.stores.outbox.reclaim(consumer, idle, max).await?)
     }
 
     /// Keeps a send this replica is still working on from being taken over.
     pub async fn keep_claimed(&self, consumer: &str, claimed: &Claimed) -> Result<(), Error> {
-        Ok(self.store.keep(consumer, claimed).await?)
+        Ok(self.stores.outbox.keep(consumer, claimed).await?)
     }
 
     /// Records a carrier's receipt (already authenticated by the carrier)
@@ -44,7 +45,11 @@ impl Otp {
     /// counted `ignored` and changes nothing.
     pub async fn receipt(&self, carrier: &str, receipt: &Receipt) -> Result<(), Error> {
         let now = self.clock.now();
-        let sent_at = self.store.receipt(carrier, receipt, now).await?;
+        let sent_at = self
+            .stores
+            .verifications
+            .receipt(carrier, receipt, now)
+            .await?;
         let status = match (sent_at, receipt.delivered) {
             (None, _) => "ignored",
             (Some(_), true) => "delivered",
@@ -67,7 +72,8 @@ impl Otp {
         let send = (sms.verification, sms.send);
         let now = self.clock.now();
         Ok(self
-            .store
+            .stores
+            .verifications
             .index_message(carrier, message_id, send, MESSAGE_INDEX_TTL, now)
             .await?)
     }
@@ -78,7 +84,8 @@ impl Otp {
         let now = self.clock.now();
         for message_id in message_id_candidates(&from.message_id) {
             let found = self
-                .store
+                .stores
+                .verifications
                 .find_message(&from.carrier, &message_id, now)
                 .await?;
             if let Some((verification, send)) = found {
@@ -97,11 +104,11 @@ impl Otp {
 
     /// When the oldest send still in the outbox was queued.
     pub async fn outbox_oldest(&self) -> Result<Option<Timestamp>, Error> {
-        Ok(self.store.outbox_oldest().await?)
+        Ok(self.stores.outbox.oldest().await?)
     }
 
     pub async fn outbox_depth(&self) -> Result<u64, Error> {
-        Ok(self.store.outbox_depth().await?)
+        Ok(self.stores.outbox.depth().await?)
     }
 
     /// The SMS for a queued send, and when its code expires; `None` when it
@@ -113,7 +120,8 @@ impl Otp {
             return Ok(None);
         };
         let record = self
-            .store
+            .stores
+            .verifications
             .get(&service.name, &send.id, self.clock.now())
             .await?;
         let Some(record) = record.filter(|r| r.status == Status::Pending && r.sends == send.number)
@@ -150,7 +158,11 @@ impl Otp {
     /// Removes the send from the outbox and records the outcome on its
     /// verification.
     pub async fn finish_send(&self, claimed: &Claimed, finish: &Finish) -> Result<(), Error> {
-        Ok(self.store.finish(claimed, finish, self.clock.now()).await?)
+        Ok(self
+            .stores
+            .outbox
+            .finish(claimed, finish, self.clock.now())
+            .await?)
     }
 
     pub fn now(&self) -> Timestamp {

@@ -1,29 +1,36 @@
-//! Where verifications and idempotency records live. `Store` is the one
-//! contract; `memory` (dev mode, tests) and `redis` (production) implement it
-//! and pass the same suite in `conformance`.
+//! Where otpd's state lives, by concern: `Verifications` (records, number
+//! indexes, receipts), `Idempotency`, `Limits` and the `Outbox`. Each trait
+//! has its own suite in `conformance`, which every backend passes: `memory`
+//! (dev mode, tests) and `redis` (production: one server, Sentinel or
+//! Cluster), each implementing all four. `Stores` hands them to the use
+//! cases.
 //!
 //! A store keeps only what DESIGN allows at rest: keyed digests of codes and
 //! bindings, the keyed hash of the number (`NumberKey`), the number sealed
 //! for resends, and its masked form. Every method is one atomic step.
 
+mod idempotency;
+mod limits;
 mod memory;
+mod outbox;
 mod redis;
 mod rules;
+mod verification;
 
 #[cfg(any(test, feature = "test-support"))]
 pub mod conformance;
 
-use std::time::Duration;
+use std::sync::Arc;
 
-use async_trait::async_trait;
-
-use crate::carrier::Receipt;
-use crate::domain::{Locale, ServiceName, Status, Timestamp, VerificationId};
-use crate::ratelimit::{FailurePolicy, Group, Verdict};
-use crate::sms::AppHash;
-
+pub use self::idempotency::{Idempotency, IdempotencyKey, Reservation};
+pub use self::limits::Limits;
 pub use self::memory::MemoryStore;
+pub use self::outbox::{Claimed, Enqueue, Finish, Outbox, QueuedSend};
 pub use self::redis::{ClusterSettings, RedisSettings, RedisStore, SentinelSettings, Topology};
+pub use self::verification::{
+    Candidate, Changed, Checked, Delivery, DeliveryStatus, NewVerification, Record, ResendPolicy,
+    Resent, Started, Verifications,
+};
 
 /// HMAC-SHA256 output.
 pub type Digest = [u8; 32];
@@ -44,259 +51,8 @@ impl NumberKey {
     }
 }
 
-/// The keyed hash of (API key, `Idempotency-Key` value).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub struct IdempotencyKey(pub [u8; 16]);
-
 /// The name of the secret a verification's digests were made with.
 pub type KeyId = String;
-
-/// One way to prove a code (and binding): its digests under one secret.
-/// Checks pass one candidate per configured secret, so a rotation never
-/// strands a pending code; the store uses the one named by the record.
-#[derive(Clone, Debug)]
-pub struct Candidate {
-    pub key_id: KeyId,
-    pub code: Digest,
-    /// Absent when the request carries no binding.
-    pub binding: Option<Digest>,
-}
-
-/// A verification as stored.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Record {
-    pub id: VerificationId,
-    pub service: ServiceName,
-    pub status: Status,
-    /// `+81 90-****-5678`.
-    pub masked_to: String,
-    /// The E.164 number, encrypted under `key_id` (for resends).
-    pub sealed_to: Vec<u8>,
-    pub locale: Locale,
-    pub created_at: Timestamp,
-    pub expires_at: Timestamp,
-    pub resend_after: Timestamp,
-    pub sends: u32,
-    pub attempts_left: u32,
-    pub key_id: KeyId,
-    pub code_digest: Digest,
-    pub binding_digest: Option<Digest>,
-    /// The number's index key: also keys its consecutive failures.
-    pub number: NumberKey,
-    pub country_code: u16,
-    /// The Android app hash the start asked for, for every send's body.
-    pub app_hash: Option<AppHash>,
-    /// How the latest send is doing.
-    pub delivery: Delivery,
-}
-
-/// What became of a verification's latest send (what `GET` shows).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum DeliveryStatus {
-    /// Waiting in the outbox.
-    Queued,
-    /// A carrier accepted it.
-    Sent,
-    /// The carrier's receipt says it reached the phone.
-    Delivered,
-    /// The carrier's receipt says it did not (expired, unreachable …).
-    Undelivered,
-    /// Every attempt on every route failed.
-    Failed,
-}
-
-impl DeliveryStatus {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            DeliveryStatus::Queued => "queued",
-            DeliveryStatus::Sent => "sent",
-            DeliveryStatus::Delivered => "delivered",
-            DeliveryStatus::Undelivered => "undelivered",
-            DeliveryStatus::Failed => "failed",
-        }
-    }
-}
-
-impl std::str::FromStr for DeliveryStatus {
-    type Err = String;
-
-    fn from_str(text: &str) -> Result<Self, String> {
-        match text {
-            "queued" => Ok(DeliveryStatus::Queued),
-            "sent" => Ok(DeliveryStatus::Sent),
-            "delivered" => Ok(DeliveryStatus::Delivered),
-            "undelivered" => Ok(DeliveryStatus::Undelivered),
-            "failed" => Ok(DeliveryStatus::Failed),
-            other => Err(format!("unknown delivery status {other:?}")),
-        }
-    }
-}
-
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Delivery {
-    pub status: DeliveryStatus,
-    /// The carrier that took it, and its message id.
-    pub carrier: Option<String>,
-    pub message_id: Option<String>,
-    /// When the carrier accepted it.
-    pub sent_at: Option<Timestamp>,
-}
-
-impl Delivery {
-    pub fn queued() -> Self {
-        Delivery {
-            status: DeliveryStatus::Queued,
-            carrier: None,
-            message_id: None,
-            sent_at: None,
-        }
-    }
-}
-
-/// What a start or resend puts in the outbox with the verification.
-#[derive(Clone, Debug)]
-pub struct Enqueue {
-    /// The code, encrypted under `key_id` (never in clear at rest, SEC-11).
-    pub sealed_code: Vec<u8>,
-    pub key_id: KeyId,
-    /// The most sends a shard may hold; past it the start is refused.
-    pub shard_cap: u64,
-}
-
-/// One SMS waiting in the outbox.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct QueuedSend {
-    pub id: VerificationId,
-    pub service: ServiceName,
-    /// Which send of the verification (1 for the first).
-    pub number: u32,
-    pub sealed_code: Vec<u8>,
-    pub key_id: KeyId,
-    pub queued_at: Timestamp,
-}
-
-/// A send handed to one worker, until it finishes it.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Claimed {
-    /// The outbox entry (a stream id in Redis).
-    pub entry: String,
-    pub send: QueuedSend,
-}
-
-/// How a worker finished a send.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Finish {
-    Sent {
-        carrier: String,
-        message_id: String,
-    },
-    /// Gave up: recorded as failed, and the send is taken back (the user
-    /// may resend at once). `dead` keeps a copy in the dead-letter stream.
-    Failed {
-        dead: bool,
-    },
-    /// Not sent and nothing to record: the verification expired, finished
-    /// or was resent since (a newer send supersedes it).
-    Skipped,
-}
-
-impl Record {
-    /// Whether this record answers for `service` at `now`: expired records
-    /// and other services' records are indistinguishable from absent ones.
-    pub fn is_visible(&self, service: &ServiceName, now: Timestamp) -> bool {
-        &self.service == service && now < self.expires_at
-    }
-}
-
-/// What `start` stores for a new verification.
-#[derive(Clone, Debug)]
-pub struct NewVerification {
-    pub record: Record,
-    pub enqueue: Enqueue,
-    /// How long the number index may point at this verification: the longest
-    /// it can live with every resend extending it.
-    pub index_ttl: Duration,
-}
-
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Started {
-    /// Stored. `replaced` names a pending verification of the same number
-    /// with another binding, now canceled.
-    Created { replaced: Option<VerificationId> },
-    /// The number already has a pending verification with the same binding;
-    /// nothing changed. The caller resends it.
-    Pending(VerificationId),
-    /// The outbox shard is full: nothing stored.
-    Full,
-}
-
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Checked {
-    /// The right code (and binding): now approved.
-    Approved(Record),
-    /// A wrong code or binding: one attempt spent (`failed` at zero).
-    Wrong(Record),
-    /// Already approved, canceled or failed: nothing changed.
-    Finished(Record),
-    NotFound,
-    /// The number has too many consecutive wrong codes: no check until
-    /// `retry_after` (SEC-8, SEC-9). Nothing was spent.
-    Throttled {
-        retry_after: Duration,
-    },
-}
-
-impl ResendPolicy {
-    /// The wait after send number `sends` (1-based).
-    pub fn cooldown_after(&self, sends: u32) -> Duration {
-        self.cooldown
-            .saturating_mul(1 << sends.saturating_sub(1).min(31))
-            .min(self.max_cooldown)
-    }
-}
-
-/// Settings a resend obeys, from the service.
-#[derive(Clone, Copy, Debug)]
-pub struct ResendPolicy {
-    /// The wait after the first send; it doubles with each send …
-    pub cooldown: Duration,
-    /// … up to this.
-    pub max_cooldown: Duration,
-    pub max_sends: u32,
-    pub ttl: Duration,
-}
-
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Resent {
-    /// The new code replaced the old one; `sends` and `resend_after` moved on.
-    Resent(Record),
-    TooSoon(Record),
-    MaxSends(Record),
-    Finished(Record),
-    NotFound,
-    /// The outbox shard is full: nothing changed.
-    Full,
-}
-
-/// Outcome of a state change with no other preconditions (cancel, send failure).
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Changed {
-    Changed(Record),
-    Finished(Record),
-    NotFound,
-}
-
-/// The stored answer of a request made with an `Idempotency-Key`.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Reservation {
-    /// First use: the caller runs the request, then completes or releases.
-    Reserved,
-    /// Another request with this key is running or finished.
-    Taken {
-        fingerprint: Digest,
-        answer: Option<Vec<u8>>,
-    },
-}
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -306,150 +62,23 @@ pub enum Error {
     Corrupt(String),
 }
 
-#[async_trait]
-pub trait Store: Send + Sync + 'static {
-    /// Stores a new verification and points the number's index at it, unless
-    /// the number has a pending verification with the same binding digest.
-    async fn start(&self, new: &NewVerification, now: Timestamp) -> Result<Started, Error>;
+/// One backend seen through each of its four concerns.
+#[derive(Clone)]
+pub struct Stores {
+    pub verifications: Arc<dyn Verifications>,
+    pub idempotency: Arc<dyn Idempotency>,
+    pub limits: Arc<dyn Limits>,
+    pub outbox: Arc<dyn Outbox>,
+}
 
-    /// The verification, if it exists, is not expired, and is `service`'s.
-    async fn get(
-        &self,
-        service: &ServiceName,
-        id: &VerificationId,
-        now: Timestamp,
-    ) -> Result<Option<Record>, Error>;
-
-    /// The id the number's index points at, if any (it may be finished).
-    async fn find(
-        &self,
-        number: &NumberKey,
-        now: Timestamp,
-    ) -> Result<Option<VerificationId>, Error>;
-
-    /// Approves at most once; a wrong code or binding spends exactly one
-    /// attempt and counts one failure for the number under `failures`.
-    async fn check(
-        &self,
-        service: &ServiceName,
-        id: &VerificationId,
-        candidates: &[Candidate],
-        failures: &FailurePolicy,
-        now: Timestamp,
-    ) -> Result<Checked, Error>;
-
-    /// Replaces the code (`candidates` holds the new code's digests), keeping
-    /// `attempts_left`, if the cooldown has passed and sends remain.
-    async fn resend(
-        &self,
-        service: &ServiceName,
-        id: &VerificationId,
-        candidates: &[Candidate],
-        policy: ResendPolicy,
-        enqueue: &Enqueue,
-        now: Timestamp,
-    ) -> Result<Resent, Error>;
-
-    async fn cancel(
-        &self,
-        service: &ServiceName,
-        id: &VerificationId,
-        now: Timestamp,
-    ) -> Result<Changed, Error>;
-
-    /// Claims `key` for a request with `fingerprint` for `lock` at most.
-    async fn reserve(
-        &self,
-        key: &IdempotencyKey,
-        fingerprint: &Digest,
-        lock: Duration,
-        now: Timestamp,
-    ) -> Result<Reservation, Error>;
-
-    /// Stores the answer of a reserved request for `keep`.
-    async fn complete(
-        &self,
-        key: &IdempotencyKey,
-        answer: &[u8],
-        keep: Duration,
-        now: Timestamp,
-    ) -> Result<(), Error>;
-
-    /// Gives a reserved key back unanswered (the request failed transiently).
-    async fn release(&self, key: &IdempotencyKey) -> Result<(), Error>;
-
-    /// Decides each group of limits atomically, recording a group only if
-    /// it allows; groups are independent (see `Group`).
-    async fn limit(&self, groups: &[Group], now: Timestamp) -> Result<Vec<Verdict>, Error>;
-
-    /// Gives back what `limit` recorded for these (allowed) groups.
-    async fn refund(&self, groups: &[Group], now: Timestamp) -> Result<(), Error>;
-
-    /// Up to `max` queued sends for `consumer`, waiting up to `wait` for the
-    /// first. Each stays claimed until `finish`ed or reclaimed.
-    async fn claim(
-        &self,
-        consumer: &str,
-        max: usize,
-        wait: Duration,
-    ) -> Result<Vec<Claimed>, Error>;
-
-    /// Up to `max` sends claimed by any consumer but not finished for
-    /// `idle` (a replica died holding them), now claimed by `consumer`.
-    async fn reclaim(
-        &self,
-        consumer: &str,
-        idle: Duration,
-        max: usize,
-    ) -> Result<Vec<Claimed>, Error>;
-
-    /// Marks a send `consumer` is still working on (retries, slow carriers)
-    /// as fresh, so that no replica takes it over while it lives.
-    async fn keep(&self, consumer: &str, claimed: &Claimed) -> Result<(), Error>;
-
-    /// Removes the send from the outbox and records how it went on its
-    /// verification, if that send is still the latest, in one step.
-    async fn finish(&self, claimed: &Claimed, finish: &Finish, now: Timestamp)
-        -> Result<(), Error>;
-
-    /// Records a carrier's receipt if the verification still holds that
-    /// send as sent by `carrier` under that message id; when it changed
-    /// something, the time the send was accepted (a duplicate, or a receipt
-    /// for a superseded send, changes nothing). An undelivered message lifts
-    /// the resend cooldown.
-    async fn receipt(
-        &self,
-        carrier: &str,
-        receipt: &Receipt,
-        now: Timestamp,
-    ) -> Result<Option<Timestamp>, Error>;
-
-    /// Remembers which send a carrier's message id belongs to, for carriers
-    /// whose receipts name only their message id (SMPP), for `ttl`.
-    async fn index_message(
-        &self,
-        carrier: &str,
-        message_id: &str,
-        send: (VerificationId, u32),
-        ttl: Duration,
-        now: Timestamp,
-    ) -> Result<(), Error>;
-
-    /// The send `index_message` remembered, if it has not expired.
-    async fn find_message(
-        &self,
-        carrier: &str,
-        message_id: &str,
-        now: Timestamp,
-    ) -> Result<Option<(VerificationId, u32)>, Error>;
-
-    /// When the oldest send queued or claimed, not finished, was queued.
-    async fn outbox_oldest(&self) -> Result<Option<Timestamp>, Error>;
-
-    /// Sends queued or claimed, not finished.
-    async fn outbox_depth(&self) -> Result<u64, Error>;
-
-    /// Whether otpd can write where it writes (readiness): not on a
-    /// replica, a node refusing writes, or a cluster that is not whole.
-    async fn ping(&self) -> Result<(), Error>;
+impl Stores {
+    /// Every concern kept by `backend`.
+    pub fn of<B: Verifications + Idempotency + Limits + Outbox>(backend: Arc<B>) -> Self {
+        Stores {
+            verifications: backend.clone(),
+            idempotency: backend.clone(),
+            limits: backend.clone(),
+            outbox: backend,
+        }
+    }
 }

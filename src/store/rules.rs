@@ -8,7 +8,7 @@ use super::{
     Candidate, Changed, Checked, Delivery, DeliveryStatus, Digest, Finish, Record, ResendPolicy,
     Resent,
 };
-use crate::carrier::Receipt;
+use crate::domain::Receipt;
 use crate::domain::{Status, Timestamp};
 use crate::ratelimit::FailurePolicy;
 

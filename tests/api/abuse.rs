@@ -7,7 +7,7 @@ use std::time::Duration;
 use futures_util::future::join_all;
 use otpd::carrier::RecordingCarrier;
 use otpd::config::{RateSetting, Settings};
-use otpd::otp::ManualClock;
+use otpd::domain::ManualClock;
 use serde_json::{json, Value};
 
 use crate::support::{

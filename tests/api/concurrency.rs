@@ -3,7 +3,7 @@
 
 use futures_util::future::join_all;
 use otpd::carrier::RecordingCarrier;
-use otpd::otp::ManualClock;
+use otpd::domain::ManualClock;
 
 use crate::support::{json_of, settings, wrong, RedisServer, TestApp, PHONE};
 

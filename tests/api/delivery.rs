@@ -4,7 +4,7 @@
 use std::time::{Duration, Instant};
 
 use otpd::carrier::RecordingCarrier;
-use otpd::otp::ManualClock;
+use otpd::domain::ManualClock;
 
 use crate::support::{assert_has_lines, json_of, settings, RedisServer, TestApp, PHONE};
 

@@ -4,7 +4,7 @@
 
 use otpd::carrier::RecordingCarrier;
 use otpd::config::Settings;
-use otpd::otp::ManualClock;
+use otpd::domain::ManualClock;
 
 use crate::support::{assert_has_lines, json_of, settings, RedisServer, TestApp, PHONE};
 

@@ -3,9 +3,9 @@
 
 use std::sync::Arc;
 
-use otpd::otp::ManualClock;
+use otpd::domain::ManualClock;
 use otpd::store::conformance::Fixture;
-use otpd::store::{RedisSettings, RedisStore};
+use otpd::store::{RedisSettings, RedisStore, Stores};
 
 use crate::support::RedisServer;
 use crate::topology::RedisCluster;
@@ -27,7 +27,7 @@ async fn redis_fixture() -> Fixture {
     let server = RedisServer::start();
     let mut settings = redis_settings();
     settings.url = server.url();
-    Fixture::new(store(settings), ManualClock::new(), server)
+    Fixture::new(Stores::of(store(settings)), ManualClock::new(), server)
 }
 
 /// Three primaries without replicas: the suite is about slots, not
@@ -37,7 +37,7 @@ async fn cluster_fixture() -> Fixture {
     let mut settings = redis_settings();
     settings.cluster.nodes = cluster.urls();
     settings.replicas_ack = Some(0);
-    Fixture::new(store(settings), ManualClock::new(), cluster)
+    Fixture::new(Stores::of(store(settings)), ManualClock::new(), cluster)
 }
 
 mod conformance {

@@ -10,7 +10,8 @@ use std::time::{Duration, Instant};
 
 use otpd::carrier::RecordingCarrier;
 use otpd::config::{self, ApiKeySettings, RateSetting, SecretSettings, ServiceSettings, Settings};
-use otpd::otp::{ManualClock, Otp};
+use otpd::domain::ManualClock;
+use otpd::otp::Otp;
 use otpd::startup::{App, Overrides};
 use serde_json::{json, Value};
 use tempfile::TempDir;

@@ -38,7 +38,8 @@ use serde::Deserialize;
 use tokio::sync::{mpsc, watch, Semaphore};
 use tracing::{info, warn};
 
-use super::{Accepted, Carrier, MessageReceipt, SendError, Sms};
+use super::{Accepted, Carrier, SendError, Sms};
+use crate::domain::MessageReceipt;
 use crate::sms::{segments, Encoding};
 
 pub use self::receipt::candidates as message_id_candidates;

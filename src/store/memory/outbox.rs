@@ -1,15 +1,19 @@
 //! The in-process outbox: the same semantics as the Redis streams (queued,
 //! claimed by a consumer until finished, taken over after being idle), in
-//! one queue. Claims wait on a `Notify` rather than polling.
+//! one queue (`Queue`), and `Outbox` over it. Claims wait on a `Notify`
+//! rather than polling.
 
 use std::collections::{HashMap, VecDeque};
 use std::time::{Duration, Instant};
 
+use async_trait::async_trait;
+
+use super::MemoryStore;
 use crate::domain::Timestamp;
-use crate::store::{Claimed, Finish, QueuedSend};
+use crate::store::{rules, Claimed, Enqueue, Error, Finish, Outbox, QueuedSend, Record};
 
 #[derive(Default)]
-pub(super) struct Outbox {
+pub(super) struct Queue {
     queued: VecDeque<Claimed>,
     claimed: HashMap<String, (Instant, Claimed)>,
     /// Sends that exhausted their attempts, newest last.
@@ -20,7 +24,7 @@ pub(super) struct Outbox {
 /// Dead letters kept, as the Redis stream's MAXLEN.
 const DEAD_LETTERS: usize = 10_000;
 
-impl Outbox {
+impl Queue {
     pub fn depth(&self) -> usize {
         self.queued.len() + self.claimed.len()
     }
@@ -107,5 +111,79 @@ impl Outbox {
             self.dead.push_back(claimed.send);
         }
         true
+    }
+}
+
+#[async_trait]
+impl Outbox for MemoryStore {
+    async fn claim(
+        &self,
+        _consumer: &str,
+        max: usize,
+        wait: Duration,
+    ) -> Result<Vec<Claimed>, Error> {
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            let queued = self.queued.notified();
+            tokio::pin!(queued);
+            queued.as_mut().enable();
+            let taken = self.lock().outbox.take(max);
+            if !taken.is_empty() {
+                return Ok(taken);
+            }
+            if tokio::time::timeout_at(deadline, queued).await.is_err() {
+                return Ok(Vec::new());
+            }
+        }
+    }
+
+    async fn reclaim(
+        &self,
+        _consumer: &str,
+        idle: Duration,
+        max: usize,
+    ) -> Result<Vec<Claimed>, Error> {
+        Ok(self.lock().outbox.take_over(idle, max))
+    }
+
+    async fn keep(&self, _consumer: &str, claimed: &Claimed) -> Result<(), Error> {
+        self.lock().outbox.keep(&claimed.entry);
+        Ok(())
+    }
+
+    async fn finish(
+        &self,
+        claimed: &Claimed,
+        finish: &Finish,
+        now: Timestamp,
+    ) -> Result<(), Error> {
+        let mut state = self.lock();
+        if !state.outbox.remove(&claimed.entry, finish) {
+            return Ok(());
+        }
+        if let Some(entry) = state.verifications.get_mut(&claimed.send.id) {
+            rules::finish(&mut entry.value, claimed.send.number, finish, now);
+        }
+        Ok(())
+    }
+
+    async fn oldest(&self) -> Result<Option<Timestamp>, Error> {
+        Ok(self.lock().outbox.oldest())
+    }
+
+    async fn depth(&self) -> Result<u64, Error> {
+        Ok(self.lock().outbox.depth() as u64)
+    }
+}
+
+/// The outbox entry for the record's latest send.
+pub(super) fn queued_send(record: &Record, enqueue: &Enqueue, now: Timestamp) -> QueuedSend {
+    QueuedSend {
+        id: record.id,
+        service: record.service.clone(),
+        number: record.sends,
+        sealed_code: enqueue.sealed_code.clone(),
+        key_id: enqueue.key_id.clone(),
+        queued_at: now,
     }
 }

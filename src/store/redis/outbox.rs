@@ -14,12 +14,13 @@
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
+use async_trait::async_trait;
 use redis::streams::{StreamAutoClaimReply, StreamId, StreamRangeReply, StreamReadReply};
 use redis::{Cmd, FromRedisValue, RedisResult, Value};
 
 use super::{millis, unavailable, RedisStore};
 use crate::domain::Timestamp;
-use crate::store::{Claimed, Error, Finish, QueuedSend, SHARDS};
+use crate::store::{Claimed, Error, Finish, Outbox, QueuedSend, SHARDS};
 
 const GROUP: &str = "otpd";
 /// How long an idle outbox stream (and its group) is kept.
@@ -255,6 +256,48 @@ impl RedisStore {
             .collect();
         let lengths: Vec<u64> = self.each_shard("depth", &commands).await?;
         Ok(lengths.into_iter().sum())
+    }
+}
+
+#[async_trait]
+impl Outbox for RedisStore {
+    async fn claim(
+        &self,
+        consumer: &str,
+        max: usize,
+        wait: Duration,
+    ) -> Result<Vec<Claimed>, Error> {
+        self.read_new(consumer, max, wait).await
+    }
+
+    async fn reclaim(
+        &self,
+        consumer: &str,
+        idle: Duration,
+        max: usize,
+    ) -> Result<Vec<Claimed>, Error> {
+        self.take_over(consumer, idle, max).await
+    }
+
+    async fn keep(&self, consumer: &str, claimed: &Claimed) -> Result<(), Error> {
+        self.keep_claimed(consumer, claimed).await
+    }
+
+    async fn finish(
+        &self,
+        claimed: &Claimed,
+        finish: &Finish,
+        now: Timestamp,
+    ) -> Result<(), Error> {
+        self.finish_send(claimed, finish, now).await
+    }
+
+    async fn oldest(&self) -> Result<Option<Timestamp>, Error> {
+        self.oldest().await
+    }
+
+    async fn depth(&self) -> Result<u64, Error> {
+        self.depth().await
     }
 }
 

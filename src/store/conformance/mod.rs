@@ -1,0 +1,214 @@
+//! The behaviour every backend must have, written once, one suite per
+//! concern: `verifications`, `outbox`, `idempotency`, `limits`.
+//! `store_conformance!` turns each case into a named test for one backend
+//! (`memory/mod.rs` for `MemoryStore`, `tests/api/store_redis.rs` for
+//! `RedisStore` on one server and on Cluster), one module per suite.
+
+pub mod idempotency;
+pub mod limits;
+pub mod outbox;
+pub mod verifications;
+
+use std::any::Any;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::future::join_all;
+
+use super::{
+    Candidate, Changed, Checked, Claimed, Delivery, DeliveryStatus, Digest, Enqueue, Finish,
+    IdempotencyKey, NewVerification, NumberKey, Record, ResendPolicy, Resent, Reservation, Started,
+    Stores, SHARDS,
+};
+use crate::domain::Receipt;
+use crate::domain::{Clock, ManualClock};
+use crate::domain::{ServiceName, Status, Timestamp, VerificationId};
+use crate::ratelimit::{Check, FailurePolicy, Gcra, Group, Item, Scope};
+
+/// A backend under test, its clock, and whatever must live as long as it
+/// (a redis-server, for example).
+pub struct Fixture {
+    pub stores: Stores,
+    pub clock: ManualClock,
+    _keep: Box<dyn Any + Send + Sync>,
+}
+
+impl Fixture {
+    pub fn new(stores: Stores, clock: ManualClock, keep: impl Any + Send + Sync) -> Self {
+        Fixture {
+            stores,
+            clock,
+            _keep: Box::new(keep),
+        }
+    }
+}
+
+#[macro_export]
+macro_rules! store_conformance {
+    ($fixture:path) => {
+        $crate::store_conformance!(@suite verifications $fixture;
+            start_then_get_round_trips,
+            other_services_do_not_see_a_verification,
+            expired_is_not_found,
+            right_code_approves_once_under_concurrency,
+            wrong_codes_never_overspend_attempts,
+            wrong_binding_counts_as_a_wrong_code,
+            a_rotated_secret_still_checks,
+            start_with_the_same_binding_returns_the_pending_one,
+            start_with_another_binding_cancels_and_replaces,
+            start_after_a_finished_one_creates_a_new_one,
+            resend_replaces_the_code_and_keeps_attempts_left,
+            resend_obeys_cooldown_and_max_sends,
+            cancel_finishes_a_verification,
+            a_receipt_records_delivery_once,
+            message_ids_are_indexed_per_carrier_until_they_expire,
+            an_undelivered_receipt_lifts_the_cooldown,
+            wrong_codes_delay_then_lock_the_number,
+            a_right_code_resets_the_numbers_failures);
+        $crate::store_conformance!(@suite outbox $fixture;
+            a_start_queues_its_send_and_a_finish_records_it,
+            a_newer_send_supersedes_an_older_one,
+            a_failed_send_is_taken_back,
+            idle_claims_are_taken_over,
+            kept_claims_are_not_taken_over,
+            a_full_outbox_refuses_starts_and_resends,
+            a_send_is_finished_once);
+        $crate::store_conformance!(@suite idempotency $fixture;
+            idempotency_reserves_completes_and_replays,
+            idempotency_release_and_lock_expiry_free_the_key);
+        $crate::store_conformance!(@suite limits $fixture;
+            a_rate_allows_its_burst_then_waits_honestly,
+            a_group_is_decided_all_or_nothing,
+            monitored_items_report_without_refusing,
+            a_blocking_item_blocks_its_key_for_the_block_time,
+            a_quota_counts_within_its_window_and_refunds,
+            groups_in_one_call_are_independent);
+    };
+    (@suite $suite:ident $fixture:path; $($case:ident),+) => {
+        mod $suite {
+            use super::*;
+            $(
+                #[tokio::test]
+                async fn $case() {
+                    let fixture = $fixture().await;
+                    $crate::store::conformance::$suite::$case(&fixture).await;
+                }
+            )+
+        }
+    };
+}
+
+const TTL: Duration = Duration::from_secs(300);
+
+const COOLDOWN: Duration = Duration::from_secs(30);
+
+const POLICY: ResendPolicy = ResendPolicy {
+    cooldown: COOLDOWN,
+    max_cooldown: Duration::from_secs(600),
+    max_sends: 3,
+    ttl: TTL,
+};
+
+fn enqueue() -> Enqueue {
+    Enqueue {
+        sealed_code: vec![0xc0, 0xde, 0, 1],
+        key_id: "k1".into(),
+        shard_cap: 100,
+    }
+}
+
+fn service(name: &str) -> ServiceName {
+    name.parse().expect("service name")
+}
+
+fn digest(seed: u8) -> Digest {
+    [seed; 32]
+}
+
+fn candidate(code: u8, binding: Option<u8>) -> Vec<Candidate> {
+    vec![Candidate {
+        key_id: "k1".into(),
+        code: digest(code),
+        binding: binding.map(digest),
+    }]
+}
+
+/// A pending verification of one fixed number, as `otp` would build it.
+pub fn new_verification(
+    clock: &ManualClock,
+    service_name: &str,
+    binding: Option<u8>,
+) -> NewVerification {
+    let now = clock.now();
+    let number = NumberKey([42; 16]);
+    let record = Record {
+        id: VerificationId::generate(number.shard()),
+        service: service(service_name),
+        status: Status::Pending,
+        masked_to: "+81 90-****-5678".into(),
+        sealed_to: vec![1, 2, 3, 0, 255],
+        locale: "ja".parse().expect("locale"),
+        created_at: now,
+        expires_at: now.plus(TTL),
+        resend_after: now.plus(COOLDOWN),
+        sends: 1,
+        attempts_left: 5,
+        key_id: "k1".into(),
+        code_digest: digest(1),
+        binding_digest: binding.map(digest),
+        number,
+        country_code: 81,
+        app_hash: None,
+        delivery: Delivery::queued(),
+    };
+    NewVerification {
+        enqueue: enqueue(),
+        record,
+        index_ttl: TTL * POLICY.max_sends + Duration::from_secs(60),
+    }
+}
+
+async fn started(fx: &Fixture, binding: Option<u8>) -> Record {
+    let new = new_verification(&fx.clock, "demo", binding);
+    let outcome = fx
+        .stores
+        .verifications
+        .start(&new, fx.clock.now())
+        .await
+        .expect("start");
+    assert!(matches!(outcome, Started::Created { .. }), "{outcome:?}");
+    new.record
+}
+
+async fn stored(fx: &Fixture, id: &VerificationId) -> Record {
+    fx.stores
+        .verifications
+        .get(&service("demo"), id, fx.clock.now())
+        .await
+        .expect("get")
+        .expect("present")
+}
+
+/// Claims everything queued now.
+async fn claim_all(fx: &Fixture, consumer: &str) -> Vec<Claimed> {
+    fx.stores
+        .outbox
+        .claim(consumer, 100, Duration::from_millis(50))
+        .await
+        .expect("claim")
+}
+
+async fn finish(fx: &Fixture, claimed: &Claimed, how: Finish) {
+    fx.stores
+        .outbox
+        .finish(claimed, &how, fx.clock.now())
+        .await
+        .expect("finish");
+}
+
+fn sent() -> Finish {
+    Finish::Sent {
+        carrier: "recording".into(),
+        message_id: "m-1".into(),
+    }
+}

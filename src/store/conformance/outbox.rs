@@ -1,0 +1,253 @@
+//! The behaviour of every `Outbox`: sends queued with their verification,
+//! claimed, kept, taken over and finished once.
+
+use super::*;
+
+/// A start stores the verification and queues its first send, in one step.
+pub async fn a_start_queues_its_send_and_a_finish_records_it(fx: &Fixture) {
+    let record = started(fx, None).await;
+    assert_eq!(fx.stores.outbox.depth().await.expect("depth"), 1);
+    let claimed = claim_all(fx, "a").await;
+    assert_eq!(claimed.len(), 1);
+    let send = &claimed[0].send;
+    assert_eq!(
+        (send.id, send.number, send.service.as_str()),
+        (record.id, 1, "demo")
+    );
+    assert_eq!(
+        (send.sealed_code.as_slice(), send.key_id.as_str()),
+        (enqueue().sealed_code.as_slice(), "k1")
+    );
+    assert_eq!(
+        fx.stores.outbox.depth().await.expect("depth"),
+        1,
+        "claimed is still in the outbox"
+    );
+    assert!(
+        claim_all(fx, "b").await.is_empty(),
+        "one send, one consumer"
+    );
+    finish(fx, &claimed[0], sent()).await;
+    assert_eq!(fx.stores.outbox.depth().await.expect("depth"), 0);
+    let delivery = stored(fx, &record.id).await.delivery;
+    assert_eq!(
+        delivery,
+        Delivery {
+            status: DeliveryStatus::Sent,
+            carrier: Some("recording".into()),
+            message_id: Some("m-1".into()),
+            sent_at: Some(fx.clock.now()),
+        }
+    );
+}
+
+/// A resend queues send 2; finishing the superseded send 1 records nothing.
+pub async fn a_newer_send_supersedes_an_older_one(fx: &Fixture) {
+    let record = started(fx, None).await;
+    let first = claim_all(fx, "a").await;
+    fx.clock.advance(COOLDOWN);
+    let demo = service("demo");
+    let resent = fx
+        .stores
+        .verifications
+        .resend(
+            &demo,
+            &record.id,
+            &candidate(2, None),
+            POLICY,
+            &enqueue(),
+            fx.clock.now(),
+        )
+        .await;
+    assert!(
+        matches!(resent.expect("resend"), Resent::Resent(r) if r.delivery == Delivery::queued())
+    );
+    let second = claim_all(fx, "a").await;
+    assert_eq!(
+        second.iter().map(|c| c.send.number).collect::<Vec<_>>(),
+        [2]
+    );
+    finish(fx, &first[0], sent()).await;
+    assert_eq!(
+        stored(fx, &record.id).await.delivery.status,
+        DeliveryStatus::Queued,
+        "send 1 is not the latest"
+    );
+    finish(fx, &second[0], sent()).await;
+    assert_eq!(
+        stored(fx, &record.id).await.delivery.status,
+        DeliveryStatus::Sent
+    );
+}
+
+/// A send that failed on every route is taken back: the user may ask again.
+pub async fn a_failed_send_is_taken_back(fx: &Fixture) {
+    let record = started(fx, None).await;
+    let claimed = claim_all(fx, "a").await;
+    finish(fx, &claimed[0], Finish::Failed { dead: true }).await;
+    let after = stored(fx, &record.id).await;
+    assert_eq!(
+        (after.delivery.status, after.sends, after.resend_after),
+        (DeliveryStatus::Failed, 0, fx.clock.now())
+    );
+    let resent = fx
+        .stores
+        .verifications
+        .resend(
+            &service("demo"),
+            &record.id,
+            &candidate(2, None),
+            POLICY,
+            &enqueue(),
+            fx.clock.now(),
+        )
+        .await;
+    assert!(matches!(resent.expect("resend"), Resent::Resent(r) if r.sends == 1));
+}
+
+/// At least once: a send claimed by a replica that died is taken over.
+/// A worker that keeps its claim fresh keeps its send; once it stops, the
+/// send goes idle and is taken over.
+pub async fn kept_claims_are_not_taken_over(fx: &Fixture) {
+    const IDLE: Duration = Duration::from_millis(200);
+    started(fx, None).await;
+    let held = claim_all(fx, "a").await;
+    let kept_until = std::time::Instant::now() + 3 * IDLE;
+    while std::time::Instant::now() < kept_until {
+        fx.stores.outbox.keep("a", &held[0]).await.expect("keep");
+        let taken = fx
+            .stores
+            .outbox
+            .reclaim("b", IDLE, 10)
+            .await
+            .expect("reclaim");
+        assert!(taken.is_empty(), "a kept send was taken over");
+        tokio::time::sleep(IDLE / 8).await;
+    }
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let taken = fx
+            .stores
+            .outbox
+            .reclaim("b", IDLE, 10)
+            .await
+            .expect("reclaim");
+        if let [claimed] = taken.as_slice() {
+            assert_eq!(claimed.entry, held[0].entry);
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "an idle send was never taken over"
+        );
+        tokio::time::sleep(IDLE / 8).await;
+    }
+}
+
+pub async fn idle_claims_are_taken_over(fx: &Fixture) {
+    started(fx, None).await;
+    let lost = claim_all(fx, "dead-replica").await;
+    assert_eq!(lost.len(), 1);
+    let kept = fx
+        .stores
+        .outbox
+        .reclaim("b", Duration::from_secs(3600), 10)
+        .await
+        .expect("reclaim");
+    assert!(kept.is_empty(), "not idle long enough");
+    let taken = fx
+        .stores
+        .outbox
+        .reclaim("b", Duration::ZERO, 10)
+        .await
+        .expect("reclaim");
+    assert_eq!(
+        taken
+            .iter()
+            .map(|c| (&c.entry, &c.send))
+            .collect::<Vec<_>>(),
+        [(&lost[0].entry, &lost[0].send)]
+    );
+    finish(fx, &taken[0], sent()).await;
+    assert_eq!(fx.stores.outbox.depth().await.expect("depth"), 0);
+}
+
+/// The outbox is bounded per shard: a full shard refuses starts and
+/// resends, and changes nothing.
+pub async fn a_full_outbox_refuses_starts_and_resends(fx: &Fixture) {
+    let mut first = new_verification(&fx.clock, "demo", None);
+    first.enqueue.shard_cap = 1;
+    assert!(matches!(
+        fx.stores
+            .verifications
+            .start(&first, fx.clock.now())
+            .await
+            .expect("start"),
+        Started::Created { .. }
+    ));
+    let mut same_shard = new_verification(&fx.clock, "demo", None);
+    same_shard.record.number = NumberKey([42 + SHARDS; 16]);
+    same_shard.enqueue.shard_cap = 1;
+    assert_eq!(
+        fx.stores
+            .verifications
+            .start(&same_shard, fx.clock.now())
+            .await
+            .expect("start"),
+        Started::Full
+    );
+    assert!(fx
+        .stores
+        .verifications
+        .get(&service("demo"), &same_shard.record.id, fx.clock.now())
+        .await
+        .expect("get")
+        .is_none());
+    fx.clock.advance(COOLDOWN);
+    let full = Enqueue {
+        shard_cap: 1,
+        ..enqueue()
+    };
+    let (demo, new_code) = (service("demo"), candidate(2, None));
+    let resent = fx
+        .stores
+        .verifications
+        .resend(
+            &demo,
+            &first.record.id,
+            &new_code,
+            POLICY,
+            &full,
+            fx.clock.now(),
+        )
+        .await;
+    assert_eq!(resent.expect("resend"), Resent::Full);
+    assert_eq!(
+        stored(fx, &first.record.id).await.sends,
+        1,
+        "nothing changed"
+    );
+    let claimed = claim_all(fx, "a").await;
+    finish(fx, &claimed[0], sent()).await;
+    assert!(matches!(
+        fx.stores
+            .verifications
+            .start(&same_shard, fx.clock.now())
+            .await
+            .expect("start"),
+        Started::Created { .. }
+    ));
+}
+
+/// Finishing is idempotent: a second finish of the same send records nothing.
+pub async fn a_send_is_finished_once(fx: &Fixture) {
+    let record = started(fx, None).await;
+    let claimed = claim_all(fx, "a").await;
+    finish(fx, &claimed[0], sent()).await;
+    finish(fx, &claimed[0], Finish::Failed { dead: true }).await;
+    let after = stored(fx, &record.id).await;
+    assert_eq!(
+        (after.delivery.status, after.sends),
+        (DeliveryStatus::Sent, 1)
+    );
+}

@@ -1,0 +1,19 @@
+//! The store behind the abuse limits: groups of items decided atomically
+//! (the policies themselves are in `ratelimit`).
+
+use async_trait::async_trait;
+
+use super::Error;
+use crate::domain::Timestamp;
+use crate::ratelimit::{Group, Verdict};
+
+/// Where limit state lives (GCRA arrival times, quota counts, blocks).
+#[async_trait]
+pub trait Limits: Send + Sync + 'static {
+    /// Decides each group of limits atomically, recording a group only if
+    /// it allows; groups are independent (see `Group`).
+    async fn limit(&self, groups: &[Group], now: Timestamp) -> Result<Vec<Verdict>, Error>;
+
+    /// Gives back what `limit` recorded for these (allowed) groups.
+    async fn refund(&self, groups: &[Group], now: Timestamp) -> Result<(), Error>;
+}

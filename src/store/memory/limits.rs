@@ -1,0 +1,32 @@
+//! `Limits` in process: each group decided under the store's lock.
+
+use async_trait::async_trait;
+
+use super::MemoryStore;
+use crate::domain::Timestamp;
+use crate::ratelimit::{Check, Group, Verdict};
+use crate::store::{Error, Limits};
+
+#[async_trait]
+impl Limits for MemoryStore {
+    async fn limit(&self, groups: &[Group], now: Timestamp) -> Result<Vec<Verdict>, Error> {
+        let mut state = self.lock();
+        state.sweep(now);
+        Ok(groups.iter().map(|group| state.take(group, now)).collect())
+    }
+
+    async fn refund(&self, groups: &[Group], _now: Timestamp) -> Result<(), Error> {
+        let mut state = self.lock();
+        for group in groups {
+            for item in &group.items {
+                if let Some(entry) = state.limits.get_mut(&(group.tag, item.key)) {
+                    entry.value -= match item.check {
+                        Check::Rate(gcra) => (gcra.interval_ms * item.cost) as i64,
+                        Check::Quota { .. } => item.cost as i64,
+                    };
+                }
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,233 @@
+//! `Verifications` in process: records, number indexes, the failure gate
+//! and receipts, decided by the same `rules` as the Lua scripts.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+
+use super::outbox::queued_send;
+use super::{Expiring, MemoryStore, State, RETENTION};
+use crate::domain::{Receipt, ServiceName, Timestamp, VerificationId};
+use crate::ratelimit::FailurePolicy;
+use crate::store::{
+    rules, Candidate, Changed, Checked, Enqueue, Error, NewVerification, NumberKey, Record,
+    ResendPolicy, Resent, Started, Verifications,
+};
+
+#[async_trait]
+impl Verifications for MemoryStore {
+    async fn start(&self, new: &NewVerification, now: Timestamp) -> Result<Started, Error> {
+        let mut state = self.lock();
+        state.sweep(now);
+        if state.outbox_full(new.record.id.tag(), &new.enqueue) {
+            return Ok(Started::Full);
+        }
+        let existing = state
+            .numbers
+            .get(&new.record.number)
+            .filter(|entry| now < entry.until)
+            .map(|entry| entry.value);
+        let mut replaced = None;
+        if let Some(old_id) = existing {
+            let pending = state
+                .live_record(&old_id, now)
+                .filter(|old| old.status == crate::domain::Status::Pending);
+            if let Some(old) = pending {
+                if rules::bindings_match(old, new.record.binding_digest.as_ref()) {
+                    return Ok(Started::Pending(old_id));
+                }
+                if let Some(entry) = state.verifications.get_mut(&old_id) {
+                    rules::cancel(&mut entry.value);
+                }
+                replaced = Some(old_id);
+            }
+        }
+        let record = new.record.clone();
+        state.outbox.push(queued_send(&record, &new.enqueue, now));
+        self.queued.notify_waiters();
+        let until = record.expires_at.plus(RETENTION);
+        state.numbers.insert(
+            record.number,
+            Expiring {
+                value: record.id,
+                until: now.plus(new.index_ttl),
+            },
+        );
+        state.verifications.insert(
+            record.id,
+            Expiring {
+                value: record,
+                until,
+            },
+        );
+        Ok(Started::Created { replaced })
+    }
+
+    async fn get(
+        &self,
+        service: &ServiceName,
+        id: &VerificationId,
+        now: Timestamp,
+    ) -> Result<Option<Record>, Error> {
+        Ok(self.update(service, id, now, |record| record.clone()))
+    }
+
+    async fn find(
+        &self,
+        number: &NumberKey,
+        now: Timestamp,
+    ) -> Result<Option<VerificationId>, Error> {
+        let state = self.lock();
+        Ok(state
+            .numbers
+            .get(number)
+            .filter(|entry| now < entry.until)
+            .map(|entry| entry.value))
+    }
+
+    async fn check(
+        &self,
+        service: &ServiceName,
+        id: &VerificationId,
+        candidates: &[Candidate],
+        failures: &FailurePolicy,
+        now: Timestamp,
+    ) -> Result<Checked, Error> {
+        let mut state = self.lock();
+        state.sweep(now);
+        let State {
+            verifications,
+            failures: by_number,
+            ..
+        } = &mut *state;
+        let Some(entry) = verifications
+            .get_mut(id)
+            .filter(|entry| entry.value.is_visible(service, now))
+        else {
+            return Ok(Checked::NotFound);
+        };
+        let number = entry.value.number;
+        let mut number_failures = by_number
+            .get(&number)
+            .filter(|e| now < e.until)
+            .map(|e| e.value);
+        let checked = rules::check(
+            &mut entry.value,
+            candidates,
+            &mut number_failures,
+            failures,
+            now,
+        );
+        match number_failures {
+            Some(kept) => by_number.insert(
+                number,
+                Expiring {
+                    value: kept,
+                    until: kept.last.plus(failures.decay),
+                },
+            ),
+            None => by_number.remove(&number),
+        };
+        Ok(checked)
+    }
+
+    async fn resend(
+        &self,
+        service: &ServiceName,
+        id: &VerificationId,
+        candidates: &[Candidate],
+        policy: ResendPolicy,
+        enqueue: &Enqueue,
+        now: Timestamp,
+    ) -> Result<Resent, Error> {
+        let mut state = self.lock();
+        state.sweep(now);
+        let full = state.outbox_full(id.tag(), enqueue);
+        let State {
+            verifications,
+            outbox,
+            ..
+        } = &mut *state;
+        let Some(entry) = verifications
+            .get_mut(id)
+            .filter(|entry| entry.value.is_visible(service, now))
+        else {
+            return Ok(Resent::NotFound);
+        };
+        // Decided on a copy: a full outbox changes nothing.
+        let mut changed = entry.value.clone();
+        let outcome = rules::resend(&mut changed, candidates, policy, now);
+        if !matches!(outcome, Resent::Resent(_)) {
+            return Ok(outcome);
+        }
+        if full {
+            return Ok(Resent::Full);
+        }
+        outbox.push(queued_send(&changed, enqueue, now));
+        entry.until = changed.expires_at.plus(RETENTION);
+        entry.value = changed;
+        drop(state);
+        self.queued.notify_waiters();
+        Ok(outcome)
+    }
+
+    async fn cancel(
+        &self,
+        service: &ServiceName,
+        id: &VerificationId,
+        now: Timestamp,
+    ) -> Result<Changed, Error> {
+        Ok(self
+            .update(service, id, now, rules::cancel)
+            .unwrap_or(Changed::NotFound))
+    }
+
+    async fn receipt(
+        &self,
+        carrier: &str,
+        receipt: &Receipt,
+        now: Timestamp,
+    ) -> Result<Option<Timestamp>, Error> {
+        let mut state = self.lock();
+        Ok(state
+            .verifications
+            .get_mut(&receipt.verification)
+            .and_then(|entry| rules::receipt(&mut entry.value, carrier, receipt, now)))
+    }
+
+    async fn index_message(
+        &self,
+        carrier: &str,
+        message_id: &str,
+        send: (VerificationId, u32),
+        ttl: Duration,
+        now: Timestamp,
+    ) -> Result<(), Error> {
+        let entry = Expiring {
+            value: send,
+            until: now.plus(ttl),
+        };
+        let key = (carrier.to_owned(), message_id.to_owned());
+        self.lock().messages.insert(key, entry);
+        Ok(())
+    }
+
+    async fn find_message(
+        &self,
+        carrier: &str,
+        message_id: &str,
+        now: Timestamp,
+    ) -> Result<Option<(VerificationId, u32)>, Error> {
+        let key = (carrier.to_owned(), message_id.to_owned());
+        let state = self.lock();
+        Ok(state
+            .messages
+            .get(&key)
+            .filter(|entry| now < entry.until)
+            .map(|entry| entry.value))
+    }
+
+    async fn ping(&self) -> Result<(), Error> {
+        Ok(())
+    }
+}

@@ -1,0 +1,93 @@
+//! The outbox: sends queued with their verification, claimed by one
+//! replica's workers until finished, taken over when a replica dies.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+
+use super::{Error, KeyId};
+use crate::domain::{ServiceName, Timestamp, VerificationId};
+
+/// What a start or resend puts in the outbox with the verification.
+#[derive(Clone, Debug)]
+pub struct Enqueue {
+    /// The code, encrypted under `key_id` (never in clear at rest, SEC-11).
+    pub sealed_code: Vec<u8>,
+    pub key_id: KeyId,
+    /// The most sends a shard may hold; past it the start is refused.
+    pub shard_cap: u64,
+}
+
+/// One SMS waiting in the outbox.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct QueuedSend {
+    pub id: VerificationId,
+    pub service: ServiceName,
+    /// Which send of the verification (1 for the first).
+    pub number: u32,
+    pub sealed_code: Vec<u8>,
+    pub key_id: KeyId,
+    pub queued_at: Timestamp,
+}
+
+/// A send handed to one worker, until it finishes it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Claimed {
+    /// The outbox entry (a stream id in Redis).
+    pub entry: String,
+    pub send: QueuedSend,
+}
+
+/// How a worker finished a send.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Finish {
+    Sent {
+        carrier: String,
+        message_id: String,
+    },
+    /// Gave up: recorded as failed, and the send is taken back (the user
+    /// may resend at once). `dead` keeps a copy in the dead-letter stream.
+    Failed {
+        dead: bool,
+    },
+    /// Not sent and nothing to record: the verification expired, finished
+    /// or was resent since (a newer send supersedes it).
+    Skipped,
+}
+
+/// Where queued sends wait for a worker.
+#[async_trait]
+pub trait Outbox: Send + Sync + 'static {
+    /// Up to `max` queued sends for `consumer`, waiting up to `wait` for the
+    /// first. Each stays claimed until `finish`ed or reclaimed.
+    async fn claim(
+        &self,
+        consumer: &str,
+        max: usize,
+        wait: Duration,
+    ) -> Result<Vec<Claimed>, Error>;
+
+    /// Up to `max` sends claimed by any consumer but not finished for
+    /// `idle` (a replica died holding them), now claimed by `consumer`.
+    async fn reclaim(
+        &self,
+        consumer: &str,
+        idle: Duration,
+        max: usize,
+    ) -> Result<Vec<Claimed>, Error>;
+
+    /// Marks a send `consumer` is still working on (retries, slow carriers)
+    /// as fresh, so that no replica takes it over while it lives.
+    async fn keep(&self, consumer: &str, claimed: &Claimed) -> Result<(), Error>;
+
+    /// Removes the send from the outbox and records how it went on its
+    /// verification, if that send is still the latest, in one step.
+    async fn finish(&self, claimed: &Claimed, finish: &Finish, now: Timestamp)
+        -> Result<(), Error>;
+
+    /// When the oldest send queued or claimed, not finished, was queued.
+    async fn oldest(&self) -> Result<Option<Timestamp>, Error>;
+
+    /// Sends queued or claimed, not finished.
+    async fn depth(&self) -> Result<u64, Error>;
+}

@@ -1,0 +1,120 @@
+//! `Limits` on Redis: one `limit.lua` call per group (one slot each, every
+//! state and block key declared), all groups sent together.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+
+use super::{millis, unavailable, RedisStore};
+use crate::domain::Timestamp;
+use crate::ratelimit::{Check, Group, Outcome, Verdict};
+use crate::store::{Error, Limits};
+
+#[async_trait]
+impl Limits for RedisStore {
+    async fn limit(&self, groups: &[Group], now: Timestamp) -> Result<Vec<Verdict>, Error> {
+        let replies = self.run_limits(groups, now, "take").await?;
+        groups
+            .iter()
+            .zip(replies)
+            .map(|(group, reply)| verdict(group, reply))
+            .collect()
+    }
+
+    async fn refund(&self, groups: &[Group], now: Timestamp) -> Result<(), Error> {
+        self.run_limits(groups, now, "refund").await.map(drop)
+    }
+}
+
+impl RedisStore {
+    /// `EVALSHA limit.lua` for one group: every state and block key in KEYS.
+    fn limit_command(&self, group: &Group, now: Timestamp, action: &str) -> redis::Cmd {
+        let prefix = self.slot(group.tag);
+        let mut command = redis::cmd("EVALSHA");
+        command
+            .arg(self.scripts.limit.get_hash())
+            .arg(2 * group.items.len());
+        for item in &group.items {
+            let key = URL_SAFE_NO_PAD.encode(item.key);
+            command
+                .arg(format!("{prefix}:l:{key}"))
+                .arg(format!("{prefix}:b:{key}"));
+        }
+        command.arg(now.millis()).arg(action);
+        for item in &group.items {
+            let (kind, a, b) = match item.check {
+                Check::Rate(gcra) => ("r", gcra.interval_ms as i64, gcra.burst as i64),
+                Check::Quota { cap, until } => ("q", cap as i64, until.millis()),
+            };
+            let block = item.block.map_or(0, millis);
+            command
+                .arg(kind)
+                .arg(item.cost)
+                .arg(u8::from(item.monitor))
+                .arg(block)
+                .arg(a)
+                .arg(b);
+        }
+        command
+    }
+
+    /// One EVALSHA per group, sent together: one round trip for all groups
+    /// (each group is one slot, and atomic on its own). On NOSCRIPT (a
+    /// restarted Redis, a new Cluster primary) the script is loaded and the
+    /// groups sent again.
+    async fn run_limits(
+        &self,
+        groups: &[Group],
+        now: Timestamp,
+        action: &str,
+    ) -> Result<Vec<Vec<i64>>, Error> {
+        let commands: Vec<redis::Cmd> = groups
+            .iter()
+            .filter(|group| !group.items.is_empty())
+            .map(|group| self.limit_command(group, now, action))
+            .collect();
+        if commands.is_empty() {
+            return Ok(Vec::new());
+        }
+        let no_script = redis::ErrorKind::Server(redis::ServerErrorKind::NoScript);
+        for attempt in 0..2 {
+            let replies = self.run_all("limit", &commands).await?;
+            let replies: redis::RedisResult<Vec<Vec<i64>>> = replies
+                .into_iter()
+                .map(|reply| {
+                    reply.and_then(|value| redis::from_redis_value(value).map_err(Into::into))
+                })
+                .collect();
+            match replies {
+                Err(error) if attempt == 0 && error.kind() == no_script => {
+                    let mut connection = self.connection.clone();
+                    let invocation = self.scripts.limit.prepare_invoke();
+                    let load = invocation.load_async(&mut connection);
+                    self.timed("load_script", load).await?;
+                }
+                outcome => return outcome.map_err(unavailable),
+            }
+        }
+        Err(Error::Corrupt(
+            "the limit script could not be loaded".into(),
+        ))
+    }
+}
+
+/// `{allowed, denied ms, remaining, used before, …}` as a verdict.
+fn verdict(group: &Group, reply: Vec<i64>) -> Result<Verdict, Error> {
+    if reply.len() != 1 + 3 * group.items.len() {
+        return Err(Error::Corrupt("limit reply of the wrong length".into()));
+    }
+    let outcomes = reply[1..]
+        .chunks(3)
+        .map(|values| Outcome {
+            denied: (values[0] >= 0).then(|| Duration::from_millis(values[0] as u64)),
+            remaining: values[1].max(0) as u64,
+            used_before: values[2].max(0) as u64,
+        })
+        .collect();
+    Ok(Verdict { outcomes })
+}

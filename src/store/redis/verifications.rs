@@ -1,0 +1,351 @@
+//! `Verifications` on Redis: one script per step (`lua/`), each on the
+//! verification's slot; a start first reads the number's index and a check
+//! the record's number key, so that their scripts can declare every key.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use redis::Value;
+
+use super::record::{decode, encode, outcome};
+use super::{millis, unavailable, RedisStore, Topology};
+use crate::domain::{Receipt, ServiceName, Timestamp, VerificationId};
+use crate::ratelimit::FailurePolicy;
+use crate::store::memory::RETENTION;
+use crate::store::{
+    Candidate, Changed, Checked, Enqueue, Error, NewVerification, NumberKey, Record, ResendPolicy,
+    Resent, Started, Verifications, SHARDS,
+};
+
+/// Starts tried before giving up on a number whose index keeps moving
+/// (each try loses only to another start of the same number).
+const START_TRIES: usize = 5;
+
+/// How long a readiness probe key lives.
+const READY_PROBE_TTL: Duration = Duration::from_secs(60);
+
+fn corrupt(outcome: &str) -> Error {
+    Error::Corrupt(format!("unexpected script outcome {outcome:?}"))
+}
+
+#[async_trait]
+impl Verifications for RedisStore {
+    async fn start(&self, new: &NewVerification, now: Timestamp) -> Result<Started, Error> {
+        // The script must name the verification the index points at, so it
+        // reads the index first and tries again if a concurrent start moved it.
+        for _ in 0..START_TRIES {
+            let current = self.find(&new.record.number, now).await?;
+            if let Some(started) = self.start_after(new, current, now).await? {
+                self.queued.notify_waiters();
+                return Ok(started);
+            }
+        }
+        Err(Error::Corrupt(
+            "the number's index kept moving during a start".into(),
+        ))
+    }
+
+    async fn get(
+        &self,
+        service: &ServiceName,
+        id: &VerificationId,
+        now: Timestamp,
+    ) -> Result<Option<Record>, Error> {
+        let fields: Vec<Value> = self
+            .command("get", redis::cmd("HGETALL").arg(self.verification_key(id)))
+            .await?;
+        if fields.is_empty() {
+            return Ok(None);
+        }
+        let record = decode(id, fields)?;
+        Ok(record.is_visible(service, now).then_some(record))
+    }
+
+    async fn find(
+        &self,
+        number: &NumberKey,
+        _now: Timestamp,
+    ) -> Result<Option<VerificationId>, Error> {
+        let id: Option<String> = self
+            .command(
+                "pending_for",
+                redis::cmd("GET").arg(self.number_key(number)),
+            )
+            .await?;
+        Ok(id.and_then(|id| id.parse().ok()))
+    }
+
+    async fn check(
+        &self,
+        service: &ServiceName,
+        id: &VerificationId,
+        candidates: &[Candidate],
+        failures: &FailurePolicy,
+        now: Timestamp,
+    ) -> Result<Checked, Error> {
+        // The script must name the number's failure key, which the record
+        // holds: read it first (it never changes for a verification).
+        let key = self.verification_key(id);
+        let number: Option<String> = self
+            .command("check_number", redis::cmd("HGET").arg(&key).arg("nk"))
+            .await?;
+        let Some(number) = number else {
+            return Ok(Checked::NotFound);
+        };
+        let mut invocation = self.scripts.check.prepare_invoke();
+        invocation
+            .key(&key)
+            .key(format!("{}:f:{number}", self.slot(id.tag())))
+            .arg(service.as_str())
+            .arg(now.millis())
+            .arg(&number)
+            .arg(failures.max)
+            .arg(failures.free)
+            .arg(millis(failures.delay))
+            .arg(millis(failures.max_delay))
+            .arg(millis(failures.decay));
+        for candidate in candidates {
+            let binding = candidate.binding.map(|b| b.to_vec()).unwrap_or_default();
+            invocation
+                .arg(candidate.key_id.as_str())
+                .arg(candidate.code.to_vec())
+                .arg(binding);
+        }
+        let reply = self.invoke_durably("check", &key, invocation).await?;
+        if let Value::Array(items) = &reply {
+            if let [Value::BulkString(outcome), Value::Int(wait)] = items.as_slice() {
+                if outcome == b"throttled" {
+                    let retry_after = Duration::from_millis((*wait).max(0) as u64);
+                    return Ok(Checked::Throttled { retry_after });
+                }
+            }
+        }
+        match outcome(id, reply)? {
+            (outcome, None) if outcome == "missing" => Ok(Checked::NotFound),
+            (outcome, Some(record)) => match outcome.as_str() {
+                "approved" => Ok(Checked::Approved(record)),
+                "wrong" => Ok(Checked::Wrong(record)),
+                "finished" => Ok(Checked::Finished(record)),
+                other => Err(corrupt(other)),
+            },
+            (other, None) => Err(corrupt(&other)),
+        }
+    }
+
+    async fn resend(
+        &self,
+        service: &ServiceName,
+        id: &VerificationId,
+        candidates: &[Candidate],
+        policy: ResendPolicy,
+        enqueue: &Enqueue,
+        now: Timestamp,
+    ) -> Result<Resent, Error> {
+        let mut invocation = self.scripts.resend.prepare_invoke();
+        invocation
+            .key(self.verification_key(id))
+            .key(self.outbox_key(id.tag()))
+            .arg(service.as_str())
+            .arg(now.millis())
+            .arg(millis(policy.cooldown))
+            .arg(policy.max_sends)
+            .arg(millis(policy.ttl))
+            .arg(millis(RETENTION))
+            .arg(millis(policy.max_cooldown))
+            .arg(enqueue.shard_cap)
+            .arg(enqueue.sealed_code.as_slice())
+            .arg(enqueue.key_id.as_str());
+        for candidate in candidates {
+            invocation
+                .arg(candidate.key_id.as_str())
+                .arg(candidate.code.to_vec());
+        }
+        match outcome(id, self.invoke("resend", invocation).await?)? {
+            (outcome, None) if outcome == "missing" => Ok(Resent::NotFound),
+            (outcome, None) if outcome == "full" => Ok(Resent::Full),
+            (outcome, Some(record)) => match outcome.as_str() {
+                "resent" => {
+                    self.queued.notify_waiters();
+                    Ok(Resent::Resent(record))
+                }
+                "too_soon" => Ok(Resent::TooSoon(record)),
+                "max_sends" => Ok(Resent::MaxSends(record)),
+                "finished" => Ok(Resent::Finished(record)),
+                other => Err(corrupt(other)),
+            },
+            (other, None) => Err(corrupt(&other)),
+        }
+    }
+
+    async fn cancel(
+        &self,
+        service: &ServiceName,
+        id: &VerificationId,
+        now: Timestamp,
+    ) -> Result<Changed, Error> {
+        let mut invocation = self.scripts.change.prepare_invoke();
+        invocation
+            .key(self.verification_key(id))
+            .arg(service.as_str())
+            .arg(now.millis());
+        match outcome(id, self.invoke("cancel", invocation).await?)? {
+            (outcome, None) if outcome == "missing" => Ok(Changed::NotFound),
+            (outcome, Some(record)) if outcome == "changed" => Ok(Changed::Changed(record)),
+            (outcome, Some(record)) if outcome == "finished" => Ok(Changed::Finished(record)),
+            (other, _) => Err(corrupt(&other)),
+        }
+    }
+
+    async fn receipt(
+        &self,
+        carrier: &str,
+        receipt: &Receipt,
+        now: Timestamp,
+    ) -> Result<Option<Timestamp>, Error> {
+        let mut invocation = self.scripts.receipt.prepare_invoke();
+        invocation
+            .key(self.verification_key(&receipt.verification))
+            .arg(receipt.send)
+            .arg(carrier)
+            .arg(&receipt.message_id)
+            .arg(if receipt.delivered {
+                "delivered"
+            } else {
+                "undelivered"
+            })
+            .arg(now.millis());
+        let sent_at: i64 = redis::from_redis_value(self.invoke("receipt", invocation).await?)
+            .map_err(|e| Error::Corrupt(e.to_string()))?;
+        Ok((sent_at >= 0).then(|| Timestamp::from_millis(sent_at)))
+    }
+
+    async fn index_message(
+        &self,
+        carrier: &str,
+        message_id: &str,
+        send: (VerificationId, u32),
+        ttl: Duration,
+        now: Timestamp,
+    ) -> Result<(), Error> {
+        let until = now.plus(ttl).millis();
+        let mut command = redis::cmd("SET");
+        command
+            .arg(self.message_key(carrier, message_id))
+            .arg(format!("{}.{}.{until}", send.0, send.1))
+            .arg("PX")
+            .arg(millis(ttl));
+        self.command::<()>("index_message", &command).await
+    }
+
+    async fn find_message(
+        &self,
+        carrier: &str,
+        message_id: &str,
+        now: Timestamp,
+    ) -> Result<Option<(VerificationId, u32)>, Error> {
+        let mut command = redis::cmd("GET");
+        command.arg(self.message_key(carrier, message_id));
+        let found: Option<String> = self.command("find_message", &command).await?;
+        // `<id>.<send>.<until ms>`: expired by the caller's clock, like a record.
+        Ok(found.and_then(|text| {
+            let mut fields = text.splitn(3, '.');
+            let (id, send, until) = (fields.next()?, fields.next()?, fields.next()?);
+            let until: i64 = until.parse().ok()?;
+            (now.millis() < until).then_some(())?;
+            Some((id.parse().ok()?, send.parse().ok()?))
+        }))
+    }
+
+    /// Ready only if otpd can write where it writes: a probe key in every
+    /// shard's slot is written (so a replica, a primary cut off from its
+    /// replicas by `min-replicas-to-write`, or a Cluster slot without a
+    /// primary all fail it), and on Cluster the cluster says it is whole.
+    async fn ping(&self) -> Result<(), Error> {
+        let probes: Vec<redis::Cmd> = (0..SHARDS)
+            .map(|shard| {
+                let mut probe = redis::cmd("SET");
+                probe
+                    .arg(format!("{}:ready", self.slot([0, shard])))
+                    .arg(1)
+                    .arg("PX")
+                    .arg(millis(READY_PROBE_TTL));
+                probe
+            })
+            .collect();
+        if let Some(error) = self
+            .run_all("ready", &probes)
+            .await?
+            .into_iter()
+            .find_map(Result::err)
+        {
+            return Err(unavailable(error));
+        }
+        if self.topology == Topology::Cluster {
+            let info: String = self
+                .command("ready", redis::cmd("CLUSTER").arg("INFO"))
+                .await?;
+            if !info.lines().any(|line| line.trim() == "cluster_state:ok") {
+                return Err(Error::Unavailable("the cluster is not ok".into()));
+            }
+        }
+        Ok(())
+    }
+}
+
+impl RedisStore {
+    /// One try of `start`, with `current` the id the index held when read:
+    /// `None` if the index moved since.
+    async fn start_after(
+        &self,
+        new: &NewVerification,
+        current: Option<VerificationId>,
+        now: Timestamp,
+    ) -> Result<Option<Started>, Error> {
+        let record = &new.record;
+        let record_ttl = now.until(record.expires_at) + RETENTION;
+        let mut invocation = self.scripts.start.prepare_invoke();
+        invocation
+            .key(self.number_key(&record.number))
+            .key(self.verification_key(&record.id))
+            .key(self.outbox_key(record.id.tag()));
+        if let Some(current) = &current {
+            invocation.key(self.verification_key(current));
+        }
+        invocation
+            .arg(current.map(|id| id.to_string()).unwrap_or_default())
+            .arg(now.millis())
+            .arg(
+                record
+                    .binding_digest
+                    .map(|b| b.to_vec())
+                    .unwrap_or_default(),
+            )
+            .arg(record.id.to_string())
+            .arg(millis(new.index_ttl))
+            .arg(millis(record_ttl))
+            .arg(new.enqueue.shard_cap)
+            .arg(record.service.as_str())
+            .arg(new.enqueue.sealed_code.as_slice())
+            .arg(new.enqueue.key_id.as_str());
+        for (field, value) in encode(record) {
+            invocation.arg(field).arg(value);
+        }
+        let reply = self.invoke("start", invocation).await?;
+        let (outcome, other): (String, String) =
+            redis::from_redis_value(reply).map_err(unavailable)?;
+        let other = (!other.is_empty())
+            .then(|| {
+                other
+                    .parse::<VerificationId>()
+                    .map_err(|_| Error::Corrupt("index holds a bad id".into()))
+            })
+            .transpose()?;
+        match (outcome.as_str(), other) {
+            ("created", replaced) => Ok(Some(Started::Created { replaced })),
+            ("pending", Some(id)) => Ok(Some(Started::Pending(id))),
+            ("full", None) => Ok(Some(Started::Full)),
+            ("moved", None) => Ok(None),
+            (other, _) => Err(corrupt(other)),
+        }
+    }
+}
