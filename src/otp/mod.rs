@@ -1,6 +1,6 @@
 //! The use cases: start, check, resend, cancel and look up verifications,
 //! and replay of idempotent requests. No HTTP and no Redis types here: the
-//! store and the carrier are traits, time comes from a `Clock`.
+//! stores and the carrier are traits, time comes from a `Clock`.
 
 mod error;
 mod idempotency;
@@ -16,7 +16,6 @@ use std::time::Duration;
 
 use tracing::{info, warn};
 
-#[cfg(any(test, feature = "test-support"))]
 pub use self::error::{Error, Kind, Limited};
 pub use self::idempotency::{Begun, Ticket};
 pub use self::keyring::{Keyring, Secret};
