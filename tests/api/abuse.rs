@@ -11,9 +11,20 @@ use otpd::domain::ManualClock;
 use serde_json::{json, Value};
 
 use crate::support::{
-    assert_has_lines, json_of, problem, settings_with_default_limits, wrong, RedisServer, TestApp,
-    API_KEY, PHONE,
+    assert_has_lines, json_of, problem, wrong, Backend, RedisServer, TestApp, API_KEY, PHONE,
 };
+
+crate::on_redis_and_cluster!(
+    number_sends_stop_at_five_per_fifteen_minutes_however_the_number_is_written,
+    starts_per_ip_stop_at_ten_per_minute,
+    checks_per_ip_stop_at_sixty_per_minute,
+    a_range_over_its_limit_is_blocked_for_twelve_hours,
+    two_replicas_share_every_limit,
+    a_refused_request_leaves_no_verification_and_no_counters,
+    brute_force_across_verifications_and_replicas_stops_at_twenty_failures,
+    country_service_and_global_caps_hold_at_their_boundary,
+    budgets_refuse_at_their_cap_and_report_crossings,
+);
 
 /// The `n`th of a set of mobile numbers, each in its own range.
 fn number(set: u32, n: u32) -> String {
@@ -28,8 +39,8 @@ fn rate(count: u32, seconds: u64) -> RateSetting {
 }
 
 /// Default limits, with a change to the `demo` service's.
-fn with_demo(redis: &RedisServer, change: impl FnOnce(&mut Settings)) -> Settings {
-    let mut settings = settings_with_default_limits(Some(redis));
+fn with_demo(backend: &Backend, change: impl FnOnce(&mut Settings)) -> Settings {
+    let mut settings = backend.settings_with_default_limits();
     change(&mut settings);
     settings
 }
@@ -96,19 +107,19 @@ async fn limited(response: reqwest::Response, scope: &str) -> u64 {
 }
 
 /// Keys that hold verifications.
-fn verification_keys(redis: &RedisServer) -> usize {
-    redis
-        .dump()
+fn verification_keys(backend: &Backend) -> usize {
+    backend
+        .keys()
         .iter()
-        .filter(|(key, _, _)| key.contains(":v:"))
+        .filter(|key| key.contains(":v:"))
         .count()
 }
 
 /// ABU-3: five sends per number in 15 minutes; one number however written.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn number_sends_stop_at_five_per_fifteen_minutes_however_the_number_is_written() {
-    let redis = RedisServer::start();
-    let app = TestApp::spawn(&settings_with_default_limits(Some(&redis))).await;
+async fn number_sends_stop_at_five_per_fifteen_minutes_however_the_number_is_written(
+    backend: &Backend,
+) {
+    let app = TestApp::spawn(&backend.settings_with_default_limits()).await;
     let forms = [
         "090-1234-5678",
         "+81 90 1234 5678",
@@ -120,15 +131,16 @@ async fn number_sends_stop_at_five_per_fifteen_minutes_however_the_number_is_wri
         // A new binding each time: a new verification, a new send.
         let response = start_from(&app, form, None, Some(&format!("session-{at}"))).await;
         assert_eq!(response.status(), 201, "send {}", at + 1);
+        app.delivered_to(PHONE, at + 1).await;
     }
-    let keys = redis.keys();
+    let keys = backend.keys();
     let retry = limited(
         start_from(&app, PHONE, None, Some("session-6")).await,
         "number",
     )
     .await;
     assert_eq!(retry, 180, "one send every 3 minutes");
-    redis.assert_no_new_keys(&keys, "a refused start");
+    backend.assert_no_new_keys(&keys, "a refused start");
     assert_eq!(app.sent_to(PHONE).await.len(), 5);
     app.clock.advance(Duration::from_secs(retry));
     assert_eq!(
@@ -141,10 +153,8 @@ async fn number_sends_stop_at_five_per_fifteen_minutes_however_the_number_is_wri
 }
 
 /// ABU-5: ten starts per client IP per minute.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn starts_per_ip_stop_at_ten_per_minute() {
-    let redis = RedisServer::start();
-    let app = TestApp::spawn(&settings_with_default_limits(Some(&redis))).await;
+async fn starts_per_ip_stop_at_ten_per_minute(backend: &Backend) {
+    let app = TestApp::spawn(&backend.settings_with_default_limits()).await;
     for n in 0..10 {
         assert_eq!(
             start_from(&app, &number(1, n), None, None).await.status(),
@@ -160,11 +170,9 @@ async fn starts_per_ip_stop_at_ten_per_minute() {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn checks_per_ip_stop_at_sixty_per_minute() {
-    let redis = RedisServer::start();
+async fn checks_per_ip_stop_at_sixty_per_minute(backend: &Backend) {
     // Failures are not what this test is about.
-    let settings = with_demo(&redis, |s| demo(s).failed_checks.free = 99);
+    let settings = with_demo(backend, |s| demo(s).failed_checks.free = 99);
     let settings = {
         let mut settings = settings;
         demo(&mut settings).failed_checks.max = 100;
@@ -181,10 +189,8 @@ async fn checks_per_ip_stop_at_sixty_per_minute() {
 
 /// ABU-4: 20 sends per range per hour, then the range is blocked for 12 h;
 /// other ranges are not affected.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_range_over_its_limit_is_blocked_for_twelve_hours() {
-    let redis = RedisServer::start();
-    let app = TestApp::spawn(&with_demo(&redis, |s| {
+async fn a_range_over_its_limit_is_blocked_for_twelve_hours(backend: &Backend) {
+    let app = TestApp::spawn(&with_demo(backend, |s| {
         s.http.trusted_proxies = vec!["127.0.0.1/32".parse().expect("cidr")]
     }))
     .await;
@@ -235,19 +241,19 @@ async fn a_range_over_its_limit_is_blocked_for_twelve_hours() {
 /// ABU-1: a service sends only to the countries it lists.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn other_countries_are_refused_unless_listed_or_monitored() {
-    let redis = RedisServer::start();
-    let app = TestApp::spawn(&settings_with_default_limits(Some(&redis))).await;
-    let keys = redis.keys();
+    let backend = &Backend::Server(RedisServer::start());
+    let app = TestApp::spawn(&backend.settings_with_default_limits()).await;
+    let keys = backend.keys();
     problem(
         start_from(&app, "+447400123456", None, None).await,
         422,
         "country-not-allowed",
     )
     .await;
-    redis.assert_no_new_keys(&keys, "a start to another country");
+    backend.assert_no_new_keys(&keys, "a start to another country");
     assert_eq!(app.sent_count().await, 0);
 
-    let listed = TestApp::spawn(&with_demo(&redis, |s| {
+    let listed = TestApp::spawn(&with_demo(backend, |s| {
         demo(s).countries = vec!["JP".into(), "GB".into()]
     }))
     .await;
@@ -257,7 +263,7 @@ async fn other_countries_are_refused_unless_listed_or_monitored() {
             .status(),
         201
     );
-    let monitored = TestApp::spawn(&with_demo(&redis, |s| {
+    let monitored = TestApp::spawn(&with_demo(backend, |s| {
         demo(s).monitor = vec!["country".into()]
     }))
     .await;
@@ -275,9 +281,7 @@ async fn other_countries_are_refused_unless_listed_or_monitored() {
 }
 
 /// Country, service-wide and global caps, each at its boundary.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn country_service_and_global_caps_hold_at_their_boundary() {
-    let redis = RedisServer::start();
+async fn country_service_and_global_caps_hold_at_their_boundary(backend: &Backend) {
     let trusted =
         |s: &mut Settings| s.http.trusted_proxies = vec!["127.0.0.1/32".parse().expect("cidr")];
     type Change = Box<dyn Fn(&mut Settings)>;
@@ -303,7 +307,7 @@ async fn country_service_and_global_caps_hold_at_their_boundary() {
         ),
     ];
     for (scope, change, expected_retry) in cases {
-        let app = TestApp::spawn(&with_demo(&redis, |s| {
+        let app = TestApp::spawn(&with_demo(backend, |s| {
             trusted(s);
             change(s);
         }))
@@ -325,19 +329,13 @@ async fn country_service_and_global_caps_hold_at_their_boundary() {
         )
         .await;
         assert_eq!(retry, expected_retry, "{scope}");
-        redis
-            .client()
-            .get_connection()
-            .and_then(|mut c| redis::cmd("FLUSHALL").query::<()>(&mut c))
-            .expect("flush");
+        backend.flush();
     }
 }
 
 /// ABU-7: budgets in messages and money; 50/80/100 % crossings are metrics.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn budgets_refuse_at_their_cap_and_report_crossings() {
-    let redis = RedisServer::start();
-    let app = TestApp::spawn(&with_demo(&redis, |s| {
+async fn budgets_refuse_at_their_cap_and_report_crossings(backend: &Backend) {
+    let app = TestApp::spawn(&with_demo(backend, |s| {
         s.pricing.insert("JP".into(), 3.0);
         let limits = demo(s);
         limits.budget.daily_cost = Some(15.0);
@@ -368,8 +366,8 @@ async fn budgets_refuse_at_their_cap_and_report_crossings() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_api_key_can_be_capped_per_second() {
-    let redis = RedisServer::start();
-    let app = TestApp::spawn(&with_demo(&redis, |s| {
+    let backend = &Backend::Server(RedisServer::start());
+    let app = TestApp::spawn(&with_demo(backend, |s| {
         s.api_keys[0].requests_per_second = Some(3)
     }))
     .await;
@@ -398,8 +396,8 @@ async fn an_api_key_can_be_capped_per_second() {
 /// ABU-9: a monitored limit reports what it would have refused.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn monitored_limits_report_without_refusing() {
-    let redis = RedisServer::start();
-    let app = TestApp::spawn(&with_demo(&redis, |s| {
+    let backend = &Backend::Server(RedisServer::start());
+    let app = TestApp::spawn(&with_demo(backend, |s| {
         demo(s).monitor = vec!["number".into()]
     }))
     .await;
@@ -421,11 +419,9 @@ async fn monitored_limits_report_without_refusing() {
 }
 
 /// Limits hold across replicas: requests alternate between two otpd.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn two_replicas_share_every_limit() {
-    let redis = RedisServer::start();
+async fn two_replicas_share_every_limit(backend: &Backend) {
     let (carrier, clock) = (RecordingCarrier::new(), ManualClock::new());
-    let settings = settings_with_default_limits(Some(&redis));
+    let settings = backend.settings_with_default_limits();
     let replicas = [
         TestApp::spawn_with(&settings, carrier.clone(), clock.clone()).await,
         TestApp::spawn_with(&settings, carrier.clone(), clock).await,
@@ -433,6 +429,7 @@ async fn two_replicas_share_every_limit() {
     for at in 0..5 {
         let response = start_from(&replicas[at % 2], PHONE, None, Some(&format!("s{at}"))).await;
         assert_eq!(response.status(), 201, "send {at}");
+        replicas[0].delivered_to(PHONE, at + 1).await;
     }
     limited(
         start_from(&replicas[1], PHONE, None, Some("s5")).await,
@@ -450,10 +447,8 @@ async fn two_replicas_share_every_limit() {
 
 /// A request refused by one limit takes nothing from the others (RL-7):
 /// the IP refusal below does not count as a send to the number.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_refused_request_leaves_no_verification_and_no_counters() {
-    let redis = RedisServer::start();
-    let app = TestApp::spawn(&with_demo(&redis, |s| {
+async fn a_refused_request_leaves_no_verification_and_no_counters(backend: &Backend) {
+    let app = TestApp::spawn(&with_demo(backend, |s| {
         s.http.trusted_proxies = vec!["127.0.0.1/32".parse().expect("cidr")]
     }))
     .await;
@@ -465,12 +460,12 @@ async fn a_refused_request_leaves_no_verification_and_no_counters() {
             201
         );
     }
-    let verifications = verification_keys(&redis);
+    let verifications = verification_keys(backend);
     for _ in 0..3 {
         limited(start_from(&app, PHONE, Some("192.0.2.1"), None).await, "ip").await;
     }
     assert_eq!(
-        verification_keys(&redis),
+        verification_keys(backend),
         verifications,
         "no verification stored"
     );
@@ -489,8 +484,8 @@ async fn a_refused_request_leaves_no_verification_and_no_counters() {
 /// name the client.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn forwarded_headers_count_only_from_trusted_proxies() {
-    let redis = RedisServer::start();
-    let untrusted = TestApp::spawn(&settings_with_default_limits(Some(&redis))).await;
+    let backend = &Backend::Server(RedisServer::start());
+    let untrusted = TestApp::spawn(&backend.settings_with_default_limits()).await;
     for n in 0..10 {
         let response = start_from(
             &untrusted,
@@ -507,7 +502,7 @@ async fn forwarded_headers_count_only_from_trusted_proxies() {
     )
     .await;
 
-    let trusted = TestApp::spawn(&with_demo(&redis, |s| {
+    let trusted = TestApp::spawn(&with_demo(backend, |s| {
         s.http.trusted_proxies = vec!["127.0.0.0/8".parse().expect("cidr")]
     }))
     .await;
@@ -548,8 +543,8 @@ async fn forwarded_headers_count_only_from_trusted_proxies() {
 /// client IPs. At most the range limit reaches the carrier.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pumping_one_range_from_many_ips_reaches_the_carrier_at_most_twenty_times() {
-    let redis = RedisServer::start();
-    let app = TestApp::spawn(&with_demo(&redis, |s| {
+    let backend = &Backend::Server(RedisServer::start());
+    let app = TestApp::spawn(&with_demo(backend, |s| {
         s.http.trusted_proxies = vec!["127.0.0.1/32".parse().expect("cidr")]
     }))
     .await;
@@ -597,12 +592,10 @@ async fn pumping_one_range_from_many_ips_reaches_the_carrier_at_most_twenty_time
 
 /// SEC-8, SEC-9: an attacker cycling verifications of one number, across
 /// two replicas, gets 20 wrong guesses in all; delays start after the 3rd.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn brute_force_across_verifications_and_replicas_stops_at_twenty_failures() {
-    let redis = RedisServer::start();
+async fn brute_force_across_verifications_and_replicas_stops_at_twenty_failures(backend: &Backend) {
     let (carrier, clock) = (RecordingCarrier::new(), ManualClock::new());
     // Sends are not what this test is about.
-    let settings = with_demo(&redis, |s| {
+    let settings = with_demo(backend, |s| {
         let limits = demo(s);
         limits.number_sends = vec![rate(1000, 60)];
         limits.range_sends = vec![rate(1000, 60)];
@@ -659,8 +652,8 @@ async fn brute_force_across_verifications_and_replicas_stops_at_twenty_failures(
 /// exactly like a check of an unknown id.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn checks_by_number_do_not_reveal_which_numbers_have_verifications() {
-    let redis = RedisServer::start();
-    let app = TestApp::spawn(&settings_with_default_limits(Some(&redis))).await;
+    let backend = &Backend::Server(RedisServer::start());
+    let app = TestApp::spawn(&backend.settings_with_default_limits()).await;
     let by_number = app
         .post(
             "/v1/services/demo/checks",
@@ -676,8 +669,8 @@ async fn checks_by_number_do_not_reveal_which_numbers_have_verifications() {
 /// The in-process first line: a flood from one client is shed before Redis.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn floods_from_one_client_are_shed_in_process() {
-    let redis = RedisServer::start();
-    let app = TestApp::spawn(&with_demo(&redis, |s| {
+    let backend = &Backend::Server(RedisServer::start());
+    let app = TestApp::spawn(&with_demo(backend, |s| {
         s.http.flood_per_second = 1;
         s.http.flood_burst = 5;
     }))

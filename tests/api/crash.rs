@@ -184,6 +184,11 @@ async fn sends_pending_on_a_killed_replica_are_delivered_once_by_the_other() {
         delivered().len() == ids.len()
     })
     .await;
+    // The gateway has each message; B records each just after its answer.
+    until("B to finish every send", Duration::from_secs(10), || {
+        pending_by_consumer(&redis).values().sum::<u64>() == 0
+    })
+    .await;
     for id in &ids {
         let status: serde_json::Value = http
             .get(format!("{}/v1/services/demo/verifications/{id}", b.base))

@@ -6,13 +6,19 @@ use std::time::{Duration, Instant};
 use otpd::carrier::RecordingCarrier;
 use otpd::domain::ManualClock;
 
-use crate::support::{assert_has_lines, json_of, settings, RedisServer, TestApp, PHONE};
+use crate::support::{assert_has_lines, json_of, Backend, TestApp, PHONE};
+
+crate::on_redis_and_cluster!(
+    temporary_failures_are_retried_until_the_carrier_takes_it,
+    a_send_out_of_attempts_is_dead_lettered,
+    a_live_replica_takes_over_what_a_dead_one_claimed,
+    a_send_for_an_expired_verification_is_never_issued,
+    the_oldest_send_age_is_reported,
+);
 
 /// Temporary carrier failures are retried; the send goes out once.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn temporary_failures_are_retried_until_the_carrier_takes_it() {
-    let redis = RedisServer::start();
-    let app = TestApp::spawn(&settings(Some(&redis))).await;
+async fn temporary_failures_are_retried_until_the_carrier_takes_it(backend: &Backend) {
+    let app = TestApp::spawn(&backend.settings()).await;
     app.carrier.fail_next(2);
     let id = app.started(PHONE).await;
     assert_eq!(app.sent_to(PHONE).await.len(), 1);
@@ -28,10 +34,8 @@ async fn temporary_failures_are_retried_until_the_carrier_takes_it() {
 }
 
 /// A send that fails every attempt is dead-lettered and shows as failed.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_send_out_of_attempts_is_dead_lettered() {
-    let redis = RedisServer::start();
-    let app = TestApp::spawn(&settings(Some(&redis))).await;
+async fn a_send_out_of_attempts_is_dead_lettered(backend: &Backend) {
+    let app = TestApp::spawn(&backend.settings()).await;
     app.carrier.fail_next(3);
     let id = app.started(PHONE).await;
     assert!(app.sent_to(PHONE).await.is_empty());
@@ -40,7 +44,7 @@ async fn a_send_out_of_attempts_is_dead_lettered() {
         "failed"
     );
     assert!(app.metrics().await.contains("otpd_dead_letters_total 1"));
-    let dead: Vec<String> = redis
+    let dead: Vec<String> = backend
         .keys()
         .into_iter()
         .filter(|key| key.ends_with(":dead"))
@@ -61,13 +65,13 @@ async fn until(what: &str, condition: impl Fn() -> bool) {
 /// mid-send; replica B takes them over once they are idle for `claim_idle`
 /// (1 s in tests) and delivers each once.
 async fn stranded_sends(
-    redis: &RedisServer,
+    backend: &Backend,
     expire_first: bool,
 ) -> (TestApp, RecordingCarrier, Vec<String>) {
     let clock = ManualClock::new();
     let (dying, healthy) = (RecordingCarrier::new(), RecordingCarrier::new());
     dying.hang_next(3);
-    let a = TestApp::spawn_with(&settings(Some(redis)), dying.clone(), clock.clone()).await;
+    let a = TestApp::spawn_with(&backend.settings(), dying.clone(), clock.clone()).await;
     let mut ids = Vec::new();
     for n in 0..3 {
         ids.push(a.started(&format!("+8190{:04}0000", 1200 + n)).await);
@@ -77,15 +81,13 @@ async fn stranded_sends(
     if expire_first {
         clock.advance(Duration::from_secs(300));
     }
-    let b = TestApp::spawn_with(&settings(Some(redis)), healthy.clone(), clock).await;
+    let b = TestApp::spawn_with(&backend.settings(), healthy.clone(), clock).await;
     b.settled().await;
     (b, healthy, ids)
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_live_replica_takes_over_what_a_dead_one_claimed() {
-    let redis = RedisServer::start();
-    let (b, healthy, ids) = stranded_sends(&redis, false).await;
+async fn a_live_replica_takes_over_what_a_dead_one_claimed(backend: &Backend) {
+    let (b, healthy, ids) = stranded_sends(backend, false).await;
     assert_eq!(
         healthy.count(),
         3,
@@ -102,19 +104,15 @@ async fn a_live_replica_takes_over_what_a_dead_one_claimed() {
 
 /// A stale code is never sent: a send taken over after its verification
 /// expired is dropped.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_send_for_an_expired_verification_is_never_issued() {
-    let redis = RedisServer::start();
-    let (_b, healthy, _ids) = stranded_sends(&redis, true).await;
+async fn a_send_for_an_expired_verification_is_never_issued(backend: &Backend) {
+    let (_b, healthy, _ids) = stranded_sends(backend, true).await;
     assert_eq!(healthy.count(), 0);
 }
 
 /// The age of the oldest unfinished send is a metric (sampled every
 /// `claim_idle / 2`): a send stuck on a hanging carrier shows its age.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_oldest_send_age_is_reported() {
-    let redis = RedisServer::start();
-    let app = TestApp::spawn(&settings(Some(&redis))).await;
+async fn the_oldest_send_age_is_reported(backend: &Backend) {
+    let app = TestApp::spawn(&backend.settings()).await;
     app.carrier.hang_next(1);
     app.started(PHONE).await;
     until("the send to hang", || app.carrier.hanging() == 1).await;

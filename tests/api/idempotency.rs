@@ -2,9 +2,15 @@
 
 use serde_json::json;
 
-use crate::support::{
-    json_of, problem, settings, RedisServer, TestApp, API_KEY, DEMO_ONLY_KEY, PHONE,
-};
+use crate::support::{json_of, problem, Backend, TestApp, API_KEY, DEMO_ONLY_KEY, PHONE};
+
+crate::on_redis_and_cluster!(
+    a_retried_start_with_the_same_key_sends_once_and_replays_the_answer,
+    the_same_key_with_another_request_is_refused,
+    keys_are_scoped_per_api_key,
+    retries_of_try_later_answers_run_again,
+    a_retried_cancel_replays_instead_of_conflicting,
+);
 
 async fn start_with_key(app: &TestApp, api_key: &str, key: &str, to: &str) -> reqwest::Response {
     app.http
@@ -17,10 +23,8 @@ async fn start_with_key(app: &TestApp, api_key: &str, key: &str, to: &str) -> re
         .expect("sent")
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_retried_start_with_the_same_key_sends_once_and_replays_the_answer() {
-    let redis = RedisServer::start();
-    let app = TestApp::spawn(&settings(Some(&redis))).await;
+async fn a_retried_start_with_the_same_key_sends_once_and_replays_the_answer(backend: &Backend) {
+    let app = TestApp::spawn(&backend.settings()).await;
     let first = start_with_key(
         &app,
         API_KEY,
@@ -49,10 +53,8 @@ async fn a_retried_start_with_the_same_key_sends_once_and_replays_the_answer() {
     assert_eq!(app.sent_to(PHONE).await.len(), 1);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_same_key_with_another_request_is_refused() {
-    let redis = RedisServer::start();
-    let app = TestApp::spawn(&settings(Some(&redis))).await;
+async fn the_same_key_with_another_request_is_refused(backend: &Backend) {
+    let app = TestApp::spawn(&backend.settings()).await;
     assert_eq!(
         start_with_key(&app, API_KEY, "key-1", PHONE).await.status(),
         201
@@ -62,10 +64,8 @@ async fn the_same_key_with_another_request_is_refused() {
     assert_eq!(app.sent_to("+819087654321").await.len(), 0);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn keys_are_scoped_per_api_key() {
-    let redis = RedisServer::start();
-    let app = TestApp::spawn(&settings(Some(&redis))).await;
+async fn keys_are_scoped_per_api_key(backend: &Backend) {
+    let app = TestApp::spawn(&backend.settings()).await;
     assert_eq!(
         start_with_key(&app, API_KEY, "shared", PHONE)
             .await
@@ -76,10 +76,8 @@ async fn keys_are_scoped_per_api_key() {
     assert_eq!(other.status(), 201, "another API key's key is another key");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn retries_of_try_later_answers_run_again() {
-    let redis = RedisServer::start();
-    let mut settings = settings(Some(&redis));
+async fn retries_of_try_later_answers_run_again(backend: &Backend) {
+    let mut settings = backend.settings();
     let limits = &mut settings.services.get_mut("demo").expect("demo").limits;
     limits.number_sends = vec![otpd::config::RateSetting {
         count: 1,
@@ -110,10 +108,8 @@ async fn retries_of_try_later_answers_run_again() {
     assert_eq!(app.sent_to(PHONE).await.len(), 2);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_retried_cancel_replays_instead_of_conflicting() {
-    let redis = RedisServer::start();
-    let app = TestApp::spawn(&settings(Some(&redis))).await;
+async fn a_retried_cancel_replays_instead_of_conflicting(backend: &Backend) {
+    let app = TestApp::spawn(&backend.settings()).await;
     let id = app.started(PHONE).await;
     let cancel = || {
         app.http

@@ -12,7 +12,14 @@ use serde_json::Value;
 use crate::gateway::{
     receipt_body, signed_headers, start_gateway, unix_now, Gateway, Headers, SECRET,
 };
-use crate::support::{assert_has_lines, json_of, problem, settings, RedisServer, TestApp, PHONE};
+use crate::support::{assert_has_lines, json_of, problem, Backend, TestApp, PHONE};
+
+crate::on_redis_and_cluster!(
+    a_signed_receipt_records_delivery_once,
+    an_undelivered_receipt_lets_the_user_ask_again_at_once,
+    forged_receipts_are_refused_and_change_nothing,
+    receipts_for_unknown_carriers_or_malformed_ones_are_refused,
+);
 
 const RECEIPTS: &str = "/v1/carriers/gateway/receipts";
 
@@ -30,12 +37,12 @@ fn with_gateway(settings: &mut Settings, url: String) {
 
 /// otpd sending through the webhook carrier to an open gateway, and one
 /// verification whose send the gateway accepted.
-async fn sent_through_gateway(redis: &RedisServer) -> (TestApp, String, String) {
+async fn sent_through_gateway(backend: &Backend) -> (TestApp, String, String) {
     let gateway = Gateway::default();
     gateway
         .open
         .store(true, std::sync::atomic::Ordering::SeqCst);
-    let mut settings = settings(Some(redis));
+    let mut settings = backend.settings();
     with_gateway(&mut settings, start_gateway(gateway));
     let app = TestApp::spawn_configured(&settings).await;
     let id = app.started(PHONE).await;
@@ -68,10 +75,8 @@ async fn delivery_status(app: &TestApp, id: &str) -> Value {
     json_of(app.status(id).await).await["delivery"]["status"].clone()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_signed_receipt_records_delivery_once() {
-    let redis = RedisServer::start();
-    let (app, id, message_id) = sent_through_gateway(&redis).await;
+async fn a_signed_receipt_records_delivery_once(backend: &Backend) {
+    let (app, id, message_id) = sent_through_gateway(backend).await;
     app.clock.advance(Duration::from_secs(3));
     let body = receipt_body(&id, &message_id, "delivered");
     let headers = signed_headers(SECRET, unix_now(), &body);
@@ -95,10 +100,8 @@ async fn a_signed_receipt_records_delivery_once() {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_undelivered_receipt_lets_the_user_ask_again_at_once() {
-    let redis = RedisServer::start();
-    let (app, id, message_id) = sent_through_gateway(&redis).await;
+async fn an_undelivered_receipt_lets_the_user_ask_again_at_once(backend: &Backend) {
+    let (app, id, message_id) = sent_through_gateway(backend).await;
     let body = receipt_body(&id, &message_id, "undelivered");
     let headers = signed_headers(SECRET, unix_now(), &body);
     assert_eq!(post_receipt(&app, &headers, body).await.status(), 204);
@@ -112,10 +115,8 @@ async fn an_undelivered_receipt_lets_the_user_ask_again_at_once() {
 
 /// Unsigned, signed with another key, tampered with after signing, or
 /// replayed after the five-minute window: 401, and the state stays `sent`.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn forged_receipts_are_refused_and_change_nothing() {
-    let redis = RedisServer::start();
-    let (app, id, message_id) = sent_through_gateway(&redis).await;
+async fn forged_receipts_are_refused_and_change_nothing(backend: &Backend) {
+    let (app, id, message_id) = sent_through_gateway(backend).await;
     let body = receipt_body(&id, &message_id, "delivered");
     let now = unix_now();
     let tampered = receipt_body(&id, &message_id, "undelivered");
@@ -155,10 +156,8 @@ async fn forged_receipts_are_refused_and_change_nothing() {
         .contains("otpd_delivery_receipts_total{"));
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn receipts_for_unknown_carriers_or_malformed_ones_are_refused() {
-    let redis = RedisServer::start();
-    let (app, id, _) = sent_through_gateway(&redis).await;
+async fn receipts_for_unknown_carriers_or_malformed_ones_are_refused(backend: &Backend) {
+    let (app, id, _) = sent_through_gateway(backend).await;
     let unknown = app
         .http
         .post(app.url("/v1/carriers/nobody/receipts"))

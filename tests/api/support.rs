@@ -131,18 +131,15 @@ impl RedisServer {
             .expect("KEYS")
     }
 
-    /// Panics if Redis holds a key that is not in `before` (keys that
-    /// expired meanwhile are fine): what "stored nothing" means.
     pub fn assert_no_new_keys(&self, before: &std::collections::BTreeSet<String>, what: &str) {
-        // Outbox streams are the workers' (made when they first read) and
-        // probe keys readiness's, not a request's.
-        let new: Vec<String> = self
-            .keys()
-            .difference(before)
-            .filter(|key| !key.ends_with(":outbox") && !key.ends_with(":ready"))
-            .cloned()
-            .collect();
-        assert!(new.is_empty(), "{what} stored {new:?}");
+        assert_no_new_keys(&self.keys(), before, what);
+    }
+
+    /// `settings` in production mode on this server.
+    pub fn apply(&self, mut settings: Settings) -> Settings {
+        settings.mode = otpd::config::Mode::Production;
+        settings.redis.url = self.url();
+        settings
     }
 
     /// Every key with its value bytes and its TTL in milliseconds.
@@ -261,11 +258,10 @@ pub fn settings_with_default_limits(redis: Option<&RedisServer>) -> Settings {
     settings
         .services
         .insert("other".into(), ServiceSettings::default());
-    if let Some(redis) = redis {
-        settings.mode = otpd::config::Mode::Production;
-        settings.redis.url = redis.url();
+    match redis {
+        Some(redis) => redis.apply(settings),
+        None => settings,
     }
-    settings
 }
 
 pub struct TestApp {
@@ -278,6 +274,14 @@ pub struct TestApp {
     pub clock: ManualClock,
     otp: Arc<Otp>,
     stop: std::sync::Mutex<Option<tokio::sync::oneshot::Sender<()>>>,
+}
+
+impl Drop for TestApp {
+    /// A replica a test is done with stops serving and delivering, so that
+    /// it cannot claim the sends of what runs next on the same Redis.
+    fn drop(&mut self) {
+        self.stop();
+    }
 }
 
 impl TestApp {
@@ -461,6 +465,21 @@ impl TestApp {
         }
     }
 
+    /// Waits until `count` SMS have reached `e164`. A start that replaces a
+    /// pending verification before its SMS went out skips that SMS (an old
+    /// code is never sent), so tests that count sends across such starts
+    /// wait for each one first.
+    pub async fn delivered_to(&self, e164: &str, count: usize) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while self.carrier.bodies_to(e164).len() < count {
+            assert!(
+                Instant::now() < deadline,
+                "{count} SMS never reached the number"
+            );
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+
     /// The SMS bodies sent to `e164` once the outbox has drained.
     pub async fn sent_to(&self, e164: &str) -> Vec<String> {
         self.settled().await;
@@ -535,6 +554,94 @@ pub async fn problem(response: reqwest::Response, status: u16, code: &str) -> Va
         "{body}"
     );
     body
+}
+
+/// The Redis a test runs on: one server of its own, or a Cluster shared by
+/// every body of a file (`on_redis_and_cluster!`).
+pub enum Backend {
+    Server(RedisServer),
+    Cluster(crate::topology::RedisCluster),
+}
+
+impl Backend {
+    /// Settings for tests on this Redis (see `settings`).
+    pub fn settings(&self) -> Settings {
+        self.apply(settings(None))
+    }
+
+    /// The default limits on this Redis (see `settings_with_default_limits`).
+    pub fn settings_with_default_limits(&self) -> Settings {
+        self.apply(settings_with_default_limits(None))
+    }
+
+    fn apply(&self, settings: Settings) -> Settings {
+        match self {
+            Backend::Server(server) => server.apply(settings),
+            Backend::Cluster(cluster) => cluster.settings(settings),
+        }
+    }
+
+    pub fn keys(&self) -> std::collections::BTreeSet<String> {
+        match self {
+            Backend::Server(server) => server.keys(),
+            Backend::Cluster(cluster) => cluster.keys(),
+        }
+    }
+
+    /// Empties it.
+    pub fn flush(&self) {
+        match self {
+            Backend::Server(server) => {
+                let _: () = server.query(&redis::cmd("FLUSHALL")).expect("FLUSHALL");
+            }
+            Backend::Cluster(cluster) => cluster.flush(),
+        }
+    }
+
+    pub fn assert_no_new_keys(&self, before: &std::collections::BTreeSet<String>, what: &str) {
+        assert_no_new_keys(&self.keys(), before, what);
+    }
+}
+
+/// Panics if `now` holds a key that is not in `before` (keys that expired
+/// meanwhile are fine), but for the workers' outbox streams and the
+/// readiness probes: what "stored nothing" means.
+pub fn assert_no_new_keys(
+    now: &std::collections::BTreeSet<String>,
+    before: &std::collections::BTreeSet<String>,
+    what: &str,
+) {
+    let new: Vec<&String> = now
+        .difference(before)
+        .filter(|key| !key.ends_with(":outbox") && !key.ends_with(":ready"))
+        .collect();
+    assert!(new.is_empty(), "{what} stored {new:?}");
+}
+
+/// Runs each test body on a Redis server of its own, and all of them, one
+/// after another, on one shared Redis Cluster (three primaries, three
+/// replicas), flushed between bodies.
+#[macro_export]
+macro_rules! on_redis_and_cluster {
+    ($($name:ident),+ $(,)?) => {
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn all_on_cluster() {
+            let backend = $crate::support::Backend::Cluster($crate::topology::RedisCluster::start());
+            $(
+                backend.flush();
+                $name(&backend).await;
+            )+
+        }
+        $(
+            mod $name {
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn on_redis() {
+                    let backend = $crate::support::Backend::Server($crate::support::RedisServer::start());
+                    super::$name(&backend).await;
+                }
+            }
+        )+
+    };
 }
 
 /// Runs each test body against the in-process store and against Redis,

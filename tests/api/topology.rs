@@ -102,6 +102,11 @@ impl RedisCluster {
         self.nodes.iter().map(RedisServer::url).collect()
     }
 
+    /// Every key, from every node.
+    pub fn keys(&self) -> std::collections::BTreeSet<String> {
+        self.nodes.iter().flat_map(|node| node.keys()).collect()
+    }
+
     /// Settings for otpd on this cluster.
     pub fn settings(&self, mut settings: Settings) -> Settings {
         settings.mode = otpd::config::Mode::Production;

@@ -42,8 +42,10 @@ pub struct RedisStore {
     /// sent on until the replicas answer.
     durable: Option<(Connection, u32)>,
     /// Wakes this replica's workers when it queues a send (other
-    /// replicas find it at their next poll).
+    /// replicas find it at their next poll) …
     queued: tokio::sync::Notify,
+    /// … and the shards it queued to, read first.
+    queued_shards: std::sync::Mutex<std::collections::BTreeSet<u8>>,
     /// The shard the next outbox read starts at (reads go round them).
     next_shard: std::sync::atomic::AtomicUsize,
     topology: Topology,
@@ -123,6 +125,7 @@ impl RedisStore {
             connection,
             durable,
             queued: tokio::sync::Notify::new(),
+            queued_shards: std::sync::Mutex::new(std::collections::BTreeSet::new()),
             next_shard: std::sync::atomic::AtomicUsize::new(0),
             topology: settings.topology(),
             prefix: settings.key_prefix.clone(),

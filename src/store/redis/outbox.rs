@@ -78,41 +78,71 @@ impl RedisStore {
         self.read_shards(consumer, max).await
     }
 
-    /// New sends, at most one from each of `max` shards at a time, going
-    /// round the shards until some are found or every shard was asked.
+    /// Notes a send this replica queued to `shard` and wakes its workers.
+    pub(super) fn queued_locally(&self, shard: [u8; 2]) {
+        if let Ok(mut shards) = self.queued_shards.lock() {
+            shards.insert(shard[1]);
+        }
+        self.queued.notify_waiters();
+    }
+
+    /// New sends, at most one from each of `max` shards at a time: first
+    /// the shards this replica queued to, then round the others until some
+    /// are found or every shard was asked.
     async fn read_shards(&self, consumer: &str, max: usize) -> Result<Vec<Claimed>, Error> {
         let batch = max.clamp(1, usize::from(SHARDS));
+        let local: Vec<u8> = match self.queued_shards.lock() {
+            Ok(mut shards) => std::mem::take(&mut *shards)
+                .into_iter()
+                .take(batch)
+                .collect(),
+            Err(_) => Vec::new(),
+        };
+        if !local.is_empty() {
+            let found = self.read_from(consumer, &local).await?;
+            if !found.is_empty() {
+                return Ok(found);
+            }
+        }
         for _ in 0..usize::from(SHARDS).div_ceil(batch) {
             let first = self.next_shard.fetch_add(batch, Ordering::Relaxed);
-            let commands: Vec<Cmd> = (first..first + batch)
-                .map(|shard| {
-                    let shard = (shard % usize::from(SHARDS)) as u8;
-                    let mut read = redis::cmd("XREADGROUP");
-                    read.arg("GROUP")
-                        .arg(GROUP)
-                        .arg(consumer)
-                        .arg("COUNT")
-                        .arg(1)
-                        .arg("STREAMS")
-                        .arg(self.outbox_key([0, shard]))
-                        .arg(">");
-                    read
-                })
+            let shards: Vec<u8> = (first..first + batch)
+                .map(|shard| (shard % usize::from(SHARDS)) as u8)
                 .collect();
-            let replies: Vec<Option<StreamReadReply>> =
-                self.each_shard("read_outbox", &commands).await?;
-            let found: Vec<Claimed> = replies
-                .into_iter()
-                .flatten()
-                .flat_map(|reply| reply.keys)
-                .flat_map(|key| key.ids)
-                .filter_map(claimed)
-                .collect();
+            let found = self.read_from(consumer, &shards).await?;
             if !found.is_empty() {
                 return Ok(found);
             }
         }
         Ok(Vec::new())
+    }
+
+    /// At most one new send from each of `shards`.
+    async fn read_from(&self, consumer: &str, shards: &[u8]) -> Result<Vec<Claimed>, Error> {
+        let commands: Vec<Cmd> = shards
+            .iter()
+            .map(|shard| {
+                let mut read = redis::cmd("XREADGROUP");
+                read.arg("GROUP")
+                    .arg(GROUP)
+                    .arg(consumer)
+                    .arg("COUNT")
+                    .arg(1)
+                    .arg("STREAMS")
+                    .arg(self.outbox_key([0, *shard]))
+                    .arg(">");
+                read
+            })
+            .collect();
+        let replies: Vec<Option<StreamReadReply>> =
+            self.each_shard("read_outbox", &commands).await?;
+        Ok(replies
+            .into_iter()
+            .flatten()
+            .flat_map(|reply| reply.keys)
+            .flat_map(|key| key.ids)
+            .filter_map(claimed)
+            .collect())
     }
 
     /// Runs one command per shard; if a shard has no group yet (a new or

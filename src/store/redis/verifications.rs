@@ -36,7 +36,9 @@ impl Verifications for RedisStore {
         for _ in 0..START_TRIES {
             let current = self.find(&new.record.number, now).await?;
             if let Some(started) = self.start_after(new, current, now).await? {
-                self.queued.notify_waiters();
+                if matches!(started, Started::Created { .. }) {
+                    self.queued_locally(new.record.id.tag());
+                }
                 return Ok(started);
             }
         }
@@ -165,7 +167,7 @@ impl Verifications for RedisStore {
             (outcome, None) if outcome == "full" => Ok(Resent::Full),
             (outcome, Some(record)) => match outcome.as_str() {
                 "resent" => {
-                    self.queued.notify_waiters();
+                    self.queued_locally(id.tag());
                     Ok(Resent::Resent(record))
                 }
                 "too_soon" => Ok(Resent::TooSoon(record)),
