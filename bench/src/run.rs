@@ -141,6 +141,9 @@ fn requests_at(rate: f64, duration: Duration) -> u64 {
     (rate * seconds * 1.3) as u64
 }
 
+/// The check-wrong load with `redis.replicas_ack = 1` and one replica.
+const ACKNOWLEDGED: &str = "check-wrong, replicas_ack 1";
+
 fn scenarios(
     measure: &Measure,
     redis: &RedisServer,
@@ -173,6 +176,14 @@ fn scenarios(
     let needed = requests_at(wrong.per_second, options.duration);
     rows.push(wrong);
 
+    // The cost of durable checks: the same load, each wrong code waiting
+    // for a replica's acknowledgement (WAIT 1) before otpd answers.
+    eprintln!("==> {ACKNOWLEDGED}");
+    let replica = RedisServer::replica_of(dir, redis)?;
+    let otpd = servers::otpd(&options.otpd, dir, redis, Carrier::Null, 1)?;
+    rows.push(measure.run(ACKNOWLEDGED, &server(&otpd), &load, &mut 0)?);
+    drop((otpd, replica));
+
     // More codes: check-right spends one verification per request; mixed
     // needs 0.4 right checks and 0.12 resends/wrong checks per request.
     let (mixed_checks, mixed_resends) = (needed * 2 / 5, needed * 3 / 25);
@@ -203,7 +214,7 @@ fn on_fresh_otpd(
     options: &Options,
     load: &Load,
 ) -> anyhow::Result<Row> {
-    let otpd = servers::otpd(&options.otpd, dir, redis, Carrier::Null)?;
+    let otpd = servers::otpd(&options.otpd, dir, redis, Carrier::Null, 0)?;
     measure.run(load.kind, &server(&otpd), load, &mut 0)
 }
 
@@ -226,7 +237,7 @@ fn prepare(
 ) -> anyhow::Result<Vec<(String, String)>> {
     eprintln!("==> preparing {count} verifications (codes by webhook)");
     let capture = Capture::start()?;
-    let otpd = servers::otpd(binary, dir, redis, Carrier::Capture(capture.port))?;
+    let otpd = servers::otpd(binary, dir, redis, Carrier::Capture(capture.port), 0)?;
     let created = capture::start_many(&otpd.base, "80", first, count)?;
     anyhow::ensure!(
         created == count,
@@ -250,7 +261,7 @@ fn memory_scenario(
     options: &Options,
 ) -> anyhow::Result<crate::report::Memory> {
     redis::cmd("FLUSHALL").query::<()>(&mut redis.connection()?)?;
-    let otpd = servers::otpd(&options.otpd, dir, redis, Carrier::Null)?;
+    let otpd = servers::otpd(&options.otpd, dir, redis, Carrier::Null, 0)?;
     let before = memory::used_memory(redis)?;
     let count = options.verifications;
     let created = capture::start_many(&otpd.base, "90", 0, count)?;

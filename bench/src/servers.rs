@@ -18,7 +18,26 @@ pub struct RedisServer {
 impl RedisServer {
     /// No persistence: the run measures memory and commands, not disks.
     pub fn start(dir: &Path) -> anyhow::Result<RedisServer> {
+        Self::spawn(dir, "redis", &[])
+    }
+
+    /// A replica of `primary`, in sync when this returns (the
+    /// `replicas_ack` scenario).
+    pub fn replica_of(dir: &Path, primary: &RedisServer) -> anyhow::Result<RedisServer> {
+        let port = primary.port.to_string();
+        let replica = Self::spawn(dir, "replica", &["--replicaof", "127.0.0.1", &port])?;
+        wait_until("the replica's sync", Duration::from_secs(60), || {
+            replica
+                .info("replication", "master_link_status")
+                .is_ok_and(|status| status == "up")
+        })?;
+        Ok(replica)
+    }
+
+    fn spawn(dir: &Path, name: &str, extra: &[&str]) -> anyhow::Result<RedisServer> {
         let port = free_port()?;
+        let data = dir.join(name);
+        std::fs::create_dir_all(&data)?;
         let process = Process::spawn(
             Command::new("redis-server")
                 .args([
@@ -29,9 +48,10 @@ impl RedisServer {
                     "--appendonly",
                     "no",
                 ])
+                .args(extra)
                 .arg("--dir")
-                .arg(dir),
-            &dir.join("redis.log"),
+                .arg(&data),
+            &dir.join(format!("{name}.log")),
         )?;
         let server = RedisServer { process, port };
         wait_until("redis-server", Duration::from_secs(10), || {
@@ -106,10 +126,11 @@ pub fn otpd(
     dir: &Path,
     redis: &RedisServer,
     carrier: Carrier,
+    replicas_ack: u32,
 ) -> anyhow::Result<Listening> {
     let port = free_port()?;
     let config = dir.join("otpd.toml");
-    std::fs::write(&config, configuration(port, redis, carrier))?;
+    std::fs::write(&config, configuration(port, redis, carrier, replicas_ack))?;
     Listening::spawn(
         Command::new(binary).arg("--config").arg(&config),
         &dir.join("otpd.log"),
@@ -138,7 +159,7 @@ pub fn floor(dir: &Path, mode: &str, redis: &RedisServer) -> anyhow::Result<List
 /// the way; per-number limits, code length, TTL and all
 /// else as shipped, except what the scenarios need (10 attempts, so a
 /// verification takes several wrong codes; a 1 s resend cooldown).
-fn configuration(port: u16, redis: &RedisServer, carrier: Carrier) -> String {
+fn configuration(port: u16, redis: &RedisServer, carrier: Carrier, replicas_ack: u32) -> String {
     let route = match carrier {
         Carrier::Null => "null",
         Carrier::Capture(_) => "capture",
@@ -164,6 +185,7 @@ filter = "warn"
 
 [redis]
 url = "{redis}"
+replicas_ack = {replicas_ack}
 
 [[secrets]]
 id = "bench"

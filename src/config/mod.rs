@@ -694,6 +694,42 @@ mod tests {
         );
     }
 
+    #[test]
+    fn one_redis_topology_at_a_time_complete_and_over_tls_when_a_ca_is_given() {
+        type Change = fn(&mut Settings);
+        let cases: [(&str, Change, &str); 4] = [
+            (
+                "two topologies",
+                |s| s.redis.cluster.nodes = vec!["redis://a:6379".into()],
+                "redis: set one of url, sentinel.nodes and cluster.nodes",
+            ),
+            (
+                "Sentinel without a master name",
+                |s| {
+                    s.redis.url = String::new();
+                    s.redis.sentinel.nodes = vec!["redis://s:26379".into()];
+                },
+                "redis.sentinel.master_name: required with sentinel.nodes",
+            ),
+            (
+                "a CA for a plaintext URL",
+                |s| s.redis.tls_ca_file = "ca.crt".into(),
+                "redis.tls_ca_file: is set, but a Redis URL is redis://, not rediss://",
+            ),
+            (
+                "too many replicas",
+                |s| s.redis.replicas_ack = Some(17),
+                "redis.replicas_ack: is more than 16",
+            ),
+        ];
+        for (label, change, error) in cases {
+            let mut settings = dev();
+            settings.redis.url = "redis://redis:6379".into();
+            change(&mut settings);
+            assert_eq!(rejected(&settings), error, "{label}");
+        }
+    }
+
     /// SMS-5: a template that cannot fit one segment is refused at start-up.
     #[test]
     fn templates_must_fit_one_segment_sms_5() {

@@ -23,6 +23,7 @@ mod privacy;
 mod prometheus;
 mod receipts;
 mod routing;
+mod secured;
 mod smpp;
 mod smsc;
 mod store_redis;

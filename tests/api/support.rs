@@ -24,6 +24,36 @@ pub struct RedisServer {
     dir: TempDir,
     /// Arguments beyond the defaults (cluster mode, replication …).
     extra: Vec<String>,
+    security: Security,
+}
+
+/// A password and TLS for a server (and what its clients need to know).
+#[derive(Clone, Default)]
+pub struct Security {
+    pub password: Option<String>,
+    pub tls: Option<Arc<crate::topology::TestCa>>,
+}
+
+impl Security {
+    /// The server arguments: TLS only (on the server's port), and the
+    /// password for clients and for replicas of a primary.
+    fn arguments(&self, port: u16) -> Vec<String> {
+        let mut arguments = Vec::new();
+        if let Some(ca) = &self.tls {
+            arguments.extend([
+                "--port".into(),
+                "0".into(),
+                "--tls-port".into(),
+                port.to_string(),
+            ]);
+            arguments.extend(ca.server_arguments());
+        }
+        if let Some(password) = &self.password {
+            arguments.extend(["--requirepass".into(), password.clone()]);
+            arguments.extend(["--masterauth".into(), password.clone()]);
+        }
+        arguments
+    }
 }
 
 pub fn free_port() -> u16 {
@@ -38,12 +68,18 @@ impl RedisServer {
 
     /// A server started with `extra` arguments as well.
     pub fn start_with(extra: &[&str]) -> Self {
+        Self::start_secured(extra, Security::default())
+    }
+
+    /// A server that takes only clients with `security`'s password and TLS.
+    pub fn start_secured(extra: &[&str], security: Security) -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
         let mut server = RedisServer {
             child: None,
             port: free_port(),
             dir,
             extra: extra.iter().map(|arg| arg.to_string()).collect(),
+            security,
         };
         server.start_again();
         server
@@ -79,6 +115,7 @@ impl RedisServer {
             .arg("--logfile")
             .arg(&log)
             .args(options)
+            .args(self.security.arguments(self.port))
             .stdout(Stdio::null())
             .spawn()
             .expect("redis-server missing: run scripts/test, which installs it");
@@ -115,12 +152,28 @@ impl RedisServer {
         );
     }
 
+    /// `redis://` (`rediss://` with TLS), with the password if any.
     pub fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}/", self.port)
+        let scheme = if self.security.tls.is_some() {
+            "rediss"
+        } else {
+            "redis"
+        };
+        let password = self
+            .security
+            .password
+            .as_ref()
+            .map(|password| format!(":{password}@"))
+            .unwrap_or_default();
+        format!("{scheme}://{password}127.0.0.1:{}/", self.port)
     }
 
     pub fn client(&self) -> redis::Client {
-        redis::Client::open(self.url()).expect("redis url")
+        match &self.security.tls {
+            Some(ca) => redis::Client::build_with_tls(self.url(), ca.certificates()),
+            None => redis::Client::open(self.url()),
+        }
+        .expect("redis url")
     }
 
     pub fn keys(&self) -> std::collections::BTreeSet<String> {
@@ -139,7 +192,14 @@ impl RedisServer {
     pub fn apply(&self, mut settings: Settings) -> Settings {
         settings.mode = otpd::config::Mode::Production;
         settings.redis.url = self.url();
+        if let Some(ca) = &self.security.tls {
+            settings.redis.tls_ca_file = ca.ca_file();
+        }
         settings
+    }
+
+    pub fn security(&self) -> &Security {
+        &self.security
     }
 
     /// Every key with its value bytes and its TTL in milliseconds.

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use otpd::config::Settings;
 
-use crate::support::RedisServer;
+use crate::support::{RedisServer, Security};
 
 /// Polls `ready` until it holds or `within` passes (the one wait helper of
 /// the topology tests).
@@ -36,23 +36,38 @@ impl RedisCluster {
     }
 
     pub fn start_shaped(primaries: usize, replicas_each: usize) -> Self {
+        Self::start_secured(primaries, replicas_each, Security::default())
+    }
+
+    /// A cluster whose every node (and bus) takes `security`.
+    pub fn start_secured(primaries: usize, replicas_each: usize, security: Security) -> Self {
         let nodes: Vec<RedisServer> = (0..primaries * (1 + replicas_each))
             .map(|_| {
-                RedisServer::start_with(&[
-                    "--cluster-enabled",
-                    "yes",
-                    "--cluster-config-file",
-                    "nodes.conf",
-                    "--cluster-node-timeout",
-                    "1000",
-                ])
+                RedisServer::start_secured(
+                    &[
+                        "--cluster-enabled",
+                        "yes",
+                        "--cluster-config-file",
+                        "nodes.conf",
+                        "--cluster-node-timeout",
+                        "1000",
+                    ],
+                    security.clone(),
+                )
             })
             .collect();
         let addresses: Vec<String> = nodes
             .iter()
             .map(|node| format!("127.0.0.1:{}", node.port()))
             .collect();
-        let created = std::process::Command::new("redis-cli")
+        let mut cli = std::process::Command::new("redis-cli");
+        if let Some(ca) = &security.tls {
+            cli.arg("--tls").arg("--cacert").arg(ca.ca_file());
+        }
+        if let Some(password) = &security.password {
+            cli.args(["-a", password, "--no-auth-warning"]);
+        }
+        let created = cli
             .args(["--cluster", "create"])
             .args(&addresses)
             .args([
@@ -112,6 +127,9 @@ impl RedisCluster {
         settings.mode = otpd::config::Mode::Production;
         settings.redis.url = String::new();
         settings.redis.cluster.nodes = self.urls();
+        if let Some(ca) = &self.nodes[0].security().tls {
+            settings.redis.tls_ca_file = ca.ca_file();
+        }
         settings
     }
 }
@@ -127,9 +145,16 @@ pub const MASTER_NAME: &str = "otpd";
 
 impl SentinelSet {
     pub fn start() -> Self {
-        let primary = RedisServer::start();
+        Self::start_secured(Security::default(), None)
+    }
+
+    /// The primary and replica take `data`; the Sentinels the same TLS
+    /// and, if given, a password of their own.
+    pub fn start_secured(data: Security, sentinel_password: Option<&str>) -> Self {
+        let primary = RedisServer::start_secured(&[], data.clone());
         let port = primary.port().to_string();
-        let replica = RedisServer::start_with(&["--replicaof", "127.0.0.1", &port]);
+        let replica =
+            RedisServer::start_secured(&["--replicaof", "127.0.0.1", &port], data.clone());
         eventually(Duration::from_secs(10), "the replica syncs", || {
             replica
                 .query::<String>(redis::cmd("INFO").arg("replication"))
@@ -144,8 +169,12 @@ impl SentinelSet {
                     .into_temp_path()
                     .keep()
                     .expect("kept");
-                write_sentinel_conf(&conf, primary.port());
-                RedisServer::start_with(&[conf.to_str().expect("utf-8"), "--sentinel"])
+                write_sentinel_conf(&conf, primary.port(), data.password.as_deref());
+                let security = Security {
+                    password: sentinel_password.map(str::to_owned),
+                    tls: data.tls.clone(),
+                };
+                RedisServer::start_secured(&[conf.to_str().expect("utf-8"), "--sentinel"], security)
             })
             .collect();
         let set = SentinelSet {
@@ -184,19 +213,28 @@ impl SentinelSet {
         settings.redis.url = String::new();
         settings.redis.sentinel.master_name = MASTER_NAME.into();
         settings.redis.sentinel.nodes = self.sentinels.iter().map(RedisServer::url).collect();
+        let data = self.primary.security();
+        settings.redis.sentinel.password = data.password.clone().unwrap_or_default();
+        if let Some(ca) = &data.tls {
+            settings.redis.sentinel.tls = true;
+            settings.redis.tls_ca_file = ca.ca_file();
+        }
         settings
     }
 }
 
 /// Sentinel rewrites its file: one of its own per Sentinel. The port line
 /// is ignored (the command line's `--port` wins).
-fn write_sentinel_conf(path: &Path, primary: u16) {
-    let conf = format!(
+fn write_sentinel_conf(path: &Path, primary: u16, password: Option<&str>) {
+    let mut conf = format!(
         "sentinel monitor {MASTER_NAME} 127.0.0.1 {primary} 2\n\
          sentinel down-after-milliseconds {MASTER_NAME} 1000\n\
          sentinel failover-timeout {MASTER_NAME} 5000\n\
          sentinel parallel-syncs {MASTER_NAME} 1\n"
     );
+    if let Some(password) = password {
+        conf.push_str(&format!("sentinel auth-pass {MASTER_NAME} {password}\n"));
+    }
     std::fs::write(path, conf).expect("sentinel conf written");
 }
 
@@ -253,5 +291,117 @@ impl LinkProxy {
     /// From now on nothing passes either way.
     pub fn cut(&self) {
         self.cut.store(true, Ordering::SeqCst);
+    }
+}
+
+/// A certificate authority made for one test (`openssl`), and a server
+/// certificate it signed for 127.0.0.1 and localhost.
+pub struct TestCa {
+    dir: tempfile::TempDir,
+}
+
+impl TestCa {
+    pub fn new() -> Arc<Self> {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let run = |args: &[&str]| {
+            let status = std::process::Command::new("openssl")
+                .args(args)
+                .current_dir(dir.path())
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .status()
+                .expect("openssl missing: run scripts/test, which installs it");
+            assert!(status.success(), "openssl {args:?}");
+        };
+        let ec = [
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+        ];
+        run(&[
+            &["req", "-x509"][..],
+            &ec,
+            &[
+                "-keyout",
+                "ca.key",
+                "-out",
+                "ca.crt",
+                "-days",
+                "2",
+                "-subj",
+                "/CN=otpd test CA",
+            ],
+        ]
+        .concat());
+        run(&[
+            &["req"][..],
+            &ec,
+            &[
+                "-keyout",
+                "redis.key",
+                "-out",
+                "redis.csr",
+                "-subj",
+                "/CN=localhost",
+            ],
+        ]
+        .concat());
+        std::fs::write(
+            dir.path().join("san.ext"),
+            "subjectAltName=DNS:localhost,IP:127.0.0.1\n",
+        )
+        .expect("extensions");
+        run(&[
+            "x509",
+            "-req",
+            "-in",
+            "redis.csr",
+            "-CA",
+            "ca.crt",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-out",
+            "redis.crt",
+            "-days",
+            "2",
+            "-extfile",
+            "san.ext",
+        ]);
+        Arc::new(TestCa { dir })
+    }
+
+    pub fn ca_file(&self) -> std::path::PathBuf {
+        self.dir.path().join("ca.crt")
+    }
+
+    /// What a client trusts: this CA alone.
+    pub fn certificates(&self) -> redis::TlsCertificates {
+        redis::TlsCertificates {
+            client_tls: None,
+            root_cert: Some(std::fs::read(self.ca_file()).expect("ca.crt")),
+        }
+    }
+
+    /// TLS for clients, replication and the cluster bus; no client
+    /// certificates.
+    pub fn server_arguments(&self) -> Vec<String> {
+        let file = |name: &str| self.dir.path().join(name).display().to_string();
+        vec![
+            "--tls-cert-file".into(),
+            file("redis.crt"),
+            "--tls-key-file".into(),
+            file("redis.key"),
+            "--tls-ca-cert-file".into(),
+            file("ca.crt"),
+            "--tls-auth-clients".into(),
+            "no".into(),
+            "--tls-replication".into(),
+            "yes".into(),
+            "--tls-cluster".into(),
+            "yes".into(),
+        ]
     }
 }

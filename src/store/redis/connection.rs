@@ -21,10 +21,13 @@ use redis::aio::{
 };
 use redis::cluster_async::ClusterConnection;
 use redis::cluster_routing::{Route, RoutingInfo, SingleNodeRoutingInfo, SlotAddr};
-use redis::sentinel::{SentinelClient, SentinelNodeConnectionInfo, SentinelServerType};
-use redis::{AsyncConnectionConfig, Cmd, Pipeline, RedisError, RedisFuture, RedisResult, Value};
+use redis::sentinel::{SentinelClient, SentinelClientBuilder, SentinelServerType};
+use redis::{
+    AsyncConnectionConfig, Cmd, IntoConnectionInfo, Pipeline, RedisError, RedisFuture, RedisResult,
+    Value,
+};
 
-use super::settings::{RedisSettings, Topology};
+use super::settings::{RedisSettings, SentinelSettings, Topology};
 
 /// One logical connection to the deployment's writable Redis.
 #[derive(Clone)]
@@ -39,9 +42,15 @@ impl Connection {
     /// down, and connects when it comes back. `response` bounds each reply.
     pub fn open(settings: &RedisSettings, response: Duration) -> RedisResult<Self> {
         let connect = settings.timeout;
+        let certificates = settings.certificates().map_err(RedisError::from)?;
         Ok(match settings.topology() {
             Topology::Single => {
-                let client = redis::Client::open(settings.url.as_str())?;
+                let client = match certificates {
+                    Some(certificates) => {
+                        redis::Client::build_with_tls(settings.url.as_str(), certificates)?
+                    }
+                    None => redis::Client::open(settings.url.as_str())?,
+                };
                 let config = ConnectionManagerConfig::new()
                     .set_connection_timeout(Some(connect))
                     .set_response_timeout(Some(response))
@@ -50,41 +59,28 @@ impl Connection {
                 Connection::Single(ConnectionManager::new_lazy_with_config(client, config)?)
             }
             Topology::Sentinel => {
-                let sentinel = &settings.sentinel;
-                let mut node = redis::RedisConnectionInfo::default();
-                if !sentinel.username.is_empty() {
-                    node = node.set_username(&sentinel.username);
-                }
-                if !sentinel.password.is_empty() {
-                    node = node.set_password(&sentinel.password);
-                }
-                let mut info =
-                    SentinelNodeConnectionInfo::default().set_redis_connection_info(node);
-                if sentinel.tls {
-                    info = info.set_tls_mode(redis::TlsMode::Secure);
-                }
-                let client = SentinelClient::build(
-                    sentinel.nodes.clone(),
-                    sentinel.master_name.as_str(),
-                    Some(info),
-                    SentinelServerType::Master,
-                )?;
                 let config = AsyncConnectionConfig::new()
                     .set_connection_timeout(Some(connect))
                     .set_response_timeout(Some(response));
                 Connection::Sentinel(Arc::new(SentinelPrimary {
-                    sentinel: tokio::sync::Mutex::new(client),
+                    sentinel: tokio::sync::Mutex::new(sentinel_client(
+                        &settings.sentinel,
+                        certificates,
+                    )?),
                     primary: Mutex::new(None),
                     config,
                 }))
             }
             Topology::Cluster => {
-                let client =
+                let mut client =
                     redis::cluster::ClusterClientBuilder::new(settings.cluster.nodes.clone())
                         .retries(2)
                         .min_retry_wait(20)
-                        .max_retry_wait(200)
-                        .build()?;
+                        .max_retry_wait(200);
+                if let Some(certificates) = certificates {
+                    client = client.certs(certificates);
+                }
+                let client = client.build()?;
                 let config = redis::cluster::ClusterConfig::new()
                     .set_connection_timeout(connect)
                     .set_response_timeout(response);
@@ -147,6 +143,59 @@ impl Connection {
                 wait.query_async(&mut self.clone()).await
             }
         }
+    }
+}
+
+/// The client that asks the Sentinels for the primary: the Sentinels'
+/// addresses, credentials and TLS from their URLs (the first one's
+/// credentials for all), the primary's from `[redis.sentinel]`.
+fn sentinel_client(
+    sentinel: &SentinelSettings,
+    certificates: Option<redis::TlsCertificates>,
+) -> RedisResult<SentinelClient> {
+    let nodes: Vec<redis::ConnectionInfo> = sentinel
+        .nodes
+        .iter()
+        .map(|url| url.as_str().into_connection_info())
+        .collect::<RedisResult<_>>()?;
+    let mut builder = SentinelClientBuilder::new(
+        nodes.iter().map(|node| node.addr().clone()),
+        &sentinel.master_name,
+        SentinelServerType::Master,
+    )?;
+    if let Some(first) = nodes.first() {
+        if let Some(username) = first.redis_settings().username() {
+            builder = builder.set_client_to_sentinel_username(username);
+        }
+        if let Some(password) = first.redis_settings().password() {
+            builder = builder.set_client_to_sentinel_password(password);
+        }
+        if let redis::ConnectionAddr::TcpTls { insecure, .. } = first.addr() {
+            builder = builder.set_client_to_sentinel_tls_mode(tls_mode(*insecure));
+        }
+    }
+    if !sentinel.username.is_empty() {
+        builder = builder.set_client_to_redis_username(&sentinel.username);
+    }
+    if !sentinel.password.is_empty() {
+        builder = builder.set_client_to_redis_password(&sentinel.password);
+    }
+    if sentinel.tls {
+        builder = builder.set_client_to_redis_tls_mode(redis::TlsMode::Secure);
+    }
+    if let Some(certificates) = certificates {
+        builder = builder
+            .set_client_to_sentinel_certificates(certificates.clone())
+            .set_client_to_redis_certificates(certificates);
+    }
+    builder.build()
+}
+
+fn tls_mode(insecure: bool) -> redis::TlsMode {
+    if insecure {
+        redis::TlsMode::Insecure
+    } else {
+        redis::TlsMode::Secure
     }
 }
 

@@ -23,6 +23,9 @@ pub struct RedisSettings {
     /// code before otpd answers; unset: 0 on one server, 1 behind
     /// Sentinel or on Cluster.
     pub replicas_ack: Option<u32>,
+    /// PEM file of the CA that signed Redis's certificates (`rediss://`),
+    /// for every topology; empty: the system's roots.
+    pub tls_ca_file: std::path::PathBuf,
 }
 
 /// A primary and its replicas watched by Sentinel.
@@ -73,6 +76,17 @@ impl RedisSettings {
         }
     }
 
+    /// The CA of `tls_ca_file` for the client, if one is set.
+    pub fn certificates(&self) -> std::io::Result<Option<redis::TlsCertificates>> {
+        if self.tls_ca_file.as_os_str().is_empty() {
+            return Ok(None);
+        }
+        Ok(Some(redis::TlsCertificates {
+            client_tls: None,
+            root_cert: Some(std::fs::read(&self.tls_ca_file)?),
+        }))
+    }
+
     /// Replicas an approval must reach before otpd answers.
     pub fn replicas_ack(&self) -> u32 {
         self.replicas_ack.unwrap_or(match self.topology() {
@@ -94,6 +108,15 @@ impl RedisSettings {
         }
         if self.topology() == Topology::Sentinel && self.sentinel.master_name.is_empty() {
             return Some(("redis.sentinel.master_name", "required with sentinel.nodes"));
+        }
+        let plaintext = |url: &String| url.starts_with("redis://");
+        let tls_ca_unused = !self.tls_ca_file.as_os_str().is_empty()
+            && (plaintext(&self.url) || self.cluster.nodes.iter().any(plaintext));
+        if tls_ca_unused {
+            return Some((
+                "redis.tls_ca_file",
+                "is set, but a Redis URL is redis://, not rediss://",
+            ));
         }
         if self.replicas_ack.unwrap_or(0) > 16 {
             return Some(("redis.replicas_ack", "is more than 16"));
