@@ -86,11 +86,13 @@ async fn check(
     };
     let id = &path.1;
     let tag = id.get(..4).unwrap_or("0000");
+    // The record's number key is its id (see `prepare`).
     let mut invocation = state.script.key(format!("floor:{{{tag}}}:v:{id}"));
     invocation
+        .key(format!("floor:{{{tag}}}:f:{id}"))
         .arg(SERVICE)
         .arg(now_ms())
-        .arg(format!("floor:{{{tag}}}:f:"))
+        .arg(id)
         .arg(&failure_policy()[..])
         .arg(&["bench", &format!("{:B<43}", body.code), ""][..]);
     match invocation
@@ -182,22 +184,22 @@ pub fn script_loads(connection: &mut redis::Connection) -> anyhow::Result<Vec<Sc
     let id = floor_id(1);
     let tag = &id[..4];
     let mut check = vec![
-        "1".to_string(),
+        "2".to_string(),
         format!("floor:{{{tag}}}:v:{id}"),
+        format!("floor:{{{tag}}}:f:{id}"),
         SERVICE.into(),
         now_ms().to_string(),
-        format!("floor:{{{tag}}}:f:"),
+        id.clone(),
     ];
     check.extend(failure_policy().iter().map(u64::to_string));
     check.extend(["bench".into(), OTHER_DIGEST.into(), String::new()]);
     let limit = [
-        "1",
-        "floor:{ip}:x",
-        "floor:{ip}:",
+        "2",
+        "floor:{ip}:l:127.0.0.1",
+        "floor:{ip}:b:127.0.0.1",
         &now_ms().to_string(),
         "take",
         "r",
-        "ip:127.0.0.1",
         "1",
         "0",
         "0",
