@@ -16,7 +16,17 @@ use crate::wrk::{Load, Summary, Wrk};
 /// otpd's Redis operations on the request path (the rest are the delivery
 /// workers' and the metrics sampler's).
 const REQUEST_OPERATIONS: &[&str] = &[
-    "limit", "start", "check", "resend", "get", "cancel", "reserve", "complete",
+    "limit",
+    "pending_for",
+    "start",
+    "check_number",
+    "check",
+    "replicas_ack",
+    "resend",
+    "get",
+    "cancel",
+    "reserve",
+    "complete",
 ];
 
 /// The server under load.

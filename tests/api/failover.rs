@@ -288,6 +288,58 @@ async fn cluster_failover_resumes_without_a_restart() {
     );
 }
 
+/// Every slot of one primary moves to another (`redis-cli --cluster
+/// reshard`) while starts run: the scripts' declared keys let Redis answer
+/// ASK or TRYAGAIN mid-migration, which the client follows.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn traffic_goes_on_while_slots_migrate() {
+    let cluster = RedisCluster::start_shaped(3, 0);
+    let mut settings = cluster.settings(traffic_settings());
+    settings.redis.replicas_ack = Some(0);
+    let app = TestApp::spawn(&settings).await;
+    serving_before_the_fault(&app).await;
+    let id = |node: &RedisServer| -> String {
+        node.query(redis::cmd("CLUSTER").arg("MYID"))
+            .expect("CLUSTER MYID")
+    };
+    let (from, to) = (id(&cluster.nodes[0]), id(&cluster.nodes[1]));
+    let seed = format!("127.0.0.1:{}", cluster.nodes[2].port());
+    let reshard = tokio::task::spawn_blocking(move || {
+        std::process::Command::new("redis-cli")
+            .args(["--cluster", "reshard", &seed])
+            .args(["--cluster-from", &from, "--cluster-to", &to])
+            .args(["--cluster-slots", "16384", "--cluster-yes"])
+            .stdout(std::process::Stdio::null())
+            .status()
+            .expect("redis-cli")
+    });
+    let mut during = run_traffic(&app, Duration::from_secs(6), 100_000).await;
+    assert!(reshard.await.expect("reshard").success(), "reshard failed");
+    cluster.wait_until_ok();
+    let slots: Vec<redis::Value> = cluster.nodes[0]
+        .query(redis::cmd("CLUSTER").arg("SLOTS"))
+        .expect("CLUSTER SLOTS");
+    let owned_by_first = slots.iter().any(|range| {
+        matches!(range, redis::Value::Array(fields)
+            if matches!(fields.get(2), Some(redis::Value::Array(owner))
+                if owner.get(1) == Some(&redis::Value::Int(i64::from(cluster.nodes[0].port())))))
+    });
+    assert!(!owned_by_first, "the first primary still owns slots");
+    let after = run_traffic(&app, Duration::from_millis(500), 200_000).await;
+    assert!(after.starts.iter().all(|(_, status)| *status == 201));
+    let errors = during
+        .starts
+        .iter()
+        .filter(|(_, status)| *status >= 500)
+        .count();
+    let lost = judged(&app, &mut during).await;
+    eprintln!(
+        "slot migration: {} starts during the reshard, {errors} answered 5xx; {} approved, {lost} sends lost",
+        during.starts.len(),
+        during.approved
+    );
+}
+
 /// Starts `count` verifications on `app` and returns (id, code) pairs.
 async fn pending(app: &TestApp, count: usize) -> Vec<(String, String)> {
     let mut pending = Vec::new();
