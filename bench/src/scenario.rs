@@ -19,7 +19,7 @@ const REQUEST_OPERATIONS: &[&str] = &[
     "limit",
     "pending_for",
     "start",
-    "check_number",
+    "number_of",
     "check",
     "replicas_ack",
     "resend",

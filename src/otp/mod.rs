@@ -28,7 +28,8 @@ use crate::metrics::{CheckOutcome, Metrics};
 use crate::ratelimit::{Scope, Subject};
 use crate::sms::AppHash;
 use crate::store::{
-    self, Checked, Enqueue, NewVerification, Record, ResendPolicy, Resent, Started, Stores,
+    self, Checked, Enqueue, NewVerification, NumberKey, Record, ResendPolicy, Resent, Started,
+    Stores,
 };
 
 /// A verification as callers see it: no digests, no sealed number.
@@ -296,8 +297,17 @@ impl Otp {
             service
                 .limits
                 .check_groups(&self.keyring, service.name.as_str(), request.client_ip);
-        let taken = self.take_limits(service, groups).await?;
-        let outcome = self.check_target(service, &request).await;
+        // The verification is looked up while the limits are taken: one
+        // round trip of latency for both.
+        let (taken, target) = tokio::join!(
+            self.take_limits(service, groups),
+            self.locate(service, &request)
+        );
+        let taken = taken?;
+        let outcome = match target {
+            Ok((id, number)) => self.check_located(service, &request, id, number).await,
+            Err(error) => Err(error),
+        };
         let label = match &outcome {
             Ok(view) if view.valid => Some(CheckOutcome::Approved),
             Ok(view) if view.verification.status == Status::Failed => Some(CheckOutcome::Failed),
@@ -325,33 +335,51 @@ impl Otp {
         outcome
     }
 
-    async fn check_target(
+    /// The verification a check is for, and its number key. None found
+    /// costs the same HMAC work as a check, so that the answer and its
+    /// timing tell an enumerator of numbers nothing.
+    async fn locate(
         &self,
         service: &Service,
         request: &CheckRequest,
-    ) -> Result<CheckOutcomeView, Error> {
-        let now = self.clock.now();
-        let id = match &request.target {
-            CheckTarget::Id(id) => *id,
+    ) -> Result<(VerificationId, NumberKey), Error> {
+        let verifications = &self.stores.verifications;
+        let (found, unknown) = match &request.target {
+            CheckTarget::Id(id) => (
+                verifications
+                    .number_of(id)
+                    .await?
+                    .map(|number| (*id, number)),
+                *id,
+            ),
             CheckTarget::Number(phone) => {
                 let number = self.keyring.number_key(&service.name, phone);
-                match self.stores.verifications.find(&number, now).await? {
-                    Some(id) => id,
-                    None => {
-                        // The same work as a check of an unknown id, so the
-                        // answer and its timing tell an enumerator nothing.
-                        let unknown = VerificationId::generate(number.shard());
-                        self.keyring.candidates(
-                            &service.name,
-                            &unknown,
-                            &request.code,
-                            request.binding.as_ref(),
-                        );
-                        return Err(Error::NotFound);
-                    }
-                }
+                let id = verifications.find(&number, self.clock.now()).await?;
+                (
+                    id.map(|id| (id, number)),
+                    VerificationId::generate(number.shard()),
+                )
             }
         };
+        found.ok_or_else(|| {
+            self.keyring.candidates(
+                &service.name,
+                &unknown,
+                &request.code,
+                request.binding.as_ref(),
+            );
+            Error::NotFound
+        })
+    }
+
+    async fn check_located(
+        &self,
+        service: &Service,
+        request: &CheckRequest,
+        id: VerificationId,
+        number: NumberKey,
+    ) -> Result<CheckOutcomeView, Error> {
+        let now = self.clock.now();
         let candidates =
             self.keyring
                 .candidates(&service.name, &id, &request.code, request.binding.as_ref());
@@ -361,6 +389,7 @@ impl Otp {
             .check(
                 &service.name,
                 &id,
+                &number,
                 &candidates,
                 &service.limits.failed_checks,
                 now,

@@ -222,12 +222,20 @@ pub trait Verifications: Send + Sync + 'static {
         now: Timestamp,
     ) -> Result<Option<VerificationId>, Error>;
 
+    /// The number key of the verification, if it exists (whatever its
+    /// state): what `check` needs. A check reads it while its limits are
+    /// taken, so that it costs no round trip of its own.
+    async fn number_of(&self, id: &VerificationId) -> Result<Option<NumberKey>, Error>;
+
     /// Approves at most once; a wrong code or binding spends exactly one
     /// attempt and counts one failure for the number under `failures`.
+    /// `number` is the verification's number key (`number_of`); another
+    /// is not found.
     async fn check(
         &self,
         service: &ServiceName,
         id: &VerificationId,
+        number: &NumberKey,
         candidates: &[Candidate],
         failures: &FailurePolicy,
         now: Timestamp,

@@ -64,7 +64,8 @@ macro_rules! store_conformance {
             message_ids_are_indexed_per_carrier_until_they_expire,
             an_undelivered_receipt_lifts_the_cooldown,
             wrong_codes_delay_then_lock_the_number,
-            a_right_code_resets_the_numbers_failures);
+            a_right_code_resets_the_numbers_failures,
+            a_check_must_name_the_verifications_number);
         $crate::store_conformance!(@suite outbox $fixture;
             a_start_queues_its_send_and_a_finish_records_it,
             a_newer_send_supersedes_an_older_one,

@@ -48,7 +48,14 @@ pub async fn other_services_do_not_see_a_verification(fx: &Fixture) {
     let checked = fx
         .stores
         .verifications
-        .check(&other, &record.id, &candidate(1, None), &FAILURES, now)
+        .check(
+            &other,
+            &record.id,
+            &record.number,
+            &candidate(1, None),
+            &FAILURES,
+            now,
+        )
         .await
         .expect("check");
     assert_eq!(checked, Checked::NotFound);
@@ -88,7 +95,14 @@ pub async fn expired_is_not_found(fx: &Fixture) {
     assert_eq!(
         fx.stores
             .verifications
-            .check(&demo, &record.id, &candidate(1, None), &FAILURES, now)
+            .check(
+                &demo,
+                &record.id,
+                &record.number,
+                &candidate(1, None),
+                &FAILURES,
+                now
+            )
             .await
             .expect("check"),
         Checked::NotFound
@@ -127,7 +141,7 @@ pub async fn right_code_approves_once_under_concurrency(fx: &Fixture) {
     let checks = (0..50).map(|_| {
         fx.stores
             .verifications
-            .check(&demo, &record.id, &right, &FAILURES, now)
+            .check(&demo, &record.id, &record.number, &right, &FAILURES, now)
     });
     let outcomes: Vec<Checked> = join_all(checks)
         .await
@@ -154,7 +168,7 @@ pub async fn wrong_codes_never_overspend_attempts(fx: &Fixture) {
     let checks = (0..20).map(|_| {
         fx.stores
             .verifications
-            .check(&demo, &record.id, &wrong, &FAILURES, now)
+            .check(&demo, &record.id, &record.number, &wrong, &FAILURES, now)
     });
     let outcomes: Vec<Checked> = join_all(checks)
         .await
@@ -172,7 +186,14 @@ pub async fn wrong_codes_never_overspend_attempts(fx: &Fixture) {
     let late = fx
         .stores
         .verifications
-        .check(&demo, &record.id, &candidate(1, None), &FAILURES, now)
+        .check(
+            &demo,
+            &record.id,
+            &record.number,
+            &candidate(1, None),
+            &FAILURES,
+            now,
+        )
         .await
         .expect("check");
     assert!(matches!(late, Checked::Finished(r) if r.status == Status::Failed));
@@ -187,7 +208,14 @@ pub async fn wrong_binding_counts_as_a_wrong_code(fx: &Fixture) {
         let checked = fx
             .stores
             .verifications
-            .check(&demo, &record.id, &candidate(1, binding), &FAILURES, now)
+            .check(
+                &demo,
+                &record.id,
+                &record.number,
+                &candidate(1, binding),
+                &FAILURES,
+                now,
+            )
             .await
             .expect("check");
         assert!(
@@ -199,7 +227,14 @@ pub async fn wrong_binding_counts_as_a_wrong_code(fx: &Fixture) {
     let right = fx
         .stores
         .verifications
-        .check(&demo, &record.id, &candidate(1, Some(7)), &FAILURES, now)
+        .check(
+            &demo,
+            &record.id,
+            &record.number,
+            &candidate(1, Some(7)),
+            &FAILURES,
+            now,
+        )
         .await
         .expect("check");
     assert!(matches!(right, Checked::Approved(_)));
@@ -225,6 +260,7 @@ pub async fn a_rotated_secret_still_checks(fx: &Fixture) {
         .check(
             &service("demo"),
             &record.id,
+            &record.number,
             &rotated,
             &FAILURES,
             fx.clock.now(),
@@ -326,6 +362,7 @@ pub async fn resend_replaces_the_code_and_keeps_attempts_left(fx: &Fixture) {
         .check(
             &demo,
             &record.id,
+            &record.number,
             &candidate(9, None),
             &FAILURES,
             fx.clock.now(),
@@ -356,7 +393,14 @@ pub async fn resend_replaces_the_code_and_keeps_attempts_left(fx: &Fixture) {
     let old = fx
         .stores
         .verifications
-        .check(&demo, &record.id, &candidate(1, None), &FAILURES, now)
+        .check(
+            &demo,
+            &record.id,
+            &record.number,
+            &candidate(1, None),
+            &FAILURES,
+            now,
+        )
         .await
         .expect("check");
     assert!(
@@ -366,7 +410,14 @@ pub async fn resend_replaces_the_code_and_keeps_attempts_left(fx: &Fixture) {
     let new = fx
         .stores
         .verifications
-        .check(&demo, &record.id, &candidate(2, None), &FAILURES, now)
+        .check(
+            &demo,
+            &record.id,
+            &record.number,
+            &candidate(2, None),
+            &FAILURES,
+            now,
+        )
         .await
         .expect("check");
     assert!(matches!(new, Checked::Approved(_)), "{new:?}");
@@ -430,7 +481,14 @@ pub async fn cancel_finishes_a_verification(fx: &Fixture) {
     let checked = fx
         .stores
         .verifications
-        .check(&demo, &record.id, &candidate(1, None), &FAILURES, now)
+        .check(
+            &demo,
+            &record.id,
+            &record.number,
+            &candidate(1, None),
+            &FAILURES,
+            now,
+        )
         .await
         .expect("check");
     assert!(
@@ -550,9 +608,21 @@ pub async fn an_undelivered_receipt_lifts_the_cooldown(fx: &Fixture) {
 
 async fn check_code(fx: &Fixture, id: &VerificationId, code: u8) -> Checked {
     let candidates = candidate(code, None);
-    fx.stores
-        .verifications
-        .check(&service("demo"), id, &candidates, &GATE, fx.clock.now())
+    let verifications = &fx.stores.verifications;
+    let number = verifications
+        .number_of(id)
+        .await
+        .expect("number_of")
+        .expect("a stored verification");
+    verifications
+        .check(
+            &service("demo"),
+            id,
+            &number,
+            &candidates,
+            &GATE,
+            fx.clock.now(),
+        )
         .await
         .expect("check")
 }
@@ -646,4 +716,39 @@ pub async fn a_right_code_resets_the_numbers_failures(fx: &Fixture) {
             "no delay: the count restarted"
         );
     }
+}
+
+/// A check names the verification's number key (read by `number_of`, for
+/// its failure counter); with another number it is not found and spends
+/// nothing, and an unknown id has no number.
+pub async fn a_check_must_name_the_verifications_number(fx: &Fixture) {
+    let record = started(fx, None).await;
+    let verifications = &fx.stores.verifications;
+    let number = verifications
+        .number_of(&record.id)
+        .await
+        .expect("number_of");
+    assert_eq!(number, Some(record.number));
+    let unknown = VerificationId::generate(record.id.tag());
+    assert_eq!(
+        verifications.number_of(&unknown).await.expect("number_of"),
+        None
+    );
+    let other = NumberKey([0xee; 16]);
+    let checked = verifications
+        .check(
+            &service("demo"),
+            &record.id,
+            &other,
+            &candidate(1, None),
+            &FAILURES,
+            fx.clock.now(),
+        )
+        .await
+        .expect("check");
+    assert_eq!(checked, Checked::NotFound);
+    assert_eq!(
+        stored(fx, &record.id).await.attempts_left,
+        record.attempts_left
+    );
 }

@@ -1,6 +1,7 @@
 -- KEYS[1] the verification, KEYS[2] its number's failures (n count, l
--- last, w wait until; the caller names it from the record's nk). ARGV:
--- service, now, the number key it was named from, then the number's
+-- last, w wait until; the caller names it from the record's nk, read
+-- beforehand). ARGV: service, now, the number key it was named from (not
+-- the record's: missing), then the number's
 -- failure policy: max, free, delay ms, max delay ms, decay ms; then one
 -- triple per configured secret: secret id, code digest, binding digest
 -- ('' if none). Both keys share the slot, so the gate and the check are
@@ -8,9 +9,9 @@
 local now = tonumber(ARGV[2])
 local status = visible(KEYS[1], ARGV[1], now)
 if not status then return {'missing'} end
-if status ~= 'pending' then return answer('finished', KEYS[1]) end
 local f = redis.call('HMGET', KEYS[1], 'k', 'd', 'b', 'nk')
 if f[4] ~= ARGV[3] then return {'missing'} end
+if status ~= 'pending' then return answer('finished', KEYS[1]) end
 local failures_key = KEYS[2]
 local max, free, delay = tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6])
 local max_delay, decay = tonumber(ARGV[7]), tonumber(ARGV[8])

@@ -85,10 +85,16 @@ impl Verifications for MemoryStore {
             .map(|entry| entry.value))
     }
 
+    async fn number_of(&self, id: &VerificationId) -> Result<Option<NumberKey>, Error> {
+        let state = self.lock();
+        Ok(state.verifications.get(id).map(|entry| entry.value.number))
+    }
+
     async fn check(
         &self,
         service: &ServiceName,
         id: &VerificationId,
+        number: &NumberKey,
         candidates: &[Candidate],
         failures: &FailurePolicy,
         now: Timestamp,
@@ -102,7 +108,7 @@ impl Verifications for MemoryStore {
         } = &mut *state;
         let Some(entry) = verifications
             .get_mut(id)
-            .filter(|entry| entry.value.is_visible(service, now))
+            .filter(|entry| entry.value.is_visible(service, now) && entry.value.number == *number)
         else {
             return Ok(Checked::NotFound);
         };

@@ -5,6 +5,8 @@
 use std::time::Duration;
 
 use async_trait::async_trait;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
 use redis::Value;
 
 use super::record::{decode, encode, outcome};
@@ -77,23 +79,39 @@ impl Verifications for RedisStore {
         Ok(id.and_then(|id| id.parse().ok()))
     }
 
+    async fn number_of(&self, id: &VerificationId) -> Result<Option<NumberKey>, Error> {
+        let number: Option<String> = self
+            .command(
+                "number_of",
+                redis::cmd("HGET").arg(self.verification_key(id)).arg("nk"),
+            )
+            .await?;
+        number
+            .map(|number| {
+                URL_SAFE_NO_PAD
+                    .decode(number)
+                    .ok()
+                    .and_then(|bytes| bytes.try_into().ok())
+                    .map(NumberKey)
+                    .ok_or_else(|| Error::Corrupt("field nk unreadable".into()))
+            })
+            .transpose()
+    }
+
     async fn check(
         &self,
         service: &ServiceName,
         id: &VerificationId,
+        number: &NumberKey,
         candidates: &[Candidate],
         failures: &FailurePolicy,
         now: Timestamp,
     ) -> Result<Checked, Error> {
-        // The script must name the number's failure key, which the record
-        // holds: read it first (it never changes for a verification).
+        // The script names the number's failure counter in KEYS, from the
+        // number key the caller read (`number_of`); it checks that it is
+        // the record's.
         let key = self.verification_key(id);
-        let number: Option<String> = self
-            .command("check_number", redis::cmd("HGET").arg(&key).arg("nk"))
-            .await?;
-        let Some(number) = number else {
-            return Ok(Checked::NotFound);
-        };
+        let number = URL_SAFE_NO_PAD.encode(number.0);
         let mut invocation = self.scripts.check.prepare_invoke();
         invocation
             .key(&key)
