@@ -45,19 +45,7 @@ pub async fn other_services_do_not_see_a_verification(fx: &Fixture) {
             .expect("get"),
         None
     );
-    let checked = fx
-        .stores
-        .verifications
-        .check(
-            &other,
-            &record.id,
-            &record.number,
-            &candidate(1, None),
-            &FAILURES,
-            now,
-        )
-        .await
-        .expect("check");
+    let checked = check(fx, &other, &record, 1, now).await;
     assert_eq!(checked, Checked::NotFound);
     assert_eq!(
         fx.stores
@@ -92,21 +80,7 @@ pub async fn expired_is_not_found(fx: &Fixture) {
             .expect("get"),
         None
     );
-    assert_eq!(
-        fx.stores
-            .verifications
-            .check(
-                &demo,
-                &record.id,
-                &record.number,
-                &candidate(1, None),
-                &FAILURES,
-                now
-            )
-            .await
-            .expect("check"),
-        Checked::NotFound
-    );
+    assert_eq!(check(fx, &demo, &record, 1, now).await, Checked::NotFound);
     assert_eq!(
         fx.stores
             .verifications
@@ -183,19 +157,7 @@ pub async fn wrong_codes_never_overspend_attempts(fx: &Fixture) {
     let after = stored(fx, &record.id).await;
     assert_eq!((after.status, after.attempts_left), (Status::Failed, 0));
     // SEC-7: the right code after exhaustion still fails.
-    let late = fx
-        .stores
-        .verifications
-        .check(
-            &demo,
-            &record.id,
-            &record.number,
-            &candidate(1, None),
-            &FAILURES,
-            now,
-        )
-        .await
-        .expect("check");
+    let late = check(fx, &demo, &record, 1, now).await;
     assert!(matches!(late, Checked::Finished(r) if r.status == Status::Failed));
 }
 
@@ -357,18 +319,7 @@ pub async fn start_after_a_finished_one_creates_a_new_one(fx: &Fixture) {
 pub async fn resend_replaces_the_code_and_keeps_attempts_left(fx: &Fixture) {
     let record = started(fx, None).await;
     let demo = service("demo");
-    fx.stores
-        .verifications
-        .check(
-            &demo,
-            &record.id,
-            &record.number,
-            &candidate(9, None),
-            &FAILURES,
-            fx.clock.now(),
-        )
-        .await
-        .expect("check");
+    check(fx, &demo, &record, 9, fx.clock.now()).await;
     fx.clock.advance(COOLDOWN);
     let now = fx.clock.now();
     let resent = fx
@@ -390,36 +341,12 @@ pub async fn resend_replaces_the_code_and_keeps_attempts_left(fx: &Fixture) {
     assert_eq!((after.sends, after.attempts_left), (2, 4));
     assert_eq!(after.resend_after, now.plus(POLICY.cooldown_after(2)));
     assert_eq!(after.expires_at, now.plus(TTL));
-    let old = fx
-        .stores
-        .verifications
-        .check(
-            &demo,
-            &record.id,
-            &record.number,
-            &candidate(1, None),
-            &FAILURES,
-            now,
-        )
-        .await
-        .expect("check");
+    let old = check(fx, &demo, &record, 1, now).await;
     assert!(
         matches!(old, Checked::Wrong(_)),
         "the old code must stop working: {old:?}"
     );
-    let new = fx
-        .stores
-        .verifications
-        .check(
-            &demo,
-            &record.id,
-            &record.number,
-            &candidate(2, None),
-            &FAILURES,
-            now,
-        )
-        .await
-        .expect("check");
+    let new = check(fx, &demo, &record, 2, now).await;
     assert!(matches!(new, Checked::Approved(_)), "{new:?}");
 }
 
@@ -478,19 +405,7 @@ pub async fn cancel_finishes_a_verification(fx: &Fixture) {
             .expect("cancel"),
         Changed::Finished(_)
     ));
-    let checked = fx
-        .stores
-        .verifications
-        .check(
-            &demo,
-            &record.id,
-            &record.number,
-            &candidate(1, None),
-            &FAILURES,
-            now,
-        )
-        .await
-        .expect("check");
+    let checked = check(fx, &demo, &record, 1, now).await;
     assert!(
         matches!(checked, Checked::Finished(r) if r.status == Status::Canceled && r.attempts_left == 5)
     );
@@ -716,6 +631,28 @@ pub async fn a_right_code_resets_the_numbers_failures(fx: &Fixture) {
             "no delay: the count restarted"
         );
     }
+}
+
+/// Checks `record` with code `code` (no binding) under `FAILURES`.
+async fn check(
+    fx: &Fixture,
+    service: &ServiceName,
+    record: &Record,
+    code: u8,
+    now: Timestamp,
+) -> Checked {
+    fx.stores
+        .verifications
+        .check(
+            service,
+            &record.id,
+            &record.number,
+            &candidate(code, None),
+            &FAILURES,
+            now,
+        )
+        .await
+        .expect("check")
 }
 
 /// A check names the verification's number key (read by `number_of`, for
