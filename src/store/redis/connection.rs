@@ -132,11 +132,11 @@ impl Connection {
             Connection::Cluster(cluster) => {
                 let primary = Route::new(slot(key.as_bytes()), SlotAddr::Master);
                 let route = RoutingInfo::SingleNode(SingleNodeRoutingInfo::SpecificNode(primary));
-                let unanswered = Unanswered(Some(cluster));
-                let reply = cluster.connection().route_command(wait, route).await;
-                unanswered.answered();
-                cluster.judge(reply.as_ref().err());
-                let reply = reply?;
+                let reply = cluster
+                    .observed(|mut connection| async move {
+                        connection.route_command(wait, route).await
+                    })
+                    .await?;
                 redis::from_redis_value(reply).map_err(RedisError::from)
             }
             Connection::Single(_) | Connection::Sentinel(_) => {
@@ -235,6 +235,22 @@ impl ClusterNodes {
             Ok(current) => current.0.clone(),
             Err(poisoned) => poisoned.into_inner().0.clone(),
         }
+    }
+
+    /// Runs `call` on the current connection; an error that says a node is
+    /// gone, or the caller giving up before the answer, starts a rebuild.
+    async fn observed<T, F>(
+        self: &Arc<Self>,
+        call: impl FnOnce(ClusterConnection) -> F,
+    ) -> RedisResult<T>
+    where
+        F: std::future::Future<Output = RedisResult<T>>,
+    {
+        let unanswered = Unanswered(Some(self));
+        let reply = call(self.connection()).await;
+        unanswered.answered();
+        self.judge(reply.as_ref().err());
+        reply
     }
 
     /// After an error that says a node is gone, connects afresh from the
@@ -347,13 +363,11 @@ impl ConnectionLike for Connection {
     fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
         match self {
             Connection::Single(manager) => manager.req_packed_command(cmd),
-            Connection::Cluster(cluster) => Box::pin(async move {
-                let unanswered = Unanswered(Some(cluster));
-                let reply = cluster.connection().req_packed_command(cmd).await;
-                unanswered.answered();
-                cluster.judge(reply.as_ref().err());
-                reply
-            }),
+            Connection::Cluster(cluster) => {
+                Box::pin(cluster.observed(move |mut connection| async move {
+                    connection.req_packed_command(cmd).await
+                }))
+            }
             Connection::Sentinel(sentinel) => Box::pin(async move {
                 let mut primary = sentinel.connection().await?;
                 let reply = primary.req_packed_command(cmd).await;
@@ -373,16 +387,13 @@ impl ConnectionLike for Connection {
     ) -> RedisFuture<'a, Vec<Value>> {
         match self {
             Connection::Single(manager) => manager.req_packed_commands(pipeline, offset, count),
-            Connection::Cluster(cluster) => Box::pin(async move {
-                let unanswered = Unanswered(Some(cluster));
-                let replies = cluster
-                    .connection()
-                    .req_packed_commands(pipeline, offset, count)
-                    .await;
-                unanswered.answered();
-                cluster.judge(replies.as_ref().err());
-                replies
-            }),
+            Connection::Cluster(cluster) => {
+                Box::pin(cluster.observed(move |mut connection| async move {
+                    connection
+                        .req_packed_commands(pipeline, offset, count)
+                        .await
+                }))
+            }
             Connection::Sentinel(sentinel) => Box::pin(async move {
                 let mut primary = sentinel.connection().await?;
                 let replies = primary.req_packed_commands(pipeline, offset, count).await;

@@ -255,6 +255,17 @@ impl RedisStore {
         operation: &'static str,
         call: impl std::future::Future<Output = redis::RedisResult<T>>,
     ) -> Result<T, Error> {
+        self.measured(operation, call, |_| false).await
+    }
+
+    /// `call` within the timeout, any failure "unavailable", measured under
+    /// `operation`: a failure if it failed or `failed` says so of its answer.
+    async fn measured<T>(
+        &self,
+        operation: &'static str,
+        call: impl std::future::Future<Output = redis::RedisResult<T>>,
+        failed: impl Fn(&T) -> bool,
+    ) -> Result<T, Error> {
         let started = std::time::Instant::now();
         let span = tracing::debug_span!("redis", operation);
         let result = tokio::time::timeout(self.timeout, call)
@@ -262,8 +273,9 @@ impl RedisStore {
             .await
             .map_err(unavailable)
             .and_then(|reply| reply.map_err(unavailable));
+        let failed = result.as_ref().map_or(true, failed);
         self.metrics
-            .redis(operation, started.elapsed().as_secs_f64(), result.is_err());
+            .redis(operation, started.elapsed().as_secs_f64(), failed);
         result
     }
 
@@ -274,19 +286,13 @@ impl RedisStore {
         operation: &'static str,
         commands: &[redis::Cmd],
     ) -> Result<Vec<redis::RedisResult<Value>>, Error> {
-        let started = std::time::Instant::now();
-        let span = tracing::debug_span!("redis", operation);
-        let result = tokio::time::timeout(self.timeout, self.connection.run_all(commands))
-            .instrument(span)
-            .await
-            .map_err(unavailable)
-            .and_then(|reply| reply.map_err(unavailable));
-        let failed = result
-            .as_ref()
-            .map_or(true, |replies| replies.iter().any(Result::is_err));
-        self.metrics
-            .redis(operation, started.elapsed().as_secs_f64(), failed);
-        result
+        let call = self.connection.run_all(commands);
+        self.measured(
+            operation,
+            call,
+            |replies: &Vec<redis::RedisResult<Value>>| replies.iter().any(Result::is_err),
+        )
+        .await
     }
 }
 

@@ -42,6 +42,16 @@ pub(super) fn text(value: Value) -> Result<String, Error> {
     String::from_utf8(bytes(value)?).map_err(|_| Error::Corrupt("text is not UTF-8".into()))
 }
 
+/// The `nk` field: the number key, base64url.
+pub(super) fn number_key(field: Vec<u8>) -> Result<NumberKey, Error> {
+    URL_SAFE_NO_PAD
+        .decode(field)
+        .ok()
+        .and_then(|bytes| bytes.try_into().ok())
+        .map(NumberKey)
+        .ok_or_else(|| Error::Corrupt("field nk unreadable".into()))
+}
+
 pub(super) fn digest(bytes: Vec<u8>) -> Result<Digest, Error> {
     bytes
         .try_into()
@@ -83,11 +93,7 @@ pub(super) fn decode(id: &VerificationId, fields: Vec<Value>) -> Result<Record, 
         key_id: parsed("k", take("k"))?,
         code_digest: digest(take("d").ok_or_else(|| Error::Corrupt("field d missing".into()))?)?,
         binding_digest: binding,
-        number: take("nk")
-            .and_then(|nk| URL_SAFE_NO_PAD.decode(nk).ok())
-            .and_then(|nk| nk.try_into().ok())
-            .map(NumberKey)
-            .ok_or_else(|| Error::Corrupt("field nk unreadable".into()))?,
+        number: number_key(take("nk").unwrap_or_default())?,
         country_code: parsed("cc", take("cc"))?,
         app_hash: take("ah").and_then(|hash| AppHash::parse(std::str::from_utf8(&hash).ok()?).ok()),
         delivery: Delivery {

@@ -9,7 +9,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use redis::Value;
 
-use super::record::{decode, encode, outcome};
+use super::record::{decode, encode, number_key, outcome};
 use super::{millis, unavailable, RedisStore, Topology};
 use crate::domain::{Receipt, ServiceName, Timestamp, VerificationId};
 use crate::ratelimit::FailurePolicy;
@@ -80,22 +80,13 @@ impl Verifications for RedisStore {
     }
 
     async fn number_of(&self, id: &VerificationId) -> Result<Option<NumberKey>, Error> {
-        let number: Option<String> = self
+        let number: Option<Vec<u8>> = self
             .command(
                 "number_of",
                 redis::cmd("HGET").arg(self.verification_key(id)).arg("nk"),
             )
             .await?;
-        number
-            .map(|number| {
-                URL_SAFE_NO_PAD
-                    .decode(number)
-                    .ok()
-                    .and_then(|bytes| bytes.try_into().ok())
-                    .map(NumberKey)
-                    .ok_or_else(|| Error::Corrupt("field nk unreadable".into()))
-            })
-            .transpose()
+        number.map(number_key).transpose()
     }
 
     async fn check(
