@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-/// `[redis]` in the configuration.
-#[derive(Clone, Debug, Deserialize)]
+/// `[redis]` in the configuration. `Debug` leaves out passwords.
+#[derive(Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RedisSettings {
     /// One server: `redis://[:password@]host:port/db` (`rediss://` for TLS).
@@ -29,7 +29,7 @@ pub struct RedisSettings {
 }
 
 /// A primary and its replicas watched by Sentinel.
-#[derive(Clone, Debug, Default, Deserialize)]
+#[derive(Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SentinelSettings {
     /// The name Sentinel monitors the primary under.
@@ -44,7 +44,7 @@ pub struct SentinelSettings {
 }
 
 /// A Redis Cluster, found from any of its nodes.
-#[derive(Clone, Debug, Default, Deserialize)]
+#[derive(Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ClusterSettings {
     /// Seed nodes, `redis://[:password@]host:port` (`rediss://` for TLS).
@@ -122,5 +122,88 @@ impl RedisSettings {
             return Some(("redis.replicas_ack", "is more than 16"));
         }
         None
+    }
+}
+
+/// `url` with any credentials replaced: `redis://[redacted]@host:6379/`.
+fn redacted(url: &str) -> String {
+    match (url.split_once("://"), url.rsplit_once('@')) {
+        (Some((scheme, _)), Some((_, host))) => format!("{scheme}://[redacted]@{host}"),
+        _ => url.to_owned(),
+    }
+}
+
+fn redacted_all(urls: &[String]) -> Vec<String> {
+    urls.iter().map(|url| redacted(url)).collect()
+}
+
+impl std::fmt::Debug for RedisSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisSettings")
+            .field("url", &redacted(&self.url))
+            .field("sentinel", &self.sentinel)
+            .field("cluster", &self.cluster)
+            .field("key_prefix", &self.key_prefix)
+            .field("timeout", &self.timeout)
+            .field("replicas_ack", &self.replicas_ack)
+            .field("tls_ca_file", &self.tls_ca_file)
+            .finish()
+    }
+}
+
+impl std::fmt::Debug for SentinelSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let password = if self.password.is_empty() {
+            ""
+        } else {
+            "[redacted]"
+        };
+        f.debug_struct("SentinelSettings")
+            .field("master_name", &self.master_name)
+            .field("nodes", &redacted_all(&self.nodes))
+            .field("username", &self.username)
+            .field("password", &password)
+            .field("tls", &self.tls)
+            .finish()
+    }
+}
+
+impl std::fmt::Debug for ClusterSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClusterSettings")
+            .field("nodes", &redacted_all(&self.nodes))
+            .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_leaves_out_every_password() {
+        let settings = RedisSettings {
+            url: "rediss://:hunter2@redis:6379/0".into(),
+            sentinel: SentinelSettings {
+                master_name: "otpd".into(),
+                nodes: vec!["redis://:hunter3@sentinel:26379".into()],
+                username: "otpd".into(),
+                password: "hunter4".into(),
+                tls: true,
+            },
+            cluster: ClusterSettings {
+                nodes: vec!["redis://user:hunter5@node:6379".into()],
+            },
+            key_prefix: "otpd".into(),
+            timeout: Duration::from_secs(1),
+            replicas_ack: None,
+            tls_ca_file: Default::default(),
+        };
+        let printed = format!("{settings:?}");
+        assert!(!printed.contains("hunter"), "{printed}");
+        assert!(
+            printed.contains("rediss://[redacted]@redis:6379/0"),
+            "{printed}"
+        );
     }
 }
