@@ -11,7 +11,7 @@ use otpd::config::sha256_hex;
 use serde_json::json;
 
 use crate::gateway::{start_gateway, Gateway, SECRET};
-use crate::support::{free_port, RedisServer};
+use crate::support::{free_port, until, RedisServer};
 
 const KEY: &str = "otpd_crash_test_key";
 
@@ -131,14 +131,6 @@ fn pending_by_consumer(redis: &RedisServer) -> HashMap<String, u64> {
     held
 }
 
-async fn until(what: &str, within: Duration, condition: impl Fn() -> bool) {
-    let deadline = Instant::now() + within;
-    while !condition() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sends_pending_on_a_killed_replica_are_delivered_once_by_the_other() {
     let redis = RedisServer::start();
@@ -167,9 +159,11 @@ async fn sends_pending_on_a_killed_replica_are_delivered_once_by_the_other() {
         );
     }
     // Every send is being tried (the gateway says 503) by one replica or the other.
-    until("every send to be tried", Duration::from_secs(20), || {
-        gateway.attempts.load(Ordering::SeqCst) >= 12
-    })
+    until(
+        "every send to be tried",
+        Duration::from_secs(20),
+        async || gateway.attempts.load(Ordering::SeqCst) >= 12,
+    )
     .await;
     let held = pending_by_consumer(&redis);
     assert_eq!(
@@ -180,14 +174,18 @@ async fn sends_pending_on_a_killed_replica_are_delivered_once_by_the_other() {
     a.kill();
     gateway.open.store(true, Ordering::SeqCst);
     let delivered = || gateway.delivered.lock().expect("gateway").clone();
-    until("every send to arrive", Duration::from_secs(30), || {
-        delivered().len() == ids.len()
-    })
+    until(
+        "every send to arrive",
+        Duration::from_secs(30),
+        async || delivered().len() == ids.len(),
+    )
     .await;
     // The gateway has each message; B records each just after its answer.
-    until("B to finish every send", Duration::from_secs(10), || {
-        pending_by_consumer(&redis).values().sum::<u64>() == 0
-    })
+    until(
+        "B to finish every send",
+        Duration::from_secs(10),
+        async || pending_by_consumer(&redis).values().sum::<u64>() == 0,
+    )
     .await;
     for id in &ids {
         let status: serde_json::Value = http

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 use otpd::carrier::RecordingCarrier;
 use otpd::domain::ManualClock;
 
-use crate::support::{assert_has_lines, json_of, Backend, TestApp, PHONE};
+use crate::support::{assert_has_lines, json_of, until, Backend, TestApp, PHONE};
 
 crate::on_redis_and_cluster!(
     temporary_failures_are_retried_until_the_carrier_takes_it,
@@ -52,15 +52,6 @@ async fn a_send_out_of_attempts_is_dead_lettered(backend: &Backend) {
     assert_eq!(dead.len(), 1, "one dead-letter stream: {dead:?}");
 }
 
-/// Waits until `condition` holds, for at most ten seconds.
-async fn until(what: &str, condition: impl Fn() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !condition() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-}
-
 /// Replica A claims three sends and hangs on them, like a replica that died
 /// mid-send; replica B takes them over once they are idle for `claim_idle`
 /// (1 s in tests) and delivers each once.
@@ -76,7 +67,12 @@ async fn stranded_sends(
     for n in 0..3 {
         ids.push(a.started(&format!("+8190{:04}0000", 1200 + n)).await);
     }
-    until("replica A to hang on three sends", || dying.hanging() == 3).await;
+    until(
+        "replica A to hang on three sends",
+        Duration::from_secs(10),
+        async || dying.hanging() == 3,
+    )
+    .await;
     a.stop();
     if expire_first {
         clock.advance(Duration::from_secs(300));
@@ -115,7 +111,10 @@ async fn the_oldest_send_age_is_reported(backend: &Backend) {
     let app = TestApp::spawn(&backend.settings()).await;
     app.carrier.hang_next(1);
     app.started(PHONE).await;
-    until("the send to hang", || app.carrier.hanging() == 1).await;
+    until("the send to hang", Duration::from_secs(10), async || {
+        app.carrier.hanging() == 1
+    })
+    .await;
     app.clock.advance(Duration::from_secs(7));
     let deadline = Instant::now() + Duration::from_secs(10);
     while !app

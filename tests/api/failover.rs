@@ -6,7 +6,7 @@
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use crate::support::{json_of, settings, wrong, RedisServer, TestApp};
+use crate::support::{json_of, settings, until, wrong, RedisServer, TestApp};
 use crate::topology::{eventually, LinkProxy, RedisCluster, SentinelSet};
 
 /// Test settings with every number range unlimited: the traffic below
@@ -139,32 +139,30 @@ async fn a_read_only_node_makes_otpd_not_ready_and_counts_its_errors() {
     let app = TestApp::spawn(&settings(Some(&redis))).await;
     assert!(app.becomes_ready(Duration::from_secs(5)).await);
     // An operator (or a returning old primary) makes it a replica.
-    let _: String = redis
-        .query(redis::cmd("REPLICAOF").arg("127.0.0.1").arg(other.port()))
-        .expect("REPLICAOF");
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while app.public("/readyz").await.status() == 200 {
-        assert!(Instant::now() < deadline, "/readyz stayed 200 on a replica");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    redis.demote_to_replica_of(&other);
+    until(
+        "/readyz to say not ready on a replica",
+        Duration::from_secs(10),
+        async || app.public("/readyz").await.status() != 200,
+    )
+    .await;
     assert_eq!(app.start(crate::support::PHONE).await.status(), 503);
     // The workers' outbox reads fail on a replica too, and are counted.
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let metrics = app.metrics().await;
-        let counted = ["read_outbox", "limit", "ready"].iter().all(|operation| {
-            metrics.lines().any(|line| {
-                line.starts_with(&format!(
-                    "otpd_redis_errors_total{{operation=\"{operation}\"}}"
-                ))
+    until(
+        "every operation's errors to be counted",
+        Duration::from_secs(10),
+        async || {
+            let metrics = app.metrics().await;
+            ["read_outbox", "limit", "ready"].iter().all(|operation| {
+                metrics.lines().any(|line| {
+                    line.starts_with(&format!(
+                        "otpd_redis_errors_total{{operation=\"{operation}\"}}"
+                    ))
+                })
             })
-        });
-        if counted {
-            break;
-        }
-        assert!(Instant::now() < deadline, "errors not counted:\n{metrics}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+        },
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -446,17 +444,15 @@ async fn grpc_health_says_not_serving_when_otpd_cannot_write() {
             .map(|answer| answer.into_inner().status)
     };
     let serving = tonic_health::pb::health_check_response::ServingStatus::Serving as i32;
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while status().await.ok() != Some(serving) {
-        assert!(Instant::now() < deadline, "never SERVING");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    let _: String = redis
-        .query(redis::cmd("REPLICAOF").arg("127.0.0.1").arg(other.port()))
-        .expect("REPLICAOF");
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while status().await.ok() == Some(serving) {
-        assert!(Instant::now() < deadline, "still SERVING on a replica");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    until("SERVING", Duration::from_secs(10), async || {
+        status().await.ok() == Some(serving)
+    })
+    .await;
+    redis.demote_to_replica_of(&other);
+    until(
+        "NOT_SERVING on a replica",
+        Duration::from_secs(10),
+        async || status().await.ok() != Some(serving),
+    )
+    .await;
 }

@@ -71,6 +71,14 @@ impl RedisServer {
         Self::start_secured(extra, Security::default())
     }
 
+    /// Makes this server a replica of `primary`, as an operator or a
+    /// returning old primary would: from then on it refuses writes.
+    pub fn demote_to_replica_of(&self, primary: &RedisServer) {
+        let _: String = self
+            .query(redis::cmd("REPLICAOF").arg("127.0.0.1").arg(primary.port()))
+            .expect("REPLICAOF");
+    }
+
     /// A server that takes only clients with `security`'s password and TLS.
     pub fn start_secured(extra: &[&str], security: Security) -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
@@ -530,14 +538,12 @@ impl TestApp {
     /// code is never sent), so tests that count sends across such starts
     /// wait for each one first.
     pub async fn delivered_to(&self, e164: &str, count: usize) {
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while self.carrier.bodies_to(e164).len() < count {
-            assert!(
-                Instant::now() < deadline,
-                "{count} SMS never reached the number"
-            );
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
+        until(
+            "the SMS to reach the number",
+            Duration::from_secs(20),
+            async || self.carrier.bodies_to(e164).len() >= count,
+        )
+        .await;
     }
 
     /// The SMS bodies sent to `e164` once the outbox has drained.
@@ -564,6 +570,16 @@ impl TestApp {
         let bodies = self.sent_to(e164).await;
         let body = bodies.last().unwrap_or_else(|| panic!("no SMS to {e164}"));
         code_in(body)
+    }
+}
+
+/// Polls `ready` until it holds; fails the test, naming `what`, after
+/// `within` (the one wait of the async tests: no test sleeps through time).
+pub async fn until(what: &str, within: Duration, mut ready: impl AsyncFnMut() -> bool) {
+    let deadline = Instant::now() + within;
+    while !ready().await {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
     }
 }
 
