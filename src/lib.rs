@@ -13,12 +13,14 @@
 //! - `sms`: templates, GSM-7/UCS-2 encoding and segment counts.
 //! - `domain`: values valid once built (phone, code, ids, names), the
 //!   clock, carriers' receipts.
-//! - `config`, `startup`, `telemetry`, `metrics`: settings, wiring, logs and
+//! - `config`, `startup`, `descriptors`, `telemetry`, `metrics`: settings,
+//!   wiring, connection caps within the file-descriptor limit, logs and
 //!   Prometheus instruments.
 
 pub mod carrier;
 pub mod config;
 pub mod delivery;
+pub mod descriptors;
 pub mod domain;
 pub mod grpc;
 pub mod http;

@@ -15,11 +15,12 @@ use crate::carrier::{
     Carrier, CircuitSettings, ConsoleCarrier, NullCarrier, Router, SmppCarrier, TwilioCarrier,
     VonageCarrier, WebhookCarrier,
 };
-use crate::config::{self, CarrierSettings, Mode, Settings};
+use crate::config::{self, CarrierSettings, GrpcSettings, HttpSettings, Mode, Settings};
 use crate::delivery::Worker;
+use crate::descriptors::{self, ConnectionCaps};
 use crate::domain::{Clock, MessageReceipt, Phone, SystemClock};
 use crate::grpc::{self, VerificationServiceServer, Verifications};
-use crate::http::{self, ApiKeys, Flood};
+use crate::http::{self, ApiKeys, BodyLimits, Flood};
 use crate::metrics::Metrics;
 use crate::otp::{Keyring, Options, Otp};
 use crate::ratelimit::TrustedProxies;
@@ -41,7 +42,7 @@ pub struct App {
     /// `/metrics` on a listener of its own, when configured.
     metrics_server: Option<(actix_web::dev::Server, SocketAddr)>,
     /// The gRPC API's bound listener and service, when configured.
-    grpc: Option<(std::net::TcpListener, Verifications)>,
+    grpc: Option<(std::net::TcpListener, Verifications, GrpcSettings)>,
     otp: Arc<Otp>,
     worker: Arc<Worker>,
     router: Arc<Router>,
@@ -163,6 +164,7 @@ impl App {
 
     pub fn build_with(settings: &Settings, overrides: Overrides) -> anyhow::Result<Self> {
         let validated = settings.validate()?;
+        let settings = &within_descriptors(settings);
         Phone::load_metadata();
         let metrics = Metrics::new();
         let options = Options {
@@ -192,7 +194,7 @@ impl App {
         let grpc = grpc_listener(settings)?.map(|listener| {
             let verifications =
                 Verifications::new(Arc::clone(&otp), Arc::clone(&api_keys), metrics.clone());
-            (listener, verifications)
+            (listener, verifications, settings.grpc.clone())
         });
         let (server, http_addr) = http_server(
             settings,
@@ -221,7 +223,7 @@ impl App {
     pub fn grpc_addr(&self) -> Option<SocketAddr> {
         self.grpc
             .as_ref()
-            .and_then(|(listener, _)| listener.local_addr().ok())
+            .and_then(|(listener, ..)| listener.local_addr().ok())
     }
 
     /// Where the separate metrics listener is, if there is one.
@@ -271,13 +273,13 @@ impl App {
                 }
             }
         });
-        let grpc = grpc.map(|(listener, verifications)| {
+        let grpc = grpc.map(|(listener, verifications, limits)| {
             let mut stopping = disconnected.clone();
             tokio::spawn(async move {
                 let stopped = async move {
                     let _ = stopping.changed().await;
                 };
-                if let Err(error) = serve_grpc(listener, verifications, stopped).await {
+                if let Err(error) = serve_grpc(listener, limits, verifications, stopped).await {
                     tracing::error!(error = %error, "the gRPC API stopped");
                 }
             })
@@ -327,22 +329,29 @@ fn http_server(
         http.ipv6_prefix,
     ));
     let metrics = web::Data::new(metrics);
-    let max_body = http.max_body_bytes;
+    let bodies = body_limits(http);
     let public_metrics = http.metrics_listen.is_none();
     let mut server = HttpServer::new(move || {
         ActixApp::new()
+            .app_data(bodies.clone())
             .app_data(otp.clone())
             .app_data(api_keys.clone())
             .app_data(router.clone())
             .app_data(metrics.clone())
             .app_data(proxies.clone())
             .app_data(flood.clone())
-            .configure(http::configure(max_body, public_metrics))
+            .configure(http::configure(public_metrics))
             .wrap(from_fn(http::shed_floods))
             .wrap(from_fn(http::observe))
     })
     .disable_signals()
     .shutdown_timeout(10);
+    // Each client has `request_timeout` for its headers (and
+    // `read_bodies` the same again for its body).
+    server = server
+        .client_request_timeout(http.request_timeout)
+        .keep_alive(http.keep_alive)
+        .max_connections(http.max_connections);
     if http.workers > 0 {
         server = server.workers(http.workers);
     }
@@ -351,6 +360,34 @@ fn http_server(
         .with_context(|| format!("http.listen {}", http.listen))?;
     let http_addr = server.addrs()[0];
     Ok((server.run(), http_addr))
+}
+
+/// `settings` with connection caps every connection of which has a file
+/// descriptor (`descriptors`).
+fn within_descriptors(settings: &Settings) -> Settings {
+    let workers = match settings.http.workers {
+        0 => std::thread::available_parallelism().map_or(1, usize::from),
+        workers => workers,
+    };
+    let caps = descriptors::connection_caps(
+        ConnectionCaps {
+            http_per_worker: settings.http.max_connections,
+            grpc: settings.grpc.max_connections,
+        },
+        workers,
+        !settings.grpc.listen.trim().is_empty(),
+    );
+    let mut settings = settings.clone();
+    settings.http.max_connections = caps.http_per_worker;
+    settings.grpc.max_connections = caps.grpc;
+    settings
+}
+
+fn body_limits(http: &HttpSettings) -> web::Data<BodyLimits> {
+    web::Data::new(BodyLimits {
+        max_bytes: http.max_body_bytes,
+        within: http.request_timeout,
+    })
 }
 
 /// Binds `grpc.listen`, unless it is empty.
@@ -371,6 +408,7 @@ fn grpc_listener(settings: &Settings) -> anyhow::Result<Option<std::net::TcpList
 /// The gRPC API, the standard health service and reflection, until `stop`.
 async fn serve_grpc(
     listener: std::net::TcpListener,
+    limits: GrpcSettings,
     verifications: Verifications,
     stop: impl std::future::Future<Output = ()>,
 ) -> anyhow::Result<()> {
@@ -400,13 +438,16 @@ async fn serve_grpc(
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
         .build_v1()?;
     let server = tonic::transport::Server::builder()
+        .timeout(limits.request_timeout)
+        .max_concurrent_streams(limits.max_concurrent_streams)
+        .max_connection_age(limits.max_connection_age)
+        .max_connection_age_grace(limits.request_timeout)
+        .http2_keepalive_interval(Some(HEALTH_EVERY * 15))
+        .http2_keepalive_timeout(Some(limits.request_timeout))
         .add_service(health_service)
         .add_service(reflection)
         .add_service(VerificationServiceServer::new(verifications))
-        .serve_with_incoming_shutdown(
-            tokio_stream::wrappers::TcpListenerStream::new(listener),
-            stop,
-        );
+        .serve_with_incoming_shutdown(grpc::accept_counted(listener, limits.max_connections), stop);
     tokio::select! {
         served = server => served?,
         () = watch_health => {}
@@ -426,13 +467,18 @@ fn metrics_server(
         return Ok(None);
     };
     let metrics = web::Data::new(metrics);
+    let bodies = body_limits(&settings.http);
     let server = HttpServer::new(move || {
         ActixApp::new()
+            .app_data(bodies.clone())
             .app_data(metrics.clone())
             .configure(http::metrics_only)
     })
     .disable_signals()
     .workers(1)
+    .client_request_timeout(settings.http.request_timeout)
+    .keep_alive(settings.http.keep_alive)
+    .max_connections(settings.http.max_connections)
     .bind(listen)
     .with_context(|| format!("http.metrics_listen {listen}"))?;
     let addr = server.addrs()[0];

@@ -76,6 +76,15 @@ pub enum Mode {
 pub struct HttpSettings {
     pub listen: SocketAddr,
     pub max_body_bytes: usize,
+    /// Time for a request's headers, and again for its body: slower
+    /// clients get 408 and are disconnected.
+    #[serde(with = "humantime_serde")]
+    pub request_timeout: Duration,
+    /// An idle keep-alive connection closes after this.
+    #[serde(with = "humantime_serde")]
+    pub keep_alive: Duration,
+    /// Connections one worker holds at once; more wait to be accepted.
+    pub max_connections: usize,
     pub workers: usize,
     /// Peers whose `Forwarded` / `X-Forwarded-For` are believed.
     pub trusted_proxies: Vec<ipnet::IpNet>,
@@ -94,6 +103,18 @@ pub struct HttpSettings {
 pub struct GrpcSettings {
     /// Where the gRPC API listens; empty: no gRPC API.
     pub listen: String,
+    /// Time for one call, its request included: slower calls end
+    /// CANCELLED.
+    #[serde(with = "humantime_serde")]
+    pub request_timeout: Duration,
+    /// Connections held at once; more wait to be accepted.
+    pub max_connections: usize,
+    /// Calls in flight on one connection (HTTP/2 SETTINGS).
+    pub max_concurrent_streams: u32,
+    /// A connection is asked to go away (GOAWAY) after this, and closed
+    /// `request_timeout` later, so none is held for ever.
+    #[serde(with = "humantime_serde")]
+    pub max_connection_age: Duration,
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -330,6 +351,7 @@ impl Settings {
         if self.http.max_body_bytes < 256 {
             return Err(invalid("http.max_body_bytes", "must be at least 256"));
         }
+        self.validate_connections()?;
         let secrets = self.validate_secrets()?;
         if self.http.ipv6_prefix > 128 || self.http.ipv6_prefix < 32 {
             return Err(invalid("http.ipv6_prefix", "between 32 and 128"));
@@ -362,6 +384,29 @@ impl Settings {
             api_keys,
             services,
         })
+    }
+
+    fn validate_connections(&self) -> Result<(), ConfigError> {
+        let (http, grpc) = (&self.http, &self.grpc);
+        let positive = [
+            ("http.request_timeout", !http.request_timeout.is_zero()),
+            ("http.keep_alive", !http.keep_alive.is_zero()),
+            ("http.max_connections", http.max_connections > 0),
+            ("grpc.request_timeout", !grpc.request_timeout.is_zero()),
+            ("grpc.max_connections", grpc.max_connections > 0),
+            (
+                "grpc.max_concurrent_streams",
+                grpc.max_concurrent_streams > 0,
+            ),
+            (
+                "grpc.max_connection_age",
+                !grpc.max_connection_age.is_zero(),
+            ),
+        ];
+        match positive.iter().find(|(_, valid)| !valid) {
+            Some((key, _)) => Err(invalid(*key, "must be more than 0")),
+            None => Ok(()),
+        }
     }
 
     fn validate_routing(&self) -> Result<(), ConfigError> {

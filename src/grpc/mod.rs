@@ -4,6 +4,7 @@
 //! each rule), calls the same use case, and maps problems one to one onto
 //! gRPC status codes with the problem `code` in `google.rpc.ErrorInfo`.
 
+mod connections;
 mod status;
 
 use std::net::IpAddr;
@@ -27,6 +28,7 @@ pub mod pb {
     pub const DESCRIPTORS: &[u8] = tonic::include_file_descriptor_set!("otp_descriptor");
 }
 
+pub use self::connections::accept_counted;
 pub use self::pb::verification_service_server::VerificationServiceServer;
 
 /// The service implementation over the use cases.

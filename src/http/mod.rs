@@ -3,6 +3,7 @@
 
 mod answer;
 mod auth;
+mod body;
 mod client;
 mod dto;
 mod observe;
@@ -10,13 +11,15 @@ mod openapi;
 mod problem;
 mod receipts;
 
+use actix_web::dev::HttpServiceFactory;
 use actix_web::error::JsonPayloadError;
-use actix_web::http::StatusCode;
+use actix_web::http::{Method, StatusCode};
 use actix_web::middleware::from_fn;
-use actix_web::{web, HttpRequest, HttpResponse};
+use actix_web::{web, FromRequest, Handler, HttpRequest, HttpResponse, Responder};
 use serde::Serialize;
 
 pub use self::auth::{authorize, ApiKeys, Authorized};
+pub use self::body::BodyLimits;
 pub use self::client::{shed_floods, Flood};
 pub use self::dto::{verification_id, CheckBody, CheckByNumberBody, StartBody, VerificationView};
 pub use self::observe::{observe, REQUEST_ID};
@@ -31,43 +34,50 @@ use self::dto::CheckView;
 use crate::metrics::Metrics;
 use crate::otp::Otp;
 
-/// Registers every route, with JSON limits and problem answers for bad
-/// bodies, unknown routes and wrong methods.
-pub fn configure(
-    max_body_bytes: usize,
-    public_metrics: bool,
-) -> impl FnOnce(&mut web::ServiceConfig) {
+/// Registers every route, with problem answers for bad bodies, unknown
+/// routes and wrong methods. Bodies are read by `body::read_bodies` first.
+pub fn configure(public_metrics: bool) -> impl FnOnce(&mut web::ServiceConfig) {
     move |config| {
-        let json = web::JsonConfig::default()
-            .limit(max_body_bytes)
-            .error_handler(json_problem);
+        let json = web::JsonConfig::default().error_handler(json_problem);
         // Checks first: the most frequent route, matched with the fewest
         // patterns tried.
         let v1 = web::scope(V1)
             .wrap(from_fn(auth::authenticate))
             .app_data(json)
-            .service(resource(V1, "/verifications/{id}/check", "POST").route(web::post().to(check)))
-            .service(resource(V1, "/verifications", "POST").route(web::post().to(start)))
-            .service(resource(V1, "/verifications/{id}", "GET").route(web::get().to(status)))
-            .service(
-                resource(V1, "/verifications/{id}/resend", "POST").route(web::post().to(resend)),
-            )
-            .service(
-                resource(V1, "/verifications/{id}/cancel", "POST").route(web::post().to(cancel)),
-            )
-            .service(resource(V1, "/checks", "POST").route(web::post().to(check_by_number)));
+            .service(resource(
+                V1,
+                "/verifications/{id}/check",
+                Method::POST,
+                check,
+            ))
+            .service(resource(V1, "/verifications", Method::POST, start))
+            .service(resource(V1, "/verifications/{id}", Method::GET, status))
+            .service(resource(
+                V1,
+                "/verifications/{id}/resend",
+                Method::POST,
+                resend,
+            ))
+            .service(resource(
+                V1,
+                "/verifications/{id}/cancel",
+                Method::POST,
+                cancel,
+            ))
+            .service(resource(V1, "/checks", Method::POST, check_by_number));
         if public_metrics {
-            config.service(resource("", "/metrics", "GET").route(web::get().to(metrics)));
+            config.service(resource("", "/metrics", Method::GET, metrics));
         }
         config
-            .service(resource("", "/openapi.json", "GET").route(web::get().to(openapi_json)))
-            .service(resource("", "/healthz", "GET").route(web::get().to(healthz)))
-            .service(resource("", "/readyz", "GET").route(web::get().to(readyz)))
-            .service(
-                resource("", "/v1/carriers/{carrier}/receipts", "POST")
-                    .app_data(web::PayloadConfig::new(max_body_bytes))
-                    .route(web::post().to(receipts::receive)),
-            )
+            .service(resource("", "/openapi.json", Method::GET, openapi_json))
+            .service(resource("", "/healthz", Method::GET, healthz))
+            .service(resource("", "/readyz", Method::GET, readyz))
+            .service(resource(
+                "",
+                "/v1/carriers/{carrier}/receipts",
+                Method::POST,
+                receipts::receive,
+            ))
             .service(v1)
             .default_service(web::to(|| async { not_found() }));
     }
@@ -76,30 +86,36 @@ pub fn configure(
 /// The scope of API v1.
 const V1: &str = "/v1/services/{service}";
 
-/// A route at `path` within `scope`, labelled with its whole pattern for
-/// metrics and logs (`observe::Route`), answering 405 `method-not-allowed`
-/// with `Allow` (RFC 9110 §15.5.6) to any method but `allow`.
-fn resource(scope: &str, path: &str, allow: &'static str) -> actix_web::Resource {
+/// `handler` for `method` at `path` within `scope`, labelled with its whole
+/// pattern for metrics and logs (`observe::Route`), its body read in time
+/// (`body::read_bodies`), answering 405 `method-not-allowed` with `Allow`
+/// (RFC 9110 §15.5.6) to any other method.
+fn resource<F, Args>(scope: &str, path: &str, method: Method, handler: F) -> impl HttpServiceFactory
+where
+    F: Handler<Args>,
+    Args: FromRequest + 'static,
+    F::Output: Responder + 'static,
+{
+    let allow = method.to_string();
     web::resource(path)
         .app_data(observe::Route(format!("{scope}{path}")))
-        .default_service(web::to(move || async move {
-            let detail = "this endpoint does not take that method";
-            Answer::problem(
-                &Problem::new(StatusCode::METHOD_NOT_ALLOWED, "method-not-allowed", detail)
-                    .with_header("allow", allow.to_owned()),
-            )
+        .route(web::method(method).to(handler))
+        .default_service(web::to(move || {
+            let allow = allow.clone();
+            async move {
+                let detail = "this endpoint does not take that method";
+                Answer::problem(
+                    &Problem::new(StatusCode::METHOD_NOT_ALLOWED, "method-not-allowed", detail)
+                        .with_header("allow", allow),
+                )
+            }
         }))
+        .wrap(from_fn(body::read_bodies))
 }
 
 fn json_problem(error: JsonPayloadError, _: &HttpRequest) -> actix_web::Error {
+    // Sizes are `body::read_bodies`' to refuse.
     let problem = match &error {
-        JsonPayloadError::OverflowKnownLength { .. } | JsonPayloadError::Overflow { .. } => {
-            Problem::new(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "payload-too-large",
-                "the body is larger than this API accepts",
-            )
-        }
         JsonPayloadError::ContentType => Problem::new(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
             "unsupported-media-type",
@@ -372,7 +388,7 @@ async fn openapi_json() -> HttpResponse {
 /// The routes of the separate metrics listener: `/metrics` only.
 pub fn metrics_only(config: &mut web::ServiceConfig) {
     config
-        .service(resource("", "/metrics", "GET").route(web::get().to(metrics)))
+        .service(resource("", "/metrics", Method::GET, metrics))
         .default_service(web::to(|| async { not_found() }));
 }
 

@@ -24,6 +24,7 @@ mod prometheus;
 mod receipts;
 mod routing;
 mod secured;
+mod slow_clients;
 mod smpp;
 mod smsc;
 mod store_redis;
