@@ -29,8 +29,16 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Print a new API key and the line that configures it.
-    NewApiKey,
+    /// Print a new API key and the `[[api_keys]]` entry that configures it.
+    NewApiKey {
+        /// A service the key may use (repeat for more; "*" for every one).
+        #[arg(long = "service", value_name = "NAME", required = true)]
+        services: Vec<String>,
+        /// The key's id, in logs and metrics [default: the first service's
+        /// name, then "-backend"].
+        #[arg(long)]
+        id: Option<String>,
+    },
     /// Print the OpenAPI document of HTTP API v1 (as /openapi.json serves it).
     Openapi,
     /// Exit 0 if the otpd at ADDR answers /healthz with 200 (for container
@@ -62,13 +70,24 @@ async fn main() -> anyhow::Result<()> {
         print!("{}", otpd::http::openapi_document());
         return Ok(());
     }
-    if let Some(Command::NewApiKey) = cli.command {
-        let key = config::new_api_key();
+    if let Some(Command::NewApiKey { services, id }) = &cli.command {
+        let id = id
+            .clone()
+            .unwrap_or_else(|| format!("{}-backend", services[0].replace('*', "all")));
+        let key = config::new_api_key(&id);
+        let services = services
+            .iter()
+            .map(|service| format!("{service:?}"))
+            .collect::<Vec<_>>()
+            .join(", ");
         println!("API key (give it to the caller, store it nowhere else):\n  {key}\n");
-        println!("Configuration:\n  [[api_keys]]\n  id = \"CHANGE-ME\"\n  sha256 = \"{}\"\n  services = [\"demo\"]", config::sha256_hex(&key));
+        println!(
+            "Configuration:\n  [[api_keys]]\n  id = {id:?}\n  sha256 = \"{}\"\n  services = [{services}]",
+            config::sha256_hex(&key)
+        );
         return Ok(());
     }
-    let dev_key = config::new_api_key();
+    let dev_key = config::new_api_key("dev");
     let settings = match &cli.config {
         Some(path) => {
             Settings::load(path).with_context(|| format!("reading {}", path.display()))?

@@ -11,6 +11,7 @@ use prometheus::{
 pub struct Metrics {
     registry: Registry,
     http_requests: IntCounterVec,
+    unauthorized: IntCounterVec,
     http_duration: HistogramVec,
     started: IntCounterVec,
     checks: IntCounterVec,
@@ -134,6 +135,12 @@ impl Metrics {
                 "otpd_http_requests_total",
                 "HTTP requests answered.",
                 &["route", "status"],
+            ),
+            unauthorized: counter(
+                &registry,
+                "otpd_http_unauthorized_total",
+                "Calls refused for their API key (HTTP 401, gRPC UNAUTHENTICATED), by the configured key id the presented key claims (otpd_<id>_…), else unknown.",
+                &["api_key"],
             ),
             started: counter(
                 &registry,
@@ -271,6 +278,10 @@ impl Metrics {
         self.http_duration
             .with_label_values(&[route])
             .observe(seconds);
+    }
+
+    pub fn unauthorized(&self, claimed_key: &str) {
+        self.unauthorized.with_label_values(&[claimed_key]).inc();
     }
 
     pub fn started(&self, service: &str, resend: bool, country_code: u16) {

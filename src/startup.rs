@@ -20,7 +20,7 @@ use crate::delivery::Worker;
 use crate::descriptors::{self, ConnectionCaps};
 use crate::domain::{Clock, MessageReceipt, Phone, SystemClock};
 use crate::grpc::{self, VerificationServiceServer, Verifications};
-use crate::http::{self, ApiKeys, BodyLimits, Flood};
+use crate::http::{self, ApiKeys, BodyLimits, Flood, RejectionLog};
 use crate::metrics::Metrics;
 use crate::otp::{Keyring, Options, Otp};
 use crate::ratelimit::TrustedProxies;
@@ -190,7 +190,7 @@ impl App {
             consumer,
         ));
         let metrics_server = metrics_server(settings, metrics.clone())?;
-        let api_keys = Arc::new(ApiKeys::new(validated.api_keys));
+        let api_keys = Arc::new(ApiKeys::new(validated.api_keys, metrics.clone()));
         let grpc = grpc_listener(settings)?.map(|listener| {
             let verifications =
                 Verifications::new(Arc::clone(&otp), Arc::clone(&api_keys), metrics.clone());
@@ -331,8 +331,10 @@ fn http_server(
     let metrics = web::Data::new(metrics);
     let bodies = body_limits(http);
     let public_metrics = http.metrics_listen.is_none();
+    let rejections = web::Data::new(RejectionLog::default());
     let mut server = HttpServer::new(move || {
         ActixApp::new()
+            .app_data(rejections.clone())
             .app_data(bodies.clone())
             .app_data(otp.clone())
             .app_data(api_keys.clone())

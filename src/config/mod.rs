@@ -666,9 +666,10 @@ pub fn random_token(bytes: usize) -> String {
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(raw)
 }
 
-/// A new API key: `otpd_` and 32 random bytes.
-pub fn new_api_key() -> String {
-    format!("otpd_{}", random_token(32))
+/// A new API key for the key id `id`: `otpd_<id>_` and 32 random bytes.
+/// The id in it names the key in metrics when a wrong key claims it.
+pub fn new_api_key(id: &str) -> String {
+    format!("otpd_{id}_{}", random_token(32))
 }
 
 #[cfg(test)]
@@ -676,7 +677,7 @@ mod tests {
     use super::*;
 
     fn dev() -> Settings {
-        Settings::dev("otpd_test").expect("dev settings")
+        Settings::dev("otpd_dev_test").expect("dev settings")
     }
 
     fn rejected(settings: &Settings) -> String {

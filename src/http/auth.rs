@@ -5,40 +5,64 @@ use std::collections::HashMap;
 use std::future::{ready, Ready};
 use std::sync::Arc;
 
-use actix_web::body::MessageBody;
+use actix_web::body::{EitherBody, MessageBody};
 use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::middleware::Next;
 use actix_web::{web, FromRequest, HttpMessage, HttpRequest};
 use sha2::{Digest, Sha256};
 
-use super::problem::Problem;
+use super::problem::{refuse, Problem};
 use crate::config::ApiKey;
 use crate::domain::ServiceName;
+use crate::metrics::Metrics;
 use crate::otp::{Otp, Service};
 
 /// The configured keys, by the SHA-256 of the key. Looking up a hash of a
 /// high-entropy key leaks nothing useful through timing.
-pub struct ApiKeys(HashMap<[u8; 32], ApiKey>);
+pub struct ApiKeys {
+    by_hash: HashMap<[u8; 32], ApiKey>,
+    metrics: Metrics,
+}
 
 impl ApiKeys {
-    pub fn new(keys: Vec<ApiKey>) -> Self {
-        ApiKeys(keys.into_iter().map(|key| (key.sha256, key)).collect())
+    pub fn new(keys: Vec<ApiKey>, metrics: Metrics) -> Self {
+        let by_hash = keys.into_iter().map(|key| (key.sha256, key)).collect();
+        ApiKeys { by_hash, metrics }
     }
 
     fn find(&self, presented: &str) -> Option<&ApiKey> {
         let hash: [u8; 32] = Sha256::digest(presented.as_bytes()).into();
-        self.0.get(&hash)
+        self.by_hash.get(&hash)
+    }
+
+    /// The configured id a refused key claims by its form `otpd_<id>_…`
+    /// (`otpd new-api-key` makes them so), else `unknown`: a label with
+    /// one value per configured key at most, never the key.
+    fn claimed_id(&self, presented: &str) -> &str {
+        self.by_hash
+            .values()
+            .map(|key| key.id.as_str())
+            .filter(|id| {
+                presented
+                    .strip_prefix("otpd_")
+                    .and_then(|rest| rest.strip_prefix(id))
+                    .is_some_and(|rest| rest.starts_with('_'))
+            })
+            .max_by_key(|id| id.len())
+            .unwrap_or("unknown")
     }
 
     /// The key presented as `authorization: Bearer <key>` (HTTP header or
     /// gRPC metadata), if configured and within its own rate.
     pub async fn caller(&self, otp: &Otp, authorization: Option<&str>) -> Result<ApiKey, Problem> {
-        let key = authorization
+        let presented = authorization
             .and_then(|value| value.strip_prefix("Bearer "))
             .map(str::trim)
-            .and_then(|presented| self.find(presented))
-            .cloned()
-            .ok_or_else(Problem::unauthorized)?;
+            .unwrap_or_default();
+        let Some(key) = self.find(presented).cloned() else {
+            self.metrics.unauthorized(self.claimed_id(presented));
+            return Err(Problem::unauthorized());
+        };
         tracing::Span::current().record("api_key", key.id.as_str());
         if let Some(per_second) = key.requests_per_second {
             otp.limit_api_key(&key.id, per_second)
@@ -57,7 +81,7 @@ pub struct Caller(ApiKey);
 pub async fn authenticate(
     request: ServiceRequest,
     next: Next<impl MessageBody + 'static>,
-) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
+) -> Result<ServiceResponse<EitherBody<impl MessageBody>>, actix_web::Error> {
     let keys = request
         .app_data::<web::Data<ApiKeys>>()
         .expect("ApiKeys are registered");
@@ -68,9 +92,13 @@ pub async fn authenticate(
         .headers()
         .get(actix_web::http::header::AUTHORIZATION)
         .and_then(|value| value.to_str().ok());
-    let key = keys.caller(otp, authorization).await?;
-    request.extensions_mut().insert(Caller(key));
-    next.call(request).await
+    match keys.caller(otp, authorization).await {
+        Ok(key) => {
+            request.extensions_mut().insert(Caller(key));
+            Ok(next.call(request).await?.map_into_left_body())
+        }
+        Err(problem) => Ok(refuse(request, &problem)),
+    }
 }
 
 /// The `{service}` of the path, known to exist and allowed for the caller.

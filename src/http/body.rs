@@ -13,10 +13,9 @@ use actix_web::http::{ConnectionType, StatusCode};
 use actix_web::middleware::Next;
 use actix_web::web::{self, BytesMut};
 use actix_web::HttpMessage as _;
-use actix_web::ResponseError;
 use futures_util::StreamExt;
 
-use super::problem::Problem;
+use super::problem::{refuse, Problem};
 
 /// What `read_bodies` allows each request.
 #[derive(Clone, Copy)]
@@ -69,11 +68,12 @@ pub async fn read_bodies(
     };
     // The rest of the body is not read: the connection cannot carry another
     // request.
-    let mut response = refused.error_response();
+    let mut response = refuse(request, &refused);
     response
+        .response_mut()
         .head_mut()
         .set_connection_type(ConnectionType::Close);
-    Ok(request.into_response(response).map_into_right_body())
+    Ok(response)
 }
 
 fn too_large() -> Problem {

@@ -6,14 +6,14 @@ use std::net::IpAddr;
 use std::num::NonZeroU32;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use actix_web::body::MessageBody;
+use actix_web::body::{EitherBody, MessageBody};
 use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::middleware::Next;
 use actix_web::{web, FromRequest, HttpMessage, HttpRequest};
 use governor::clock::{Clock, DefaultClock};
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 
-use super::problem::Problem;
+use super::problem::{refuse, Problem};
 use crate::ratelimit::{network_of, TrustedProxies};
 
 /// The end user's IP: the TCP peer, or what trusted proxies say it is.
@@ -78,18 +78,17 @@ impl Flood {
 pub async fn shed_floods(
     request: ServiceRequest,
     next: Next<impl MessageBody + 'static>,
-) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
+) -> Result<ServiceResponse<EitherBody<impl MessageBody>>, actix_web::Error> {
     let client = client_of(request.request());
     if let (Some(ip), Some(flood)) = (client.0, request.app_data::<web::Data<Flood>>()) {
         if flood.seen.fetch_add(1, Ordering::Relaxed) % RETAIN_EVERY == RETAIN_EVERY - 1 {
             flood.limiter.retain_recent();
         }
         if let Err(not_until) = flood.limiter.check_key(&network_of(ip, flood.ipv6_prefix)) {
-            return Err(
-                Problem::flood(not_until.wait_time_from(DefaultClock::default().now())).into(),
-            );
+            let wait = not_until.wait_time_from(DefaultClock::default().now());
+            return Ok(refuse(request, &Problem::flood(wait)));
         }
     }
     request.extensions_mut().insert(client);
-    next.call(request).await
+    Ok(next.call(request).await?.map_into_left_body())
 }

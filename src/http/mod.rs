@@ -22,7 +22,7 @@ pub use self::auth::{authorize, ApiKeys, Authorized};
 pub use self::body::BodyLimits;
 pub use self::client::{shed_floods, Flood};
 pub use self::dto::{verification_id, CheckBody, CheckByNumberBody, StartBody, VerificationView};
-pub use self::observe::{observe, REQUEST_ID};
+pub use self::observe::{observe, RejectionLog, REJECTIONS_LOGGED_PER_SECOND, REQUEST_ID};
 pub use self::openapi::document as openapi_document;
 pub use self::problem::Problem;
 

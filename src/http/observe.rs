@@ -1,7 +1,12 @@
 //! Per-request telemetry: a request id (`X-Request-Id`, honoured when
 //! sane, else generated, always returned), one span per request, and the
-//! HTTP metrics. Paths are labelled by route pattern, never by value.
+//! HTTP metrics. Paths are labelled by route pattern, never by value. Every
+//! answer passes here as a response (inner middleware answers refusals
+//! rather than failing, see `refuse`); 401, 403 and 429 are logged at most `REJECTIONS_LOGGED_PER_SECOND`
+//! lines a second, each saying how many were left out before it.
 
+use std::num::NonZeroU32;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
 use actix_web::body::MessageBody;
@@ -12,6 +17,37 @@ use actix_web::web;
 use tracing::Instrument;
 
 use crate::metrics::Metrics;
+
+/// Rejection lines a replica writes per second at most: a
+/// credential-stuffing run would otherwise write one per attempt.
+pub const REJECTIONS_LOGGED_PER_SECOND: u32 = 10;
+
+/// The log of refused requests, rate-limited.
+pub struct RejectionLog {
+    limiter: governor::DefaultDirectRateLimiter,
+    left_out: AtomicU64,
+}
+
+impl Default for RejectionLog {
+    fn default() -> Self {
+        let per_second = NonZeroU32::new(REJECTIONS_LOGGED_PER_SECOND).expect("not zero");
+        RejectionLog {
+            limiter: governor::RateLimiter::direct(governor::Quota::per_second(per_second)),
+            left_out: AtomicU64::new(0),
+        }
+    }
+}
+
+impl RejectionLog {
+    fn record(&self, status: u16, millis: u64) {
+        if self.limiter.check().is_err() {
+            self.left_out.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
+        let left_out = self.left_out.swap(0, Ordering::Relaxed);
+        tracing::warn!(status, millis, left_out, "request rejected");
+    }
+}
 
 /// The pattern of the route a resource serves (set by `http::resource`):
 /// read after routing, so labels cost no second match of the path.
@@ -56,21 +92,28 @@ pub async fn observe(
     if let Some(trace_id) = span.in_scope(crate::telemetry::trace_id) {
         span.record("trace_id", trace_id);
     }
+    let rejections = request
+        .app_data::<web::Data<RejectionLog>>()
+        .expect("the RejectionLog is registered")
+        .clone();
     let mut response = next.call(request).instrument(span.clone()).await?;
     let status = response.status().as_u16();
     let elapsed = started.elapsed();
+    let millis = elapsed.as_millis() as u64;
+    // Refused before its resource ran (key check, flood shedding): the
+    // pattern its path matches.
+    let matched = response.request().match_pattern();
     let route = response
         .request()
         .app_data::<Route>()
-        .map_or("unmatched", |route| route.0.as_str());
+        .map(|route| route.0.as_str())
+        .or(matched.as_deref())
+        .unwrap_or("unmatched");
     span.record("route", route);
     metrics.http_request(route, status, elapsed.as_secs_f64());
-    span.in_scope(|| {
-        tracing::info!(
-            status,
-            millis = elapsed.as_millis() as u64,
-            "request answered"
-        )
+    span.in_scope(|| match status {
+        401 | 403 | 429 => rejections.record(status, millis),
+        _ => tracing::info!(status, millis, "request answered"),
     });
     if let Ok(value) = HeaderValue::from_str(&id) {
         response.headers_mut().insert(REQUEST_ID, value);

@@ -5,6 +5,8 @@
 
 use std::time::Duration;
 
+use actix_web::body::EitherBody;
+use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, ResponseError};
 use serde::Serialize;
@@ -165,6 +167,15 @@ impl std::fmt::Display for ErrorChain<'_> {
         }
         Ok(())
     }
+}
+
+/// Middleware's answer of `problem` to `request` instead of calling the
+/// next service: a response, so that the outer middleware sees, counts
+/// and ids it like any other (an `Err` would pass them by).
+pub fn refuse<B>(request: ServiceRequest, problem: &Problem) -> ServiceResponse<EitherBody<B>> {
+    request
+        .into_response(problem.error_response())
+        .map_into_right_body()
 }
 
 impl ResponseError for Problem {

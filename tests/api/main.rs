@@ -22,6 +22,7 @@ mod operations;
 mod privacy;
 mod prometheus;
 mod receipts;
+mod rejections;
 mod routing;
 mod secured;
 mod slow_clients;

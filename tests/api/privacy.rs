@@ -1,12 +1,9 @@
 //! Nothing at rest or in telemetry holds a code or a full number
 //! (DESIGN invariants 1 and 6; SEC-11, SEC-13, RL-6, OBS-1).
 
-use std::io::Write;
-use std::sync::{Arc, Mutex};
-
 use serde_json::json;
 
-use crate::support::{json_of, settings, wrong, RedisServer, TestApp, PHONE};
+use crate::support::{json_of, settings, wrong, CapturedLogs, RedisServer, TestApp, PHONE};
 
 const NATIONAL: &str = "9012345678";
 const OTHER_PHONE: &str = "+819087654321";
@@ -78,45 +75,23 @@ async fn redis_holds_no_number_and_no_code_and_every_key_expires() {
     }
 }
 
-#[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Captured {
-    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().expect("log buffer").extend_from_slice(bytes);
-        Ok(bytes.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
 /// SEC-13: every log line at every level, from otpd and its libraries.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn logs_at_trace_level_hold_no_number_and_no_code() {
-    let captured = Captured::default();
-    let writer = captured.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .with_max_level(tracing::Level::TRACE)
-        .with_writer(move || writer.clone())
-        .json()
-        .with_current_span(true)
-        .finish();
-    tracing::subscriber::set_global_default(subscriber)
-        .expect("the only subscriber in this process");
+    let captured = CapturedLogs::install();
     let redis = RedisServer::start();
     let app = TestApp::spawn(&settings(Some(&redis))).await;
     let codes = exercise(&app).await;
-    let logs = captured.0.lock().expect("log buffer").clone();
-    let text = String::from_utf8_lossy(&logs);
+    let text = captured.text();
+    let logs = text.as_bytes();
     assert!(
         text.contains("verification started") && text.contains("+81 90-****-5678"),
         "logs were captured"
     );
     assert!(text.contains("request_id"), "requests carry their id");
-    assert!(!holds_number(&logs), "a log line holds a phone number");
+    assert!(!holds_number(logs), "a log line holds a phone number");
     for code in &codes {
-        assert!(!holds_code(&logs, code), "a log line holds a code");
+        assert!(!holds_code(logs, code), "a log line holds a code");
     }
 }
 

@@ -506,8 +506,11 @@ impl TestApp {
     }
 
     /// The Prometheus exposition at `/metrics`.
+    /// `/metrics`, from the metrics listener when there is one.
     pub async fn metrics(&self) -> String {
-        self.public("/metrics").await.text().await.expect("text")
+        let base = self.metrics_base.as_ref().unwrap_or(&self.base);
+        let answer = self.http.get(format!("{base}/metrics")).send().await;
+        answer.expect("sent").text().await.expect("text")
     }
 
     /// Polls `/readyz` until it answers 200 or `within` passes.
@@ -613,9 +616,14 @@ pub async fn json_of(response: reqwest::Response) -> Value {
     response.json().await.expect("a JSON body")
 }
 
-/// Asserts a problem document with `status` and `code`; returns it.
+/// Asserts a problem document with `status` and `code`, and a request id
+/// (every answer has one); returns it.
 pub async fn problem(response: reqwest::Response, status: u16, code: &str) -> Value {
     assert_eq!(response.status(), status, "status for {code}");
+    assert!(
+        response.headers().contains_key("x-request-id"),
+        "no X-Request-Id on {status} {code}"
+    );
     let content_type = response.headers()["content-type"]
         .to_str()
         .expect("ascii")
@@ -630,6 +638,41 @@ pub async fn problem(response: reqwest::Response, status: u16, code: &str) -> Va
         "{body}"
     );
     body
+}
+
+/// Every log line otpd writes from now on, in this test's process (nextest
+/// runs each test in a process of its own): JSON, all levels.
+#[derive(Clone, Default)]
+pub struct CapturedLogs(Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl CapturedLogs {
+    pub fn install() -> Self {
+        let captured = CapturedLogs::default();
+        let writer = captured.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_max_level(tracing::Level::TRACE)
+            .with_writer(move || writer.clone())
+            .json()
+            .with_current_span(true)
+            .finish();
+        tracing::subscriber::set_global_default(subscriber)
+            .expect("the only subscriber in this process");
+        captured
+    }
+
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.0.lock().expect("log buffer")).into_owned()
+    }
+}
+
+impl std::io::Write for CapturedLogs {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().expect("log buffer").extend_from_slice(bytes);
+        Ok(bytes.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
 }
 
 /// The Redis a test runs on: one server of its own, or a Cluster shared by

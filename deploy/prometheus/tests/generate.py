@@ -80,6 +80,12 @@ CASES = {
         [(f'otpd_rate_limited_total{{{J},service="demo",scope="ip",mode="enforce"}}', "0+30x30"),
          (f'otpd_rate_limited_total{{{J},service="demo",scope="ip",mode="monitor"}}', "0+600x30")],
     ),
+    "OtpdUnauthorizedSurge": (
+        {"job": "otpd", "api_key": "web"}, "15m",
+        [(f'otpd_http_unauthorized_total{{{J},instance="otpd-1:9464",api_key="web"}}', "0+60x20"),
+         (f'otpd_http_unauthorized_total{{{J},instance="otpd-2:9464",api_key="web"}}', "0+30x20")],
+        [(f'otpd_http_unauthorized_total{{{J},instance="otpd-1:9464",api_key="web"}}', "0+6x20")],
+    ),
 }
 
 # Incidents replayed as otpd reported them: (alert, labels, eval time, series).
