@@ -280,6 +280,13 @@ impl Metrics {
             .observe(seconds);
     }
 
+    /// A request refused before it could be parsed (no route, no time).
+    pub fn http_unparsed(&self, status: u16) {
+        self.http_requests
+            .with_label_values(&["unparsed", &status.to_string()])
+            .inc();
+    }
+
     pub fn unauthorized(&self, claimed_key: &str) {
         self.unauthorized.with_label_values(&[claimed_key]).inc();
     }

@@ -7,7 +7,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use actix_web::middleware::from_fn;
-use actix_web::{web, App as ActixApp, HttpServer};
+use actix_web::{web, App as ActixApp};
 use anyhow::Context;
 use tokio::sync::{mpsc, watch};
 
@@ -20,7 +20,7 @@ use crate::delivery::Worker;
 use crate::descriptors::{self, ConnectionCaps};
 use crate::domain::{Clock, MessageReceipt, Phone, SystemClock};
 use crate::grpc::{self, VerificationServiceServer, Verifications};
-use crate::http::{self, ApiKeys, BodyLimits, Flood, RejectionLog};
+use crate::http::{self, ApiKeys, BodyLimits, ConnectionLimits, Flood, Refusals, RejectionLog};
 use crate::metrics::Metrics;
 use crate::otp::{Keyring, Options, Otp};
 use crate::ratelimit::TrustedProxies;
@@ -189,7 +189,11 @@ impl App {
             settings.delivery.clone(),
             consumer,
         ));
-        let metrics_server = metrics_server(settings, metrics.clone())?;
+        let refusals = Refusals {
+            metrics: metrics.clone(),
+            log: Arc::new(RejectionLog::default()),
+        };
+        let metrics_server = metrics_server(settings, &refusals)?;
         let api_keys = Arc::new(ApiKeys::new(validated.api_keys, metrics.clone()));
         let grpc = grpc_listener(settings)?.map(|listener| {
             let verifications =
@@ -201,7 +205,7 @@ impl App {
             Arc::clone(&otp),
             api_keys,
             Arc::clone(&router),
-            metrics,
+            &refusals,
         )?;
         Ok(App {
             server,
@@ -316,7 +320,7 @@ fn http_server(
     otp: Arc<Otp>,
     api_keys: Arc<ApiKeys>,
     router: Arc<Router>,
-    metrics: Metrics,
+    refusals: &Refusals,
 ) -> anyhow::Result<(actix_web::dev::Server, SocketAddr)> {
     let otp = web::Data::from(otp);
     let router = web::Data::from(router);
@@ -328,11 +332,14 @@ fn http_server(
         http.flood_burst,
         http.ipv6_prefix,
     ));
-    let metrics = web::Data::new(metrics);
+    let (metrics, rejections) = observed(refusals);
     let bodies = body_limits(http);
     let public_metrics = http.metrics_listen.is_none();
-    let rejections = web::Data::new(RejectionLog::default());
-    let mut server = HttpServer::new(move || {
+    let listener = std::net::TcpListener::bind(http.listen)
+        .with_context(|| format!("http.listen {}", http.listen))?;
+    let http_addr = listener.local_addr()?;
+    let limits = connection_limits(http, http.workers);
+    let server = http::serve(listener, limits, refusals.clone(), move || {
         ActixApp::new()
             .app_data(rejections.clone())
             .app_data(bodies.clone())
@@ -345,23 +352,25 @@ fn http_server(
             .configure(http::configure(public_metrics))
             .wrap(from_fn(http::shed_floods))
             .wrap(from_fn(http::observe))
-    })
-    .disable_signals()
-    .shutdown_timeout(10);
-    // Each client has `request_timeout` for its headers (and
-    // `read_bodies` the same again for its body).
-    server = server
-        .client_request_timeout(http.request_timeout)
-        .keep_alive(http.keep_alive)
-        .max_connections(http.max_connections);
-    if http.workers > 0 {
-        server = server.workers(http.workers);
+    })?;
+    Ok((server, http_addr))
+}
+
+/// What `observe` needs as App data.
+fn observed(refusals: &Refusals) -> (web::Data<Metrics>, web::Data<RejectionLog>) {
+    (
+        web::Data::new(refusals.metrics.clone()),
+        web::Data::from(Arc::clone(&refusals.log)),
+    )
+}
+
+fn connection_limits(http: &HttpSettings, workers: usize) -> ConnectionLimits {
+    ConnectionLimits {
+        request_timeout: http.request_timeout,
+        keep_alive: http.keep_alive,
+        max_connections: http.max_connections,
+        workers,
     }
-    let server = server
-        .bind(http.listen)
-        .with_context(|| format!("http.listen {}", http.listen))?;
-    let http_addr = server.addrs()[0];
-    Ok((server.run(), http_addr))
 }
 
 /// `settings` with connection caps every connection of which has a file
@@ -463,26 +472,24 @@ const HEALTH_EVERY: std::time::Duration = std::time::Duration::from_secs(2);
 /// The separate `/metrics` listener, when `http.metrics_listen` is set.
 fn metrics_server(
     settings: &Settings,
-    metrics: Metrics,
+    refusals: &Refusals,
 ) -> anyhow::Result<Option<(actix_web::dev::Server, SocketAddr)>> {
     let Some(listen) = settings.http.metrics_listen else {
         return Ok(None);
     };
-    let metrics = web::Data::new(metrics);
+    let (metrics, rejections) = observed(refusals);
     let bodies = body_limits(&settings.http);
-    let server = HttpServer::new(move || {
+    let listener = std::net::TcpListener::bind(listen)
+        .with_context(|| format!("http.metrics_listen {listen}"))?;
+    let addr = listener.local_addr()?;
+    let limits = connection_limits(&settings.http, 1);
+    let server = http::serve(listener, limits, refusals.clone(), move || {
         ActixApp::new()
+            .app_data(rejections.clone())
             .app_data(bodies.clone())
             .app_data(metrics.clone())
             .configure(http::metrics_only)
-    })
-    .disable_signals()
-    .workers(1)
-    .client_request_timeout(settings.http.request_timeout)
-    .keep_alive(settings.http.keep_alive)
-    .max_connections(settings.http.max_connections)
-    .bind(listen)
-    .with_context(|| format!("http.metrics_listen {listen}"))?;
-    let addr = server.addrs()[0];
-    Ok(Some((server.run(), addr)))
+            .wrap(from_fn(http::observe))
+    })?;
+    Ok(Some((server, addr)))
 }

@@ -2,6 +2,7 @@
 //! one use case in `otp`, and shape the answer; no rule lives here.
 
 mod answer;
+mod answering;
 mod auth;
 mod body;
 mod client;
@@ -10,6 +11,7 @@ mod observe;
 mod openapi;
 mod problem;
 mod receipts;
+mod server;
 
 use actix_web::dev::HttpServiceFactory;
 use actix_web::error::JsonPayloadError;
@@ -18,6 +20,7 @@ use actix_web::middleware::from_fn;
 use actix_web::{web, FromRequest, Handler, HttpRequest, HttpResponse, Responder};
 use serde::Serialize;
 
+pub use self::answering::Refusals;
 pub use self::auth::{authorize, ApiKeys, Authorized};
 pub use self::body::BodyLimits;
 pub use self::client::{shed_floods, Flood};
@@ -25,6 +28,7 @@ pub use self::dto::{verification_id, CheckBody, CheckByNumberBody, StartBody, Ve
 pub use self::observe::{observe, RejectionLog, REJECTIONS_LOGGED_PER_SECOND, REQUEST_ID};
 pub use self::openapi::document as openapi_document;
 pub use self::problem::Problem;
+pub use self::server::{serve, ConnectionLimits};
 
 use self::openapi::{CommonProblems, ProblemDoc};
 

@@ -39,13 +39,13 @@ impl Default for RejectionLog {
 }
 
 impl RejectionLog {
-    fn record(&self, status: u16, millis: u64) {
+    pub fn record(&self, status: u16) {
         if self.limiter.check().is_err() {
             self.left_out.fetch_add(1, Ordering::Relaxed);
             return;
         }
         let left_out = self.left_out.swap(0, Ordering::Relaxed);
-        tracing::warn!(status, millis, left_out, "request rejected");
+        tracing::warn!(status, left_out, "request rejected");
     }
 }
 
@@ -112,7 +112,7 @@ pub async fn observe(
     span.record("route", route);
     metrics.http_request(route, status, elapsed.as_secs_f64());
     span.in_scope(|| match status {
-        401 | 403 | 429 => rejections.record(status, millis),
+        401 | 403 | 429 => rejections.record(status),
         _ => tracing::info!(status, millis, "request answered"),
     });
     if let Ok(value) = HeaderValue::from_str(&id) {

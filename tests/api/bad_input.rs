@@ -4,7 +4,9 @@
 use reqwest::{Method, RequestBuilder};
 use serde_json::json;
 
-use crate::support::{problem, settings, RedisServer, TestApp, API_KEY, DEMO_ONLY_KEY, PHONE};
+use crate::support::{
+    assert_has_lines, problem, settings, RedisServer, TestApp, API_KEY, DEMO_ONLY_KEY, PHONE,
+};
 
 struct Case {
     label: &'static str,
@@ -242,4 +244,98 @@ async fn every_bad_input_gets_its_problem_and_changes_nothing() {
     assert_eq!(app.sent_count().await, 1, "no bad input sent an SMS");
     let status = crate::support::json_of(app.status(&id).await).await;
     assert_eq!(status["attempts_left"], 5, "invalid codes spend no attempt");
+}
+
+/// Requests that HTTP/1.1 itself refuses, sent as raw bytes (no client
+/// library sends them), each with the status and `code` of its answer.
+const MALFORMED: &[(&str, u16, &str, &str)] = &[
+    (
+        "DEL byte in Idempotency-Key",
+        400,
+        "malformed-request",
+        "Idempotency-Key: abc\x7fdef\r\nContent-Length: 2\r\n\r\n{}",
+    ),
+    (
+        "NUL byte in a header",
+        400,
+        "malformed-request",
+        "X-Note: a\x00b\r\nContent-Length: 2\r\n\r\n{}",
+    ),
+    (
+        "Transfer-Encoding with Content-Length",
+        400,
+        "malformed-request",
+        "Transfer-Encoding: chunked\r\nContent-Length: 2\r\n\r\n2\r\n{}\r\n0\r\n\r\n",
+    ),
+];
+
+/// The answer to raw `request`, read until otpd closes the connection.
+async fn raw_answer(app: &TestApp, request: &[u8]) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let address = app.base.trim_start_matches("http://");
+    let mut stream = tokio::net::TcpStream::connect(address)
+        .await
+        .expect("connects");
+    stream.write_all(request).await.expect("writes");
+    let mut answer = Vec::new();
+    tokio::time::timeout(
+        std::time::Duration::from_secs(20),
+        stream.read_to_end(&mut answer),
+    )
+    .await
+    .expect("otpd answers and closes")
+    .expect("reads");
+    String::from_utf8_lossy(&answer).into_owned()
+}
+
+fn assert_problem_answer(answer: &str, status: u16, code: &str, label: &str) {
+    let (head, body) = answer.split_once("\r\n\r\n").expect("a head and a body");
+    let head = head.to_ascii_lowercase();
+    assert!(
+        head.starts_with(&format!("http/1.1 {status} ")),
+        "{label}: {answer}"
+    );
+    assert!(
+        head.contains("content-type: application/problem+json"),
+        "{label}: {answer}"
+    );
+    assert!(head.contains("\r\nx-request-id: "), "{label}: {answer}");
+    let body: serde_json::Value = serde_json::from_str(body).expect("a JSON body");
+    assert_eq!(body["code"], code, "{label}");
+    assert_eq!(body["status"], status, "{label}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_http_refuses_get_problems_too() {
+    let redis = RedisServer::start();
+    let app = TestApp::spawn(&settings(Some(&redis))).await;
+    let keys = redis.keys();
+    let head = format!(
+        "POST /v1/services/demo/verifications HTTP/1.1\r\nHost: otpd\r\n\
+         Authorization: Bearer {API_KEY}\r\nContent-Type: application/json\r\n"
+    );
+    for (label, status, code, rest) in MALFORMED {
+        let answer = raw_answer(&app, format!("{head}{rest}").as_bytes()).await;
+        assert_problem_answer(&answer, *status, code, label);
+    }
+    let many: String = (0..500).map(|n| format!("X-Header-{n}: {n}\r\n")).collect();
+    let answer = raw_answer(&app, format!("{head}{many}\r\n").as_bytes()).await;
+    assert_problem_answer(&answer, 431, "headers-too-large", "500 headers");
+    redis.assert_no_new_keys(&keys, "malformed requests");
+    assert_has_lines(
+        &app.metrics().await,
+        [
+            r#"otpd_http_requests_total{route="unparsed",status="400"} 3"#,
+            r#"otpd_http_requests_total{route="unparsed",status="431"} 1"#,
+        ],
+    );
+}
+
+#[tokio::test]
+async fn headers_that_never_end_get_a_408_problem() {
+    let mut settings = settings(None);
+    settings.http.request_timeout = std::time::Duration::from_secs(1);
+    let app = TestApp::spawn(&settings).await;
+    let answer = raw_answer(&app, b"GET /healthz HTTP/1.1\r\nHost: otpd\r\n").await;
+    assert_problem_answer(&answer, 408, "request-timeout", "slow headers");
 }
