@@ -244,8 +244,7 @@ async fn check(
         (status = 200, description = "Checked: `valid` says whether the code was right", body = CheckView),
         (status = 400, description = "`malformed-json`, `unknown-field`, `missing-field`, `invalid-body`, `invalid-phone-number`, `invalid-code`, `invalid-binding`", body = ProblemDoc, content_type = "application/problem+json"),
         (status = 415, description = "`unsupported-media-type`: send `Content-Type: application/json`", body = ProblemDoc, content_type = "application/problem+json"),
-        (status = 404, description = "`verification-not-found`, `service-not-found`", body = ProblemDoc, content_type = "application/problem+json"),
-        (status = 409, description = "`verification-approved`, `verification-failed`, `verification-canceled`", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 404, description = "`verification-not-found` (no pending verification for the number: none, or its last one finished), `service-not-found`", body = ProblemDoc, content_type = "application/problem+json"),
         CommonProblems
     ),
 )]

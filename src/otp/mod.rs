@@ -308,6 +308,12 @@ impl Otp {
             Ok((id, number)) => self.check_located(service, &request, id, number).await,
             Err(error) => Err(error),
         };
+        // By number, a finished verification is none: whether a number
+        // verified, gave up or was canceled is nobody's business.
+        let outcome = match (&request.target, outcome) {
+            (CheckTarget::Number(_), Err(Error::Finished(_))) => Err(Error::NotFound),
+            (_, outcome) => outcome,
+        };
         let label = match &outcome {
             Ok(view) if view.valid => Some(CheckOutcome::Approved),
             Ok(view) if view.verification.status == Status::Failed => Some(CheckOutcome::Failed),
@@ -335,41 +341,39 @@ impl Otp {
         outcome
     }
 
-    /// The verification a check is for, and its number key. None found
-    /// costs the same HMAC work as a check, so that the answer and its
-    /// timing tell an enumerator of numbers nothing.
+    /// The verification a check is for, and its number key. For a number
+    /// with no verification, a fresh id in its shard: the check then runs
+    /// on a verification that does not exist and finds nothing, with the
+    /// same HMAC work and the same Redis calls as a real one, so that the
+    /// answer and its timing tell an enumerator of numbers nothing.
     async fn locate(
         &self,
         service: &Service,
         request: &CheckRequest,
     ) -> Result<(VerificationId, NumberKey), Error> {
         let verifications = &self.stores.verifications;
-        let (found, unknown) = match &request.target {
-            CheckTarget::Id(id) => (
-                verifications
-                    .number_of(id)
-                    .await?
-                    .map(|number| (*id, number)),
-                *id,
-            ),
+        match &request.target {
+            CheckTarget::Id(id) => match verifications.number_of(id).await? {
+                Some(number) => Ok((*id, number)),
+                None => {
+                    self.keyring.candidates(
+                        &service.name,
+                        id,
+                        &request.code,
+                        request.binding.as_ref(),
+                    );
+                    Err(Error::NotFound)
+                }
+            },
             CheckTarget::Number(phone) => {
                 let number = self.keyring.number_key(&service.name, phone);
                 let id = verifications.find(&number, self.clock.now()).await?;
-                (
-                    id.map(|id| (id, number)),
-                    VerificationId::generate(number.shard()),
-                )
+                Ok((
+                    id.unwrap_or_else(|| VerificationId::generate(number.shard())),
+                    number,
+                ))
             }
-        };
-        found.ok_or_else(|| {
-            self.keyring.candidates(
-                &service.name,
-                &unknown,
-                &request.code,
-                request.binding.as_ref(),
-            );
-            Error::NotFound
-        })
+        }
     }
 
     async fn check_located(
