@@ -56,6 +56,12 @@ pub enum CommonProblems {
     )]
     Forbidden(ProblemDoc),
     #[response(
+        status = 408,
+        description = "`request-timeout`: the headers or the body did not arrive within `http.request_timeout`; the connection is closed",
+        content_type = "application/problem+json"
+    )]
+    TimedOut(ProblemDoc),
+    #[response(
         status = 413,
         description = "`payload-too-large`",
         content_type = "application/problem+json"
@@ -66,6 +72,12 @@ pub enum CommonProblems {
                 ("ratelimit-policy" = String, description = "The limit that refused (draft-ietf-httpapi-ratelimit-headers)"),
                 ("ratelimit" = String, description = "Its state")))]
     Limited(ProblemDoc),
+    #[response(
+        status = 431,
+        description = "`headers-too-large`: more than 96 headers, or a head over 128 KiB",
+        content_type = "application/problem+json"
+    )]
+    HeadersTooLarge(ProblemDoc),
     #[response(status = 503, description = "`store-unavailable` (never an approval) or `outbox-full`", content_type = "application/problem+json",
         headers(("retry-after" = u64, description = "Seconds until a retry")))]
     Unavailable(ProblemDoc),
