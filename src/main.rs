@@ -89,9 +89,7 @@ async fn main() -> anyhow::Result<()> {
     }
     let dev_key = config::new_api_key("dev");
     let settings = match &cli.config {
-        Some(path) => {
-            Settings::load(path).with_context(|| format!("reading {}", path.display()))?
-        }
+        Some(path) => Settings::load(path)?,
         None => Settings::dev(&dev_key)?,
     };
     let telemetry = otpd::telemetry::init(

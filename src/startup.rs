@@ -13,7 +13,7 @@ use tokio::sync::{mpsc, watch};
 
 use crate::carrier::{
     Carrier, CircuitSettings, ConsoleCarrier, NullCarrier, Router, SmppCarrier, TwilioCarrier,
-    VonageCarrier, WebhookCarrier,
+    VonageCarrier, WebhookCarrier, DEV_BANNER, PRODUCTION_BANNER,
 };
 use crate::config::{self, CarrierSettings, GrpcSettings, HttpSettings, Mode, Settings};
 use crate::delivery::Worker;
@@ -68,15 +68,14 @@ fn carrier(
     receipts: &mpsc::Sender<MessageReceipt>,
 ) -> anyhow::Result<Arc<dyn Carrier>> {
     Ok(match settings {
-        CarrierSettings::Console => {
-            if mode == Mode::Production {
-                tracing::warn!(
-                    carrier = name,
-                    "the console carrier prints codes to standard output"
-                );
-            }
-            Arc::new(ConsoleCarrier::stdout())
+        CarrierSettings::Console if mode == Mode::Production => {
+            tracing::warn!(
+                carrier = name,
+                "the console carrier prints codes to standard output and sends nothing"
+            );
+            Arc::new(ConsoleCarrier::stdout(PRODUCTION_BANNER))
         }
+        CarrierSettings::Console => Arc::new(ConsoleCarrier::stdout(DEV_BANNER)),
         CarrierSettings::Null => Arc::new(NullCarrier::default()),
         CarrierSettings::Twilio(twilio) => Arc::new(
             TwilioCarrier::new(name, twilio)

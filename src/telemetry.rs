@@ -37,7 +37,10 @@ pub fn init(format: LogFormat, filter: &str, otlp_endpoint: &str) -> anyhow::Res
     for directive in PDU_LOGS_OFF {
         filter = filter.add_directive(directive.parse().expect("a valid directive"));
     }
-    let lines = fmt::layer().with_writer(std::io::stderr);
+    // Colours for a terminal only: escape codes in a log file or pipe are
+    // noise.
+    let colours = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let lines = fmt::layer().with_writer(std::io::stderr).with_ansi(colours);
     let lines: Boxed = match format {
         LogFormat::Plain => lines.boxed(),
         LogFormat::Json => lines

@@ -1,4 +1,6 @@
-//! The dev-mode carrier: writes each SMS, code included, to the console.
+//! The dev-mode carrier: writes each SMS, code included, to the console,
+//! under a banner that says which mode otpd runs in (in production it is a
+//! stand-in that sends nothing, and says so).
 
 use std::io::Write;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -11,17 +13,24 @@ use super::{Accepted, Carrier, SendError, Sms};
 pub struct ConsoleCarrier {
     out: Mutex<Box<dyn Write + Send>>,
     sent: AtomicU64,
+    banner: &'static str,
 }
 
+/// The banner of each SMS in dev mode.
+pub const DEV_BANNER: &str = "[dev mode]";
+/// The banner in production mode, where nothing printed reaches a phone.
+pub const PRODUCTION_BANNER: &str = "[console carrier: printed here, not sent]";
+
 impl ConsoleCarrier {
-    pub fn stdout() -> Self {
-        Self::new(Box::new(std::io::stdout()))
+    pub fn stdout(banner: &'static str) -> Self {
+        Self::new(Box::new(std::io::stdout()), banner)
     }
 
-    pub fn new(out: Box<dyn Write + Send>) -> Self {
+    pub fn new(out: Box<dyn Write + Send>, banner: &'static str) -> Self {
         ConsoleCarrier {
             out: Mutex::new(out),
             sent: AtomicU64::new(0),
+            banner,
         }
     }
 }
@@ -40,7 +49,8 @@ impl Carrier for ConsoleCarrier {
             .unwrap_or_else(|poisoned| poisoned.into_inner());
         let written = writeln!(
             out,
-            "\n┌─ [dev mode] SMS #{number} to {} ({} / {})\n│ {}\n└─",
+            "\n┌─ {} SMS #{number} to {} ({} / {})\n│ {}\n└─",
+            self.banner,
             sms.to.masked(),
             sms.service,
             sms.verification,
@@ -78,7 +88,7 @@ mod tests {
     #[tokio::test]
     async fn prints_the_body_and_masks_the_number() {
         let buffer = Buffer::default();
-        let carrier = ConsoleCarrier::new(Box::new(buffer.clone()));
+        let carrier = ConsoleCarrier::new(Box::new(buffer.clone()), PRODUCTION_BANNER);
         let sms = Sms {
             to: Phone::parse("+819012345678", "JP".parse().expect("JP")).expect("phone"),
             body: Template::parse("code {code}").expect("template").render(
@@ -95,6 +105,11 @@ mod tests {
         assert_eq!(accepted.message_id, "console-1");
         let printed = String::from_utf8(buffer.0.lock().expect("buffer").clone()).expect("utf-8");
         assert!(printed.contains("code 424242"), "{printed}");
+        assert!(
+            printed.contains("[console carrier: printed here, not sent] SMS #1")
+                && !printed.contains("dev mode"),
+            "the banner says the mode: {printed}"
+        );
         assert!(
             printed.contains("+81 90-****-5678") && !printed.contains("9012345678"),
             "{printed}"

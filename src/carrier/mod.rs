@@ -14,7 +14,7 @@ mod webhook;
 
 use async_trait::async_trait;
 
-pub use self::console::ConsoleCarrier;
+pub use self::console::{ConsoleCarrier, DEV_BANNER, PRODUCTION_BANNER};
 pub use self::null::NullCarrier;
 #[cfg(any(test, feature = "test-support"))]
 pub use self::recording::RecordingCarrier;

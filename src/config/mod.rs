@@ -253,10 +253,43 @@ impl Default for ServiceSettings {
 /// An invalid setting, named by its path.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
+    /// What could not be read, a line per error (`read_error`).
     #[error("{0}")]
-    Read(#[from] Box<figment::Error>),
+    Read(String),
     #[error("{key}: {problem}")]
     Invalid { key: String, problem: String },
+}
+
+/// Each of figment's errors on a line of its own, once: the key as the
+/// reference names it (`http.listen`, not figment's `default.http.listen`),
+/// what is wrong, and where the value came from (the file, or the `OTPD_*`
+/// variable by its name).
+fn read_error(errors: figment::Error) -> ConfigError {
+    let lines: Vec<String> = errors
+        .into_iter()
+        .map(|error| {
+            let path = &error.path;
+            let origin = match &error.metadata {
+                Some(metadata) if metadata.name.contains("environment variable") => {
+                    let name: Vec<String> =
+                        path.iter().map(|key| key.to_ascii_uppercase()).collect();
+                    format!(" (from the environment variable OTPD_{})", name.join("__"))
+                }
+                Some(figment::Metadata {
+                    source: Some(figment::Source::File(file)),
+                    ..
+                }) => format!(" (in {})", file.display()),
+                _ => String::new(),
+            };
+            let kind = error.kind.to_string();
+            let problem = kind.lines().next().unwrap_or_default();
+            match path.join(".") {
+                key if key.is_empty() => format!("{problem}{origin}"),
+                key => format!("{key}: {problem}{origin}"),
+            }
+        })
+        .collect();
+    ConfigError::Read(lines.join("\n"))
 }
 
 fn invalid(key: impl Into<String>, problem: impl Into<String>) -> ConfigError {
@@ -289,7 +322,7 @@ impl Settings {
         let figment = Figment::from(Toml::string(DEFAULTS))
             .merge(Toml::file_exact(file))
             .merge(Env::prefixed("OTPD_").split("__"));
-        let mut settings: Settings = figment.extract().map_err(Box::new)?;
+        let mut settings: Settings = figment.extract().map_err(read_error)?;
         settings.mode = Mode::Production;
         Ok(settings)
     }
@@ -299,7 +332,7 @@ impl Settings {
     pub fn dev(dev_api_key: &str) -> Result<Self, ConfigError> {
         let figment =
             Figment::from(Toml::string(DEFAULTS)).merge(Env::prefixed("OTPD_").split("__"));
-        let mut settings: Settings = figment.extract().map_err(Box::new)?;
+        let mut settings: Settings = figment.extract().map_err(read_error)?;
         settings.mode = Mode::Dev;
         settings
             .services

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 
-use crate::support::code_in;
+use crate::support::{code_in, readme_block, RedisServer};
 
 /// The binary in dev mode, its standard output and error read line by line.
 struct Otpd {
@@ -28,10 +28,11 @@ fn forward(stream: impl Read + Send + 'static, lines: mpsc::Sender<String>) {
 
 impl Otpd {
     fn dev_mode(args: &[&str]) -> Self {
-        Self::dev_mode_with(args, &[])
+        Self::start_with(args, &[])
     }
 
-    fn dev_mode_with(args: &[&str], env: &[(&str, &str)]) -> Self {
+    /// `otpd args…` (dev mode unless they name a config), with `env`.
+    fn start_with(args: &[&str], env: &[(&str, &str)]) -> Self {
         let mut child = Command::new(env!("CARGO_BIN_EXE_otpd"))
             .args(args)
             .envs(env.iter().copied())
@@ -79,43 +80,53 @@ impl Drop for Otpd {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn dev_mode_walkthrough_from_the_readme() {
+/// The README's walk-through, its shell block run by bash as written
+/// (the address made this otpd's; the code, which the reader copies from
+/// otpd's terminal, given on standard input where the block sets it).
+#[test]
+fn dev_mode_walkthrough_from_the_readme() {
+    use std::io::Write;
     let otpd = Otpd::dev_mode(&[]);
     let base = otpd.line_starting("API:");
     let key = otpd.line_starting("API key:");
     assert!(key.starts_with("otpd_"), "{key}");
-    let post = |path: String, body: Value| {
-        let request = reqwest::Client::new()
-            .post(format!("{base}{path}"))
-            .bearer_auth(&key)
-            .json(&body);
-        async move {
-            request
-                .send()
-                .await
-                .expect("sent")
-                .json::<Value>()
-                .await
-                .expect("json")
-        }
-    };
-    let started = post(
-        "/v1/services/demo/verifications".into(),
-        json!({ "to": "090-1234-5678", "channel": "sms", "locale": "en" }),
-    )
-    .await;
-    assert_eq!(started["status"], "pending", "{started}");
+    let dir = tempfile::tempdir().expect("temp dir");
+    let started = dir.path().join("otpd-start.json");
+    let script = readme_block("## Walk-through (dev mode)", "sh")
+        .replace("http://127.0.0.1:8080", &base)
+        .replace("/tmp/otpd-start.json", started.to_str().expect("utf-8"));
+    assert!(script.contains("CODE=123456"), "{script}");
+    let script = script.replace("CODE=123456", "read -r CODE");
+    let mut bash = Command::new("bash")
+        .args(["-ec", &script])
+        .env("OTPD_KEY", &key)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("bash runs");
     let code = code_in(&otpd.line_starting("Your Demo code is"));
-    let id = started["id"].as_str().expect("id");
-    let checked = post(
-        format!("/v1/services/demo/verifications/{id}/check"),
-        json!({ "code": code }),
-    )
-    .await;
+    let mut stdin = bash.stdin.take().expect("stdin");
+    writeln!(stdin, "{code}").expect("code written");
+    drop(stdin);
+    let output = bash.wait_with_output().expect("bash ends");
+    assert!(output.status.success());
+    let output = String::from_utf8(output.stdout).expect("utf-8");
+    let statuses: Vec<&str> = output
+        .lines()
+        .filter(|line| line.starts_with("HTTP/1.1 "))
+        .collect();
     assert_eq!(
-        (checked["valid"].as_bool(), checked["status"].as_str()),
-        (Some(true), Some("approved"))
+        statuses,
+        [
+            "HTTP/1.1 201 Created",
+            "HTTP/1.1 200 OK",
+            "HTTP/1.1 409 Conflict"
+        ],
+        "{output}"
+    );
+    assert!(
+        output.contains("\"valid\":true") && output.contains("verification-approved"),
+        "{output}"
     );
 }
 
@@ -244,7 +255,7 @@ async fn traces_reach_the_collector_and_logs_carry_their_ids() {
     .expect("listens")
     .run();
     tokio::spawn(server);
-    let otpd = Otpd::dev_mode_with(
+    let otpd = Otpd::start_with(
         &["--log-format", "json"],
         &[
             ("OTPD_LOG__OTLP_ENDPOINT", &collector),
@@ -289,4 +300,125 @@ async fn traces_reach_the_collector_and_logs_carry_their_ids() {
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+}
+
+#[test]
+fn config_errors_name_the_key_and_where_it_was_set_once() {
+    let stderr = refused_start("[http]\nlisten = 5\n", &[]);
+    assert!(
+        stderr.contains("http.listen: invalid type") && stderr.contains("otpd.toml)"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("default."), "figment's profile: {stderr}");
+    assert_eq!(stderr.matches("invalid type").count(), 1, "{stderr}");
+    let stderr = refused_start("", &[("OTPD_HTTP__LISTN", "127.0.0.1:1")]);
+    assert!(
+        stderr.contains("http.listn: unknown field")
+            && stderr.contains("environment variable OTPD_HTTP__LISTN"),
+        "{stderr}"
+    );
+    assert!(
+        !stderr.contains("reading"),
+        "not the file's fault: {stderr}"
+    );
+}
+
+/// The README's Production section, run as written: install (done: this
+/// is the binary under test), `otpd new-api-key …`, its entry in the
+/// minimal `otpd.toml`, `otpd --config …`; then a code is started and
+/// checked with that key.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn production_example_from_the_readme() {
+    let commands = readme_block("## Production", "sh");
+    let commands: Vec<&str> = commands
+        .lines()
+        .map(|line| line.split('#').next().unwrap_or_default().trim())
+        .collect();
+    assert_eq!(
+        commands[0], "cargo install --locked --path .",
+        "install comes first"
+    );
+    let new_key: Vec<&str> = commands[1].split_whitespace().collect();
+    assert_eq!(new_key[..2], ["otpd", "new-api-key"]);
+    let printed = Command::new(env!("CARGO_BIN_EXE_otpd"))
+        .args(&new_key[1..])
+        .output()
+        .expect("otpd runs");
+    assert!(printed.status.success());
+    let printed = String::from_utf8(printed.stdout).expect("utf-8");
+    let mut lines = printed.lines().map(str::trim);
+    let key = lines
+        .by_ref()
+        .skip_while(|line| !line.starts_with("API key"))
+        .nth(1)
+        .expect("the key")
+        .to_owned();
+    let entry: Vec<&str> = lines.skip_while(|line| *line != "[[api_keys]]").collect();
+    let sha256 = entry
+        .iter()
+        .find(|line| line.starts_with("sha256"))
+        .expect("sha256");
+
+    let mut config = readme_block("A minimal `otpd.toml`", "toml");
+    for line in entry.iter().filter(|line| !line.starts_with("sha256")) {
+        assert!(
+            config.contains(line),
+            "the README's entry has {line:?}:\n{config}"
+        );
+    }
+    let redis = RedisServer::start();
+    config = config
+        .replace("sha256 = \"…from otpd new-api-key…\"", sha256)
+        .replace(
+            "…at least 32 bytes, e.g. from: openssl rand -base64 48…",
+            &"s".repeat(48),
+        )
+        .replace("redis://redis:6379/", &redis.url());
+    let dir = tempfile::tempdir().expect("temp dir");
+    let file = dir.path().join("otpd.toml");
+    std::fs::write(&file, &config).expect("config written");
+    let run: Vec<&str> = commands[2].split_whitespace().collect();
+    assert_eq!(run[..2], ["otpd", "--config"]);
+    let otpd = Otpd::start_with(&["--config", file.to_str().expect("utf-8")], &[]);
+    let base = otpd.find("the listening line", |line| {
+        line.split("http=").nth(1).map(|rest| {
+            format!(
+                "http://{}",
+                rest.split_whitespace().next().unwrap_or_default()
+            )
+        })
+    });
+    let client = reqwest::Client::new();
+    let started = client
+        .post(format!("{base}/v1/services/signup/verifications"))
+        .bearer_auth(&key)
+        .json(&json!({ "to": "090-1234-5678", "channel": "sms" }))
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(started.status(), 201);
+    let started: Value = started.json().await.expect("json");
+    let banner = otpd.find("the console carrier's SMS", |line| {
+        line.contains("SMS #1").then(|| line.to_owned())
+    });
+    assert!(
+        banner.contains("not sent") && !banner.contains("dev mode"),
+        "{banner}"
+    );
+    let code = code_in(&otpd.line_starting("【Example】"));
+    let id = started["id"].as_str().expect("id");
+    let check = client
+        .post(format!(
+            "{base}/v1/services/signup/verifications/{id}/check"
+        ))
+        .bearer_auth(&key)
+        .json(&json!({ "code": code }));
+    let checked: Value = check
+        .send()
+        .await
+        .expect("sent")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(checked["valid"], true, "{checked}");
 }

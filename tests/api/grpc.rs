@@ -11,7 +11,9 @@ use std::process::{Command, Stdio};
 
 use serde_json::{json, Value};
 
-use crate::support::{assert_has_lines, settings, RedisServer, TestApp, API_KEY, DEMO_ONLY_KEY};
+use crate::support::{
+    assert_has_lines, readme_block, settings, RedisServer, TestApp, API_KEY, DEMO_ONLY_KEY, PHONE,
+};
 
 fn root() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -151,4 +153,36 @@ async fn a_python_grpcio_client_runs_the_lifecycle_and_every_error_kind() {
             r#"otpd_grpc_requests_total{code="UNAVAILABLE",method="GetVerification"} 1"#,
         ],
     );
+}
+
+/// The README's Python example, as written: the key from `OTPD_KEY`, the
+/// code typed at its prompt (here: given on standard input).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_readme_python_example_runs() {
+    let app = TestApp::spawn(&settings(None)).await;
+    let address = app.grpc_addr.expect("a gRPC listener");
+    let stubs = stubs();
+    let example = readme_block("With Python `grpcio`", "python")
+        .replace("127.0.0.1:50051", &address.to_string());
+    let mut python = Command::new(python())
+        .args(["-c", &example])
+        .env("PYTHONPATH", stubs.path())
+        .env("OTPD_KEY", API_KEY)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("python runs");
+    let mut stdin = python.stdin.take().expect("stdin");
+    crate::support::until(
+        "the example's SMS",
+        std::time::Duration::from_secs(20),
+        async || !app.sent_to(PHONE).await.is_empty(),
+    )
+    .await;
+    writeln!(stdin, "{}", app.sent_code(PHONE).await).expect("code typed");
+    drop(stdin);
+    let output = python.wait_with_output().expect("python ends");
+    assert!(output.status.success());
+    let printed = String::from_utf8(output.stdout).expect("utf-8");
+    assert!(printed.ends_with("True STATUS_APPROVED\n"), "{printed}");
 }

@@ -606,6 +606,16 @@ pub fn assert_has_lines<S: AsRef<str>>(metrics: &str, lines: impl IntoIterator<I
     }
 }
 
+/// The fenced block of `language` that follows `after` in the README.
+pub fn readme_block(after: &str, language: &str) -> String {
+    let readme = include_str!("../../README.md");
+    let from = readme.find(after).expect("the README has the section");
+    let fence = format!("```{language}\n");
+    let start = from + readme[from..].find(&fence).expect("a block") + fence.len();
+    let length = readme[start..].find("```").expect("the block ends");
+    readme[start..start + length].to_owned()
+}
+
 /// A six-digit code other than `code`.
 pub fn wrong(code: &str) -> String {
     let value: u32 = code.parse().expect("digits");
