@@ -413,12 +413,7 @@ async fn production_example_from_the_readme() {
         ))
         .bearer_auth(&key)
         .json(&json!({ "code": code }));
-    let checked: Value = check
-        .send()
-        .await
-        .expect("sent")
-        .json()
-        .await
-        .expect("json");
+    let answer = check.send().await.expect("sent");
+    let checked: Value = answer.json().await.expect("json");
     assert_eq!(checked["valid"], true, "{checked}");
 }
