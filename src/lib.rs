@@ -13,9 +13,9 @@
 //! - `sms`: templates, GSM-7/UCS-2 encoding and segment counts.
 //! - `domain`: values valid once built (phone, code, ids, names), the
 //!   clock, carriers' receipts.
-//! - `config`, `startup`, `descriptors`, `telemetry`, `metrics`: settings,
-//!   wiring, connection caps within the file-descriptor limit, logs and
-//!   Prometheus instruments.
+//! - `config`, `startup`, `descriptors`, `tls`, `telemetry`, `metrics`:
+//!   settings, wiring, connection caps within the file-descriptor limit,
+//!   the listeners' TLS, logs and Prometheus instruments.
 
 pub mod carrier;
 pub mod config;
@@ -31,3 +31,4 @@ pub mod sms;
 pub mod startup;
 pub mod store;
 pub mod telemetry;
+pub mod tls;

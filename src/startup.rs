@@ -25,6 +25,7 @@ use crate::metrics::Metrics;
 use crate::otp::{Keyring, Options, Otp};
 use crate::ratelimit::TrustedProxies;
 use crate::store::{MemoryStore, RedisStore, Stores};
+use crate::tls::Tls;
 
 /// What `App::build` can be given instead of what the settings name: tests
 /// pass a manual clock and a recording carrier.
@@ -41,13 +42,36 @@ pub struct App {
     http_addr: SocketAddr,
     /// `/metrics` on a listener of its own, when configured.
     metrics_server: Option<(actix_web::dev::Server, SocketAddr)>,
-    /// The gRPC API's bound listener and service, when configured.
-    grpc: Option<(std::net::TcpListener, Verifications, GrpcSettings)>,
+    /// The gRPC API, when configured.
+    grpc: Option<GrpcListener>,
+    /// The listeners' TLS, reloaded while otpd runs.
+    tls: Vec<Arc<Tls>>,
     otp: Arc<Otp>,
     worker: Arc<Worker>,
     router: Arc<Router>,
     /// Receipts that name only a message id, from the SMPP binds.
     receipts: mpsc::Receiver<MessageReceipt>,
+}
+
+/// The gRPC API's bound listener, its service, limits and TLS.
+struct GrpcListener {
+    listener: std::net::TcpListener,
+    verifications: Verifications,
+    limits: GrpcSettings,
+    tls: Option<Arc<Tls>>,
+}
+
+/// TLS for a listener speaking `alpn`, when `[tls]` is set.
+fn listener_tls(settings: &Settings, alpn: &[u8]) -> anyhow::Result<Option<Arc<Tls>>> {
+    if !settings.tls.is_on() {
+        if settings.mode == Mode::Production {
+            tracing::warn!(
+                "no [tls]: the API listens in plaintext; terminate TLS in front of otpd (SEC-20)"
+            );
+        }
+        return Ok(None);
+    }
+    Ok(Some(Tls::load(&settings.tls, &[alpn])?))
 }
 
 fn stores(settings: &Settings, metrics: &Metrics) -> anyhow::Result<Stores> {
@@ -194,19 +218,35 @@ impl App {
         };
         let metrics_server = metrics_server(settings, &refusals)?;
         let api_keys = Arc::new(ApiKeys::new(validated.api_keys, metrics.clone()));
-        let grpc = grpc_listener(settings)?.map(|listener| {
-            let verifications =
-                Verifications::new(Arc::clone(&otp), Arc::clone(&api_keys), metrics.clone());
-            (listener, verifications, settings.grpc.clone())
-        });
+        let http_tls = listener_tls(settings, b"http/1.1")?;
+        let mut tls: Vec<Arc<Tls>> = http_tls.iter().cloned().collect();
+        let grpc = match grpc_listener(settings)? {
+            Some(listener) => {
+                let grpc_tls = listener_tls(settings, b"h2")?;
+                tls.extend(grpc_tls.iter().cloned());
+                Some(GrpcListener {
+                    listener,
+                    verifications: Verifications::new(
+                        Arc::clone(&otp),
+                        Arc::clone(&api_keys),
+                        metrics.clone(),
+                    ),
+                    limits: settings.grpc.clone(),
+                    tls: grpc_tls,
+                })
+            }
+            None => None,
+        };
         let (server, http_addr) = http_server(
             settings,
             Arc::clone(&otp),
             api_keys,
             Arc::clone(&router),
             &refusals,
+            http_tls,
         )?;
         Ok(App {
+            tls,
             server,
             http_addr,
             metrics_server,
@@ -226,7 +266,7 @@ impl App {
     pub fn grpc_addr(&self) -> Option<SocketAddr> {
         self.grpc
             .as_ref()
-            .and_then(|(listener, ..)| listener.local_addr().ok())
+            .and_then(|grpc| grpc.listener.local_addr().ok())
     }
 
     /// Where the separate metrics listener is, if there is one.
@@ -249,6 +289,7 @@ impl App {
             server,
             metrics_server,
             grpc,
+            tls,
             otp,
             worker,
             router,
@@ -276,13 +317,17 @@ impl App {
                 }
             }
         });
-        let grpc = grpc.map(|(listener, verifications, limits)| {
+        let reloads: Vec<_> = tls
+            .into_iter()
+            .map(|tls| tokio::spawn(tls.watch()))
+            .collect();
+        let grpc = grpc.map(|grpc| {
             let mut stopping = disconnected.clone();
             tokio::spawn(async move {
                 let stopped = async move {
                     let _ = stopping.changed().await;
                 };
-                if let Err(error) = serve_grpc(listener, limits, verifications, stopped).await {
+                if let Err(error) = serve_grpc(grpc, stopped).await {
                     tracing::error!(error = %error, "the gRPC API stopped");
                 }
             })
@@ -310,6 +355,9 @@ impl App {
             let _ = link.await;
         }
         receipts.abort();
+        for reload in reloads {
+            reload.abort();
+        }
         served
     }
 }
@@ -320,6 +368,7 @@ fn http_server(
     api_keys: Arc<ApiKeys>,
     router: Arc<Router>,
     refusals: &Refusals,
+    tls: Option<Arc<Tls>>,
 ) -> anyhow::Result<(actix_web::dev::Server, SocketAddr)> {
     let otp = web::Data::from(otp);
     let router = web::Data::from(router);
@@ -338,7 +387,7 @@ fn http_server(
         .with_context(|| format!("http.listen {}", http.listen))?;
     let http_addr = listener.local_addr()?;
     let limits = connection_limits(http, http.workers);
-    let server = http::serve(listener, limits, refusals.clone(), move || {
+    let server = http::serve(listener, limits, tls, refusals.clone(), move || {
         ActixApp::new()
             .app_data(rejections.clone())
             .app_data(bodies.clone())
@@ -417,11 +466,15 @@ fn grpc_listener(settings: &Settings) -> anyhow::Result<Option<std::net::TcpList
 
 /// The gRPC API, the standard health service and reflection, until `stop`.
 async fn serve_grpc(
-    listener: std::net::TcpListener,
-    limits: GrpcSettings,
-    verifications: Verifications,
+    grpc: GrpcListener,
     stop: impl std::future::Future<Output = ()>,
 ) -> anyhow::Result<()> {
+    let GrpcListener {
+        listener,
+        verifications,
+        limits,
+        tls,
+    } = grpc;
     let listener = tokio::net::TcpListener::from_std(listener)?;
     let (health, health_service) = tonic_health::server::health_reporter();
     // The health service says what `/readyz` says, checked as often.
@@ -457,7 +510,15 @@ async fn serve_grpc(
         .add_service(health_service)
         .add_service(reflection)
         .add_service(VerificationServiceServer::new(verifications))
-        .serve_with_incoming_shutdown(grpc::accept_counted(listener, limits.max_connections), stop);
+        .serve_with_incoming_shutdown(
+            grpc::accept_counted(
+                listener,
+                limits.max_connections,
+                tls,
+                limits.request_timeout,
+            ),
+            stop,
+        );
     tokio::select! {
         served = server => served?,
         () = watch_health => {}
@@ -482,7 +543,7 @@ fn metrics_server(
         .with_context(|| format!("http.metrics_listen {listen}"))?;
     let addr = listener.local_addr()?;
     let limits = connection_limits(&settings.http, 1);
-    let server = http::serve(listener, limits, refusals.clone(), move || {
+    let server = http::serve(listener, limits, None, refusals.clone(), move || {
         ActixApp::new()
             .app_data(rejections.clone())
             .app_data(bodies.clone())

@@ -23,6 +23,7 @@ use crate::domain::{Code, Locale, Region, ServiceName};
 use crate::otp::{Secret, Service};
 use crate::sms::{segments, Origin, Template};
 use crate::store::RedisSettings;
+use crate::tls::TlsSettings;
 
 mod limits;
 
@@ -46,6 +47,7 @@ pub struct Settings {
     pub mode: Mode,
     pub http: HttpSettings,
     pub grpc: GrpcSettings,
+    pub tls: TlsSettings,
     pub log: LogSettings,
     pub redis: RedisSettings,
     pub idempotency: IdempotencySettings,
@@ -385,6 +387,9 @@ impl Settings {
             return Err(invalid("http.max_body_bytes", "must be at least 256"));
         }
         self.validate_connections()?;
+        if let Some((key, problem)) = self.tls.problem() {
+            return Err(invalid(key, problem));
+        }
         let secrets = self.validate_secrets()?;
         if self.http.ipv6_prefix > 128 || self.http.ipv6_prefix < 32 {
             return Err(invalid("http.ipv6_prefix", "between 32 and 128"));

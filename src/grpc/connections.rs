@@ -1,22 +1,31 @@
-//! The gRPC listener's connections, at most `grpc.max_connections` at once:
-//! each holds a permit until it closes, and the listener accepts no more
-//! until one is free (further clients wait in the kernel's accept queue).
-//! tonic bounds each connection's age and each call's time.
+//! The gRPC listener's connections: at most `grpc.max_connections` at once
+//! (each holds a permit until it closes, and none is accepted while none is
+//! free: further clients wait in the kernel's accept queue), over TLS when
+//! `[tls]` is set, each handshake bounded by `grpc.request_timeout` and run
+//! beside the others. tonic bounds each connection's age and each call's
+//! time.
 
 use std::io;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
+use std::time::Duration;
 
-use futures_util::Stream;
+use futures_util::{Stream, StreamExt};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
-use tonic::transport::server::Connected;
+use tokio_rustls::server::TlsStream;
+use tokio_util::either::Either;
+use tonic::transport::server::{Connected, TcpConnectInfo};
 
-/// A connection that counts against the limit while it is open.
-pub struct Counted<S> {
-    inner: S,
+use crate::tls::Tls;
+
+/// A connection, plaintext or TLS, that counts against the limit while it
+/// is open.
+pub struct Counted {
+    inner: Either<TcpStream, TlsStream<TcpStream>>,
+    info: TcpConnectInfo,
     _permit: OwnedSemaphorePermit,
 }
 
@@ -24,30 +33,57 @@ pub struct Counted<S> {
 pub fn accept_counted(
     listener: TcpListener,
     max: usize,
-) -> impl Stream<Item = io::Result<Counted<TcpStream>>> {
+    tls: Option<Arc<Tls>>,
+    handshake_within: Duration,
+) -> impl Stream<Item = io::Result<Counted>> {
     let permits = Arc::new(Semaphore::new(max));
-    futures_util::stream::unfold((listener, permits), |(listener, permits)| async move {
-        let permit = Arc::clone(&permits)
-            .acquire_owned()
-            .await
-            .expect("the semaphore is never closed");
-        let accepted = listener.accept().await.map(|(stream, _)| Counted {
-            inner: stream,
-            _permit: permit,
+    let accepted =
+        futures_util::stream::unfold((listener, permits), |(listener, permits)| async move {
+            let permit = Arc::clone(&permits)
+                .acquire_owned()
+                .await
+                .expect("the semaphore is never closed");
+            let accepted = listener.accept().await.map(|(stream, _)| (stream, permit));
+            Some((accepted, (listener, permits)))
         });
-        Some((accepted, (listener, permits)))
-    })
+    accepted
+        .map(move |accepted| {
+            let tls = tls.clone();
+            async move {
+                let (stream, permit) = accepted?;
+                let info = TcpConnectInfo {
+                    local_addr: stream.local_addr().ok(),
+                    remote_addr: stream.peer_addr().ok(),
+                };
+                let inner = match tls {
+                    None => Either::Left(stream),
+                    Some(tls) => Either::Right(tls.accept(stream, handshake_within).await?),
+                };
+                Ok(Counted {
+                    inner,
+                    info,
+                    _permit: permit,
+                })
+            }
+        })
+        .buffer_unordered(max)
+        .filter(|connection| {
+            if let Err(error) = connection {
+                tracing::debug!(%error, "gRPC connection not taken");
+            }
+            std::future::ready(connection.is_ok())
+        })
 }
 
-impl<S: Connected> Connected for Counted<S> {
-    type ConnectInfo = S::ConnectInfo;
+impl Connected for Counted {
+    type ConnectInfo = TcpConnectInfo;
 
     fn connect_info(&self) -> Self::ConnectInfo {
-        self.inner.connect_info()
+        self.info.clone()
     }
 }
 
-impl<S: AsyncRead + Unpin> AsyncRead for Counted<S> {
+impl AsyncRead for Counted {
     fn poll_read(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -57,7 +93,7 @@ impl<S: AsyncRead + Unpin> AsyncRead for Counted<S> {
     }
 }
 
-impl<S: AsyncWrite + Unpin> AsyncWrite for Counted<S> {
+impl AsyncWrite for Counted {
     fn poll_write(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,

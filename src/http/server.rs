@@ -1,5 +1,6 @@
 //! The HTTP listeners: actix-server accepts, actix-http speaks HTTP/1.1 over
-//! each connection wrapped in `Answering`, and an actix-web App routes.
+//! each connection (TLS when `[tls]` is set, the handshake within
+//! `request_timeout`) wrapped in `Answering`, and an actix-web App routes.
 //! Assembled here rather than by actix-web's `HttpServer`, which gives no
 //! hold on the connection. Each client has `request_timeout` for its
 //! headers (and `read_bodies` as long again for its body), an idle
@@ -7,6 +8,7 @@
 //! `max_connections`.
 
 use std::net::TcpListener;
+use std::sync::Arc;
 use std::time::Duration;
 
 use actix_http::{HttpService, Request};
@@ -16,7 +18,12 @@ use actix_service::{
 use actix_web::body::MessageBody;
 use actix_web::dev::{AppConfig, Response, Server};
 
+use actix_http::error::DispatchError;
+use actix_web::rt::net::TcpStream;
+use tokio_util::either::Either;
+
 use super::answering::{Answering, Refusals};
+use crate::tls::Tls;
 
 /// What bounds a listener's connections.
 #[derive(Clone, Copy)]
@@ -32,6 +39,7 @@ pub struct ConnectionLimits {
 pub fn serve<F, I, S, B>(
     listener: TcpListener,
     limits: ConnectionLimits,
+    tls: Option<Arc<Tls>>,
     refusals: Refusals,
     app: F,
 ) -> std::io::Result<Server>
@@ -61,11 +69,21 @@ where
                 .keep_alive(limits.keep_alive)
                 .client_request_timeout(limits.request_timeout)
                 .h1(map_config(app, |_| AppConfig::default()));
-            let refusals = refusals.clone();
-            fn_service(move |io: actix_web::rt::net::TcpStream| {
-                let peer = io.peer_addr().ok();
-                let answering = Answering::new(io, refusals.clone());
-                std::future::ready(Ok::<_, actix_http::error::DispatchError>((answering, peer)))
+            let (refusals, tls) = (refusals.clone(), tls.clone());
+            fn_service(move |io: TcpStream| {
+                let (refusals, tls) = (refusals.clone(), tls.clone());
+                async move {
+                    let peer = io.peer_addr().ok();
+                    let io = match tls {
+                        None => Either::Left(io),
+                        Some(tls) => Either::Right(
+                            tls.accept(io, limits.request_timeout)
+                                .await
+                                .map_err(DispatchError::Io)?,
+                        ),
+                    };
+                    Ok((Answering::new(io, refusals), peer))
+                }
             })
             .and_then(http)
         })?

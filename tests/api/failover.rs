@@ -147,10 +147,11 @@ async fn a_read_only_node_makes_otpd_not_ready_and_counts_its_errors() {
     )
     .await;
     assert_eq!(app.start(crate::support::PHONE).await.status(), 503);
-    // The workers' outbox reads fail on a replica too, and are counted.
+    // The workers' outbox reads fail on a replica too, and are counted (the
+    // worker pauses after each failure: on a loaded machine, seconds).
     until(
         "every operation's errors to be counted",
-        Duration::from_secs(10),
+        Duration::from_secs(30),
         async || {
             let metrics = app.metrics().await;
             ["read_outbox", "limit", "ready"].iter().all(|operation| {

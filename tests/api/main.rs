@@ -30,4 +30,5 @@ mod smpp;
 mod smsc;
 mod store_redis;
 mod support;
+mod tls;
 mod topology;

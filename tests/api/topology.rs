@@ -300,77 +300,100 @@ pub struct TestCa {
     dir: tempfile::TempDir,
 }
 
+/// `openssl args…` in `dir`, which must succeed.
+fn openssl(dir: &std::path::Path, args: &[&str]) {
+    let status = std::process::Command::new("openssl")
+        .args(args)
+        .current_dir(dir)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .expect("openssl missing: run scripts/test, which installs it");
+    assert!(status.success(), "openssl {args:?}");
+}
+
+const EC_KEY: [&str; 5] = [
+    "-newkey",
+    "ec",
+    "-pkeyopt",
+    "ec_paramgen_curve:prime256v1",
+    "-nodes",
+];
+
 impl TestCa {
+    /// A CA, and a certificate it signed for Redis (`localhost`,
+    /// 127.0.0.1).
     pub fn new() -> Arc<Self> {
         let dir = tempfile::tempdir().expect("temp dir");
-        let run = |args: &[&str]| {
-            let status = std::process::Command::new("openssl")
-                .args(args)
-                .current_dir(dir.path())
-                .stdout(std::process::Stdio::null())
-                .stderr(std::process::Stdio::null())
-                .status()
-                .expect("openssl missing: run scripts/test, which installs it");
-            assert!(status.success(), "openssl {args:?}");
-        };
-        let ec = [
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:prime256v1",
-            "-nodes",
-        ];
-        run(&[
-            &["req", "-x509"][..],
-            &ec,
+        openssl(
+            dir.path(),
             &[
-                "-keyout",
-                "ca.key",
-                "-out",
-                "ca.crt",
-                "-days",
-                "2",
-                "-subj",
-                "/CN=otpd test CA",
-            ],
-        ]
-        .concat());
-        run(&[
-            &["req"][..],
-            &ec,
+                &["req", "-x509"][..],
+                &EC_KEY,
+                &[
+                    "-keyout",
+                    "ca.key",
+                    "-out",
+                    "ca.crt",
+                    "-days",
+                    "2",
+                    "-subj",
+                    "/CN=otpd test CA",
+                ],
+            ]
+            .concat(),
+        );
+        let ca = TestCa { dir };
+        ca.issue("redis", "localhost");
+        Arc::new(ca)
+    }
+
+    /// A new key and a certificate this CA signed for `common_name` (also
+    /// valid for `localhost` and 127.0.0.1): the paths of `name.crt` and
+    /// `name.key`.
+    pub fn issue(&self, name: &str, common_name: &str) -> (std::path::PathBuf, std::path::PathBuf) {
+        let dir = self.dir.path();
+        let (key, csr, crt) = (
+            format!("{name}.key"),
+            format!("{name}.csr"),
+            format!("{name}.crt"),
+        );
+        let subject = format!("/CN={common_name}");
+        openssl(
+            dir,
             &[
-                "-keyout",
-                "redis.key",
-                "-out",
-                "redis.csr",
-                "-subj",
-                "/CN=localhost",
-            ],
-        ]
-        .concat());
+                &["req"][..],
+                &EC_KEY,
+                &["-keyout", &key, "-out", &csr, "-subj", &subject],
+            ]
+            .concat(),
+        );
         std::fs::write(
-            dir.path().join("san.ext"),
+            dir.join("san.ext"),
             "subjectAltName=DNS:localhost,IP:127.0.0.1\n",
         )
         .expect("extensions");
-        run(&[
-            "x509",
-            "-req",
-            "-in",
-            "redis.csr",
-            "-CA",
-            "ca.crt",
-            "-CAkey",
-            "ca.key",
-            "-CAcreateserial",
-            "-out",
-            "redis.crt",
-            "-days",
-            "2",
-            "-extfile",
-            "san.ext",
-        ]);
-        Arc::new(TestCa { dir })
+        openssl(
+            dir,
+            &[
+                "x509",
+                "-req",
+                "-in",
+                &csr,
+                "-CA",
+                "ca.crt",
+                "-CAkey",
+                "ca.key",
+                "-CAcreateserial",
+                "-out",
+                &crt,
+                "-days",
+                "2",
+                "-extfile",
+                "san.ext",
+            ],
+        );
+        (dir.join(crt), dir.join(key))
     }
 
     pub fn ca_file(&self) -> std::path::PathBuf {
