@@ -1,7 +1,10 @@
 //! otpd: one-time-code verification over HTTP, on Redis.
 //!
 //! Module map (dependencies point down the list):
-//! - `http`: actix-web routes, auth, problem+json, request telemetry.
+//! - `http`, `grpc`: the two transports: routes, middleware, problem+json;
+//!   the gRPC service and statuses.
+//! - `api`: what both transports share: API keys, request bodies and their
+//!   validation, views, problems (a kind each transport maps exhaustively).
 //! - `otp`: the use cases (start, check, resend, cancel, status), the
 //!   keyring and use-case errors.
 //! - `store`: one trait per concern (verifications, idempotency, limits,
@@ -17,6 +20,7 @@
 //!   settings, wiring, connection caps within the file-descriptor limit,
 //!   the listeners' TLS, logs and Prometheus instruments.
 
+pub mod api;
 pub mod carrier;
 pub mod config;
 pub mod delivery;

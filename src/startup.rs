@@ -11,6 +11,7 @@ use actix_web::{web, App as ActixApp};
 use anyhow::Context;
 use tokio::sync::{mpsc, watch};
 
+use crate::api::ApiKeys;
 use crate::carrier::{
     Carrier, CircuitSettings, ConsoleCarrier, NullCarrier, Router, SmppCarrier, TwilioCarrier,
     VonageCarrier, WebhookCarrier, DEV_BANNER, PRODUCTION_BANNER,
@@ -20,7 +21,7 @@ use crate::delivery::Worker;
 use crate::descriptors::{self, ConnectionCaps};
 use crate::domain::{Clock, MessageReceipt, Phone, SystemClock};
 use crate::grpc::{self, VerificationServiceServer, Verifications};
-use crate::http::{self, ApiKeys, BodyLimits, ConnectionLimits, Flood, Refusals, RejectionLog};
+use crate::http::{self, BodyLimits, ConnectionLimits, Flood, Refusals, RejectionLog};
 use crate::metrics::Metrics;
 use crate::otp::{Keyring, Options, Otp};
 use crate::ratelimit::TrustedProxies;

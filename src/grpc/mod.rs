@@ -1,8 +1,9 @@
 //! gRPC API v1 (`proto/otp/v1/otp.proto`) on tonic, on its own port. Each
-//! call authenticates and authorizes like HTTP, turns the message into the
-//! same request values (the HTTP DTOs' validation, one implementation of
-//! each rule), calls the same use case, and maps problems one to one onto
-//! gRPC status codes with the problem `code` in `google.rpc.ErrorInfo`.
+//! call authenticates and authorizes with `api`'s keys, turns the message
+//! into the same request values (`api`'s bodies and validation, one
+//! implementation of each rule), calls the same use case, and maps each
+//! kind of problem onto its gRPC code with the problem `code` in
+//! `google.rpc.ErrorInfo`.
 
 mod connections;
 mod status;
@@ -14,7 +15,7 @@ use std::time::Instant;
 use tonic::{Request, Response, Status};
 
 use self::pb::verification_service_server::VerificationService;
-use crate::http::{
+use crate::api::{
     authorize, verification_id, ApiKeys, Authorized, CheckBody, CheckByNumberBody, Problem,
     StartBody, VerificationView,
 };
@@ -79,19 +80,27 @@ impl Verifications {
     }
 }
 
+/// The metric label of each gRPC code, as the gRPC specification names it.
 fn code_name(code: tonic::Code) -> &'static str {
     use tonic::Code;
     match code {
         Code::Ok => "OK",
+        Code::Cancelled => "CANCELLED",
+        Code::Unknown => "UNKNOWN",
         Code::InvalidArgument => "INVALID_ARGUMENT",
+        Code::DeadlineExceeded => "DEADLINE_EXCEEDED",
         Code::NotFound => "NOT_FOUND",
-        Code::FailedPrecondition => "FAILED_PRECONDITION",
-        Code::ResourceExhausted => "RESOURCE_EXHAUSTED",
-        Code::Unavailable => "UNAVAILABLE",
-        Code::Unauthenticated => "UNAUTHENTICATED",
+        Code::AlreadyExists => "ALREADY_EXISTS",
         Code::PermissionDenied => "PERMISSION_DENIED",
+        Code::ResourceExhausted => "RESOURCE_EXHAUSTED",
+        Code::FailedPrecondition => "FAILED_PRECONDITION",
         Code::Aborted => "ABORTED",
-        _ => "INTERNAL",
+        Code::OutOfRange => "OUT_OF_RANGE",
+        Code::Unimplemented => "UNIMPLEMENTED",
+        Code::Internal => "INTERNAL",
+        Code::Unavailable => "UNAVAILABLE",
+        Code::DataLoss => "DATA_LOSS",
+        Code::Unauthenticated => "UNAUTHENTICATED",
     }
 }
 

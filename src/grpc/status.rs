@@ -1,25 +1,32 @@
-//! Problems as gRPC statuses, one to one: the HTTP status picks the gRPC
-//! code, the problem `code` goes into `google.rpc.ErrorInfo.reason` (domain
-//! `otpd`), and `Retry-After` into `google.rpc.RetryInfo`.
+//! Problems as gRPC statuses: the problem's kind picks the gRPC code (one
+//! for each kind, no fallback), the problem `code` goes into
+//! `google.rpc.ErrorInfo.reason` (domain `otpd`), and the wait into
+//! `google.rpc.RetryInfo`.
 
 use std::time::Duration;
 
 use tonic::{Code, Status};
 use tonic_types::{ErrorDetails, StatusExt};
 
-use crate::http::Problem;
+use crate::api::{Kind, Problem};
 
-/// The gRPC code for an HTTP status of a problem.
-pub fn code_for(http: u16) -> Code {
-    match http {
-        400 | 413 | 415 | 422 => Code::InvalidArgument,
-        401 => Code::Unauthenticated,
-        403 => Code::PermissionDenied,
-        404 => Code::NotFound,
-        409 => Code::FailedPrecondition,
-        429 => Code::ResourceExhausted,
-        503 => Code::Unavailable,
-        _ => Code::Internal,
+/// The gRPC code for each kind of problem.
+pub fn code_for(kind: Kind) -> Code {
+    match kind {
+        Kind::BadRequest
+        | Kind::PayloadTooLarge
+        | Kind::UnsupportedMediaType
+        | Kind::Unprocessable
+        | Kind::HeadersTooLarge => Code::InvalidArgument,
+        Kind::Unauthorized => Code::Unauthenticated,
+        Kind::Forbidden => Code::PermissionDenied,
+        Kind::NotFound => Code::NotFound,
+        Kind::MethodNotAllowed => Code::Unimplemented,
+        Kind::RequestTimeout => Code::DeadlineExceeded,
+        Kind::Conflict => Code::FailedPrecondition,
+        Kind::TooManyRequests => Code::ResourceExhausted,
+        Kind::Internal => Code::Internal,
+        Kind::Unavailable => Code::Unavailable,
     }
 }
 
@@ -37,11 +44,7 @@ pub fn from_problem(problem: Problem) -> Status {
     if let Some(seconds) = retry_after {
         details.set_retry_info(Some(Duration::from_secs(seconds)));
     }
-    Status::with_error_details(
-        code_for(problem.status().as_u16()),
-        problem.detail(),
-        details,
-    )
+    Status::with_error_details(code_for(problem.kind()), problem.detail(), details)
 }
 
 #[cfg(test)]
@@ -49,19 +52,24 @@ mod tests {
     use super::*;
 
     #[test]
-    fn every_problem_status_has_its_grpc_code() {
+    fn each_kind_of_problem_has_its_grpc_code() {
         let table = [
-            (400, Code::InvalidArgument),
-            (401, Code::Unauthenticated),
-            (403, Code::PermissionDenied),
-            (404, Code::NotFound),
-            (409, Code::FailedPrecondition),
-            (422, Code::InvalidArgument),
-            (429, Code::ResourceExhausted),
-            (503, Code::Unavailable),
+            (Kind::BadRequest, Code::InvalidArgument),
+            (Kind::Unauthorized, Code::Unauthenticated),
+            (Kind::Forbidden, Code::PermissionDenied),
+            (Kind::NotFound, Code::NotFound),
+            (Kind::Conflict, Code::FailedPrecondition),
+            (Kind::Unprocessable, Code::InvalidArgument),
+            (Kind::TooManyRequests, Code::ResourceExhausted),
+            (Kind::Unavailable, Code::Unavailable),
+            (Kind::Internal, Code::Internal),
+            // Once the fallback of HTTP 405, 408 and 413: INTERNAL.
+            (Kind::MethodNotAllowed, Code::Unimplemented),
+            (Kind::RequestTimeout, Code::DeadlineExceeded),
+            (Kind::PayloadTooLarge, Code::InvalidArgument),
         ];
-        for (http, grpc) in table {
-            assert_eq!(code_for(http), grpc, "{http}");
+        for (kind, grpc) in table {
+            assert_eq!(code_for(kind), grpc, "{kind:?}");
         }
     }
 }

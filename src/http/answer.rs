@@ -8,8 +8,8 @@ use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse, Responder};
 use serde::{Deserialize, Serialize};
 
-use super::auth::Authorized;
-use super::problem::{self, Problem};
+use super::problem::{self, Kind, Problem};
+use crate::api::Authorized;
 use crate::otp::{Begun, Otp};
 
 /// A JSON (or problem+json) answer.
@@ -35,14 +35,14 @@ impl Answer {
     }
 
     pub fn problem(problem: &Problem) -> Self {
-        let body = serde_json::to_string(problem).expect("problems serialize");
+        let body = problem::body(problem);
         let headers = problem
             .headers()
             .iter()
             .map(|(name, value)| ((*name).to_owned(), value.clone()))
             .collect();
         Answer {
-            status: problem.status().as_u16(),
+            status: problem::status(problem.kind()).as_u16(),
             problem: true,
             body,
             headers,
@@ -143,7 +143,7 @@ pub async fn idempotent(
         Ok(Begun::Replay(stored)) => {
             return serde_json::from_slice(&stored).unwrap_or_else(|_| {
                 Answer::problem(&Problem::new(
-                    StatusCode::INTERNAL_SERVER_ERROR,
+                    Kind::Internal,
                     "internal",
                     "stored answer unreadable",
                 ))

@@ -13,11 +13,10 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{ready, Context, Poll};
 
-use actix_web::http::StatusCode;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 use super::observe::RejectionLog;
-use super::problem::{Problem, CONTENT_TYPE};
+use super::problem::{Kind, Problem, CONTENT_TYPE};
 use crate::metrics::Metrics;
 
 /// Where refusals that never reached the App are counted and logged.
@@ -62,21 +61,28 @@ fn own_error(buf: &[u8]) -> Option<u16> {
     (!has_id).then_some(status)
 }
 
-/// The problem answer for `status`, with a fresh request id.
+/// The problem answer in place of actix-http's `status`, with a fresh
+/// request id.
 fn problem_answer(status: u16, request_id: &str) -> Vec<u8> {
-    let status = StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_REQUEST);
-    let (code, detail) = match status {
-        StatusCode::REQUEST_TIMEOUT => ("request-timeout", "the headers did not arrive in time"),
-        StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE => {
-            ("headers-too-large", "too many headers, or too large")
-        }
-        _ => (
+    let problem = match status {
+        408 => Problem::new(
+            Kind::RequestTimeout,
+            "request-timeout",
+            "the headers did not arrive in time",
+        ),
+        431 => Problem::new(
+            Kind::HeadersTooLarge,
+            "headers-too-large",
+            "too many headers, or too large",
+        ),
+        _ => Problem::bad_request(
             "malformed-request",
             "not a valid HTTP/1.1 request (a control character in a header, \
              Transfer-Encoding with Content-Length, a bad request line …)",
         ),
     };
-    let body = serde_json::to_vec(&Problem::new(status, code, detail)).expect("problems serialize");
+    let status = super::problem::status(problem.kind());
+    let body = super::problem::body(&problem);
     let mut answer = format!(
         "HTTP/1.1 {} {}\r\ncontent-type: {CONTENT_TYPE}\r\ncontent-length: {}\r\n\
          x-request-id: {request_id}\r\nconnection: close\r\n\r\n",
@@ -85,7 +91,7 @@ fn problem_answer(status: u16, request_id: &str) -> Vec<u8> {
         body.len()
     )
     .into_bytes();
-    answer.extend_from_slice(&body);
+    answer.extend_from_slice(body.as_bytes());
     answer
 }
 

@@ -1,77 +1,17 @@
-//! Who is calling: API keys in `Authorization: Bearer`, each bound to the
-//! services it may use (DESIGN invariant 9).
+//! API keys over HTTP: the `/v1` middleware that admits a caller with a
+//! valid key, and the `Authorized` extractor for the path's service.
 
-use std::collections::HashMap;
 use std::future::{ready, Ready};
-use std::sync::Arc;
 
 use actix_web::body::{EitherBody, MessageBody};
 use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::middleware::Next;
 use actix_web::{web, FromRequest, HttpMessage, HttpRequest};
-use sha2::{Digest, Sha256};
 
 use super::problem::{refuse, Problem};
+use crate::api::{authorize, ApiKeys, Authorized};
 use crate::config::ApiKey;
-use crate::domain::ServiceName;
-use crate::metrics::Metrics;
-use crate::otp::{Otp, Service};
-
-/// The configured keys, by the SHA-256 of the key. Looking up a hash of a
-/// high-entropy key leaks nothing useful through timing.
-pub struct ApiKeys {
-    by_hash: HashMap<[u8; 32], ApiKey>,
-    metrics: Metrics,
-}
-
-impl ApiKeys {
-    pub fn new(keys: Vec<ApiKey>, metrics: Metrics) -> Self {
-        let by_hash = keys.into_iter().map(|key| (key.sha256, key)).collect();
-        ApiKeys { by_hash, metrics }
-    }
-
-    fn find(&self, presented: &str) -> Option<&ApiKey> {
-        let hash: [u8; 32] = Sha256::digest(presented.as_bytes()).into();
-        self.by_hash.get(&hash)
-    }
-
-    /// The configured id a refused key claims by its form `otpd_<id>_…`
-    /// (`otpd new-api-key` makes them so), else `unknown`: a label with
-    /// one value per configured key at most, never the key.
-    fn claimed_id(&self, presented: &str) -> &str {
-        self.by_hash
-            .values()
-            .map(|key| key.id.as_str())
-            .filter(|id| {
-                presented
-                    .strip_prefix("otpd_")
-                    .and_then(|rest| rest.strip_prefix(id))
-                    .is_some_and(|rest| rest.starts_with('_'))
-            })
-            .max_by_key(|id| id.len())
-            .unwrap_or("unknown")
-    }
-
-    /// The key presented as `authorization: Bearer <key>` (HTTP header or
-    /// gRPC metadata), if configured and within its own rate.
-    pub async fn caller(&self, otp: &Otp, authorization: Option<&str>) -> Result<ApiKey, Problem> {
-        let presented = authorization
-            .and_then(|value| value.strip_prefix("Bearer "))
-            .map(str::trim)
-            .unwrap_or_default();
-        let Some(key) = self.find(presented).cloned() else {
-            self.metrics.unauthorized(self.claimed_id(presented));
-            return Err(Problem::unauthorized());
-        };
-        tracing::Span::current().record("api_key", key.id.as_str());
-        if let Some(per_second) = key.requests_per_second {
-            otp.limit_api_key(&key.id, per_second)
-                .await
-                .map_err(Problem::from)?;
-        }
-        Ok(key)
-    }
-}
+use crate::otp::Otp;
 
 /// The authenticated caller, put in request extensions by `authenticate`.
 #[derive(Clone, Debug)]
@@ -101,13 +41,6 @@ pub async fn authenticate(
     }
 }
 
-/// The `{service}` of the path, known to exist and allowed for the caller.
-pub struct Authorized {
-    pub service: Arc<Service>,
-    /// The API key's id, which scopes idempotency keys.
-    pub api_key: String,
-}
-
 impl FromRequest for Authorized {
     type Error = Problem;
     type Future = Ready<Result<Self, Problem>>;
@@ -128,33 +61,4 @@ fn authorize_request(request: &HttpRequest) -> Result<Authorized, Problem> {
         .expect("Otp is registered");
     let raw = request.match_info().get("service").unwrap_or_default();
     authorize(otp, &caller.0, raw)
-}
-
-/// `raw` names a service that exists and `key` may use.
-pub fn authorize(otp: &Otp, key: &ApiKey, raw: &str) -> Result<Authorized, Problem> {
-    let not_found = || {
-        Problem::new(
-            actix_web::http::StatusCode::NOT_FOUND,
-            "service-not-found",
-            "no such service",
-        )
-    };
-    let service: ServiceName = raw.parse().map_err(|_| not_found())?;
-    let found = Arc::clone(otp.service(&service).map_err(|_| not_found())?);
-    let allowed = key
-        .services
-        .as_ref()
-        .is_none_or(|services| services.contains(&service));
-    if !allowed {
-        let detail = "this API key may not use this service";
-        return Err(Problem::new(
-            actix_web::http::StatusCode::FORBIDDEN,
-            "service-forbidden",
-            detail,
-        ));
-    }
-    Ok(Authorized {
-        service: found,
-        api_key: key.id.clone(),
-    })
 }

@@ -9,13 +9,13 @@ use std::time::Duration;
 use actix_web::body::{EitherBody, MessageBody};
 use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::http::header::CONTENT_LENGTH;
-use actix_web::http::{ConnectionType, StatusCode};
+use actix_web::http::ConnectionType;
 use actix_web::middleware::Next;
 use actix_web::web::{self, BytesMut};
 use actix_web::HttpMessage as _;
 use futures_util::StreamExt;
 
-use super::problem::{refuse, Problem};
+use super::problem::{refuse, Kind, Problem};
 
 /// What `read_bodies` allows each request.
 #[derive(Clone, Copy)]
@@ -61,7 +61,7 @@ pub async fn read_bodies(
         }
         Ok(Err(problem)) => problem,
         Err(_) => Problem::new(
-            StatusCode::REQUEST_TIMEOUT,
+            Kind::RequestTimeout,
             "request-timeout",
             "the body did not arrive in time",
         ),
@@ -78,7 +78,7 @@ pub async fn read_bodies(
 
 fn too_large() -> Problem {
     Problem::new(
-        StatusCode::PAYLOAD_TOO_LARGE,
+        Kind::PayloadTooLarge,
         "payload-too-large",
         "the body is larger than this API accepts",
     )

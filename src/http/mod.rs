@@ -6,7 +6,6 @@ mod answering;
 mod auth;
 mod body;
 mod client;
-mod dto;
 mod observe;
 mod openapi;
 mod problem;
@@ -21,20 +20,20 @@ use actix_web::{web, FromRequest, Handler, HttpRequest, HttpResponse, Responder}
 use serde::Serialize;
 
 pub use self::answering::Refusals;
-pub use self::auth::{authorize, ApiKeys, Authorized};
 pub use self::body::BodyLimits;
 pub use self::client::{shed_floods, Flood};
-pub use self::dto::{verification_id, CheckBody, CheckByNumberBody, StartBody, VerificationView};
 pub use self::observe::{observe, RejectionLog, REJECTIONS_LOGGED_PER_SECOND, REQUEST_ID};
 pub use self::openapi::document as openapi_document;
-pub use self::problem::Problem;
 pub use self::server::{serve, ConnectionLimits};
 
 use self::openapi::{CommonProblems, ProblemDoc};
 
 use self::answer::{idempotent, Answer, IdempotencyHeader};
 use self::client::ClientIp;
-use self::dto::CheckView;
+use crate::api::{
+    verification_id, Authorized, CheckBody, CheckByNumberBody, CheckView, Kind, Problem, StartBody,
+    VerificationView,
+};
 use crate::metrics::Metrics;
 use crate::otp::Otp;
 
@@ -109,7 +108,7 @@ where
             async move {
                 let detail = "this endpoint does not take that method";
                 Answer::problem(
-                    &Problem::new(StatusCode::METHOD_NOT_ALLOWED, "method-not-allowed", detail)
+                    &Problem::new(Kind::MethodNotAllowed, "method-not-allowed", detail)
                         .with_header("allow", allow),
                 )
             }
@@ -121,7 +120,7 @@ fn json_problem(error: JsonPayloadError, _: &HttpRequest) -> actix_web::Error {
     // Sizes are `body::read_bodies`' to refuse.
     let problem = match &error {
         JsonPayloadError::ContentType => Problem::new(
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            Kind::UnsupportedMediaType,
             "unsupported-media-type",
             "send Content-Type: application/json",
         ),
@@ -397,7 +396,7 @@ pub fn metrics_only(config: &mut web::ServiceConfig) {
 
 fn not_found() -> Answer {
     Answer::problem(&Problem::new(
-        StatusCode::NOT_FOUND,
+        Kind::NotFound,
         "not-found",
         "no such endpoint",
     ))

@@ -6,7 +6,7 @@ use serde::Serialize;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi, ToSchema};
 
-use super::dto::{
+use crate::api::{
     CheckBody, CheckByNumberBody, CheckView, DeliveryView, StartBody, VerificationView,
 };
 

@@ -2,10 +2,9 @@
 //! No API key: the carrier's own signature authenticates the request, and
 //! an unsigned or badly signed one is refused before anything is read.
 
-use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
 
-use super::Problem;
+use super::problem::{Kind, Problem};
 use crate::carrier::{Callback, ReceiptError, Router};
 use crate::otp::Otp;
 
@@ -33,7 +32,7 @@ pub async fn receive(
 ) -> Result<HttpResponse, Problem> {
     let unknown = || {
         Problem::new(
-            StatusCode::NOT_FOUND,
+            Kind::NotFound,
             "unknown-carrier",
             "no carrier by that name takes receipts here",
         )
@@ -61,7 +60,7 @@ pub async fn receive(
         Err(ReceiptError::NotSupported) => return Err(unknown()),
         Err(ReceiptError::BadSignature) => {
             return Err(Problem::new(
-                StatusCode::UNAUTHORIZED,
+                Kind::Unauthorized,
                 "bad-signature",
                 "the receipt is unsigned or its signature does not verify",
             ))

@@ -5,7 +5,7 @@ use std::net::IpAddr;
 
 use serde::{Deserialize, Serialize};
 
-use super::problem::Problem;
+use super::problem::{Kind, Problem};
 use crate::domain::{Binding, Code, Locale, Phone, VerificationId};
 use crate::otp::{CheckRequest, CheckTarget, Service, StartRequest, Verification};
 use crate::sms::AppHash;
@@ -77,7 +77,7 @@ fn binding(raw: Option<&str>) -> Result<Option<Binding>, Problem> {
 pub fn verification_id(raw: &str) -> Result<VerificationId, Problem> {
     raw.parse().map_err(|_| {
         Problem::new(
-            actix_web::http::StatusCode::NOT_FOUND,
+            Kind::NotFound,
             "verification-not-found",
             "no pending verification with that id",
         )
