@@ -68,8 +68,10 @@ fn traces(endpoint: &str) -> anyhow::Result<(Option<Boxed>, Telemetry)> {
     if endpoint.is_empty() {
         return Ok((None, Telemetry { traces: None }));
     }
+    use opentelemetry_otlp::WithHttpConfig;
     let exporter = opentelemetry_otlp::SpanExporter::builder()
         .with_http()
+        .with_http_client(OtlpClient::new()?)
         .with_endpoint(format!("{}/v1/traces", endpoint.trim_end_matches('/')))
         .build()
         .context("log.otlp_endpoint")?;
@@ -89,6 +91,53 @@ fn traces(endpoint: &str) -> anyhow::Result<(Option<Boxed>, Telemetry)> {
             traces: Some(provider),
         },
     ))
+}
+
+/// OTLP/HTTP requests sent with otpd's reqwest, blocking: the batch
+/// exporter sends from a thread of its own, outside any async runtime.
+#[cfg(feature = "otel")]
+#[derive(Debug)]
+struct OtlpClient(reqwest::blocking::Client);
+
+#[cfg(feature = "otel")]
+impl OtlpClient {
+    /// Built on a thread of its own: a blocking client runs a runtime, which
+    /// cannot start inside otpd's.
+    fn new() -> anyhow::Result<Self> {
+        let built = std::thread::spawn(|| {
+            reqwest::blocking::Client::builder()
+                .timeout(std::time::Duration::from_secs(10))
+                .build()
+        })
+        .join()
+        .map_err(|_| anyhow::anyhow!("the OTLP client's thread panicked"))??;
+        Ok(OtlpClient(built))
+    }
+}
+
+#[cfg(feature = "otel")]
+#[async_trait::async_trait]
+impl opentelemetry_http::HttpClient for OtlpClient {
+    async fn send_bytes(
+        &self,
+        request: opentelemetry_http::Request<opentelemetry_http::Bytes>,
+    ) -> Result<
+        opentelemetry_http::Response<opentelemetry_http::Bytes>,
+        opentelemetry_http::HttpError,
+    > {
+        let (parts, body) = request.into_parts();
+        let answer = self
+            .0
+            .request(parts.method, parts.uri.to_string())
+            .headers(parts.headers)
+            .body(body.to_vec())
+            .send()?;
+        let mut response = opentelemetry_http::Response::builder().status(answer.status());
+        for (name, value) in answer.headers() {
+            response = response.header(name, value);
+        }
+        Ok(response.body(answer.bytes()?)?)
+    }
 }
 
 #[cfg(not(feature = "otel"))]
