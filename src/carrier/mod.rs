@@ -16,10 +16,13 @@ use async_trait::async_trait;
 
 pub use self::console::{ConsoleCarrier, DEV_BANNER, PRODUCTION_BANNER};
 pub use self::null::NullCarrier;
+pub use self::provider::form as receipt_form;
 #[cfg(any(test, feature = "test-support"))]
 pub use self::recording::RecordingCarrier;
 pub use self::route::{CircuitSettings, Hop, Router};
-pub use self::smpp::{message_id_candidates, SmppCarrier, SmppSettings};
+pub use self::smpp::{
+    message_id_candidates, read_receipt, ReceiptState, SmppCarrier, SmppSettings,
+};
 pub use self::twilio::{twilio_signature, TwilioCarrier, TwilioSettings};
 pub use self::vonage::{vonage_signature, VonageCarrier, VonageSettings};
 pub use self::webhook::{

@@ -103,23 +103,24 @@ impl actix_web::FromRequest for IdempotencyHeader {
         };
         let parsed = match (values.next(), values.next()) {
             (None, _) => Ok(IdempotencyHeader(None)),
-            (Some(value), None) => value
-                .to_str()
-                .ok()
-                .map(|text| {
-                    text.strip_prefix('"')
-                        .and_then(|t| t.strip_suffix('"'))
-                        .unwrap_or(text)
-                })
-                .filter(|key| {
-                    (1..=255).contains(&key.len()) && key.bytes().all(|b| b.is_ascii_graphic())
-                })
+            (Some(value), None) => idempotency_key(value.as_bytes())
                 .map(|key| IdempotencyHeader(Some(key.to_owned())))
                 .ok_or_else(bad),
             (Some(_), Some(_)) => Err(bad()),
         };
         ready(parsed)
     }
+}
+
+/// The key in one `Idempotency-Key` value: 1 to 255 visible ASCII
+/// characters, bare or as a Structured Field string.
+pub fn idempotency_key(value: &[u8]) -> Option<&str> {
+    let text = std::str::from_utf8(value).ok()?;
+    let key = text
+        .strip_prefix('"')
+        .and_then(|quoted| quoted.strip_suffix('"'))
+        .unwrap_or(text);
+    ((1..=255).contains(&key.len()) && key.bytes().all(|b| b.is_ascii_graphic())).then_some(key)
 }
 
 /// Runs `work` once per `Idempotency-Key`: retries of the same request get

@@ -19,6 +19,7 @@ use actix_web::middleware::from_fn;
 use actix_web::{web, FromRequest, Handler, HttpRequest, HttpResponse, Responder};
 use serde::Serialize;
 
+pub use self::answer::idempotency_key;
 pub use self::answering::Refusals;
 pub use self::body::BodyLimits;
 pub use self::client::{shed_floods, Flood};

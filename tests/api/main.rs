@@ -11,6 +11,7 @@ mod delivery;
 mod failover;
 mod fake_provider;
 mod faults;
+mod fuzz;
 mod gateway;
 mod grpc;
 mod http_carriers;

@@ -43,6 +43,28 @@ use crate::domain::MessageReceipt;
 use crate::sms::{segments, Encoding};
 
 pub use self::receipt::candidates as message_id_candidates;
+pub use self::receipt::State as ReceiptState;
+
+/// The message id and state a delivery receipt reports: from its TLVs
+/// (`receipted_message_id` and `message_state`) when it has both, else from
+/// its text (`id:… stat:…`); `None` for a layout otpd does not read.
+pub fn read_receipt(deliver: &rusmpp::pdus::DeliverSm) -> Option<(String, ReceiptState)> {
+    let mut id = None;
+    let mut state = None;
+    for tlv in deliver.tlvs() {
+        match tlv.value() {
+            Some(TlvValue::ReceiptedMessageId(value)) => id = Some(value.as_str().to_owned()),
+            Some(TlvValue::MessageState(value)) => {
+                state = receipt::State::from_message_state(u8::from(*value))
+            }
+            _ => {}
+        }
+    }
+    match (id, state) {
+        (Some(id), Some(state)) => Some((id, state)),
+        _ => receipt::parse(&String::from_utf8_lossy(deliver.short_message().as_ref())),
+    }
+}
 
 /// What the SMSC sends us on one connection.
 type Events = std::pin::Pin<Box<dyn futures_util::Stream<Item = Event> + Send>>;
@@ -225,23 +247,7 @@ impl SmppCarrier {
         if deliver.esm_class.message_type != MessageType::ShortMessageContainsMCDeliveryReceipt {
             return; // A mobile-originated message: not handled here.
         }
-        let mut id = None;
-        let mut state = None;
-        for tlv in deliver.tlvs() {
-            match tlv.value() {
-                Some(TlvValue::ReceiptedMessageId(value)) => id = Some(value.as_str().to_owned()),
-                Some(TlvValue::MessageState(value)) => {
-                    state = receipt::State::from_message_state(u8::from(*value))
-                }
-                _ => {}
-            }
-        }
-        let text = String::from_utf8_lossy(deliver.short_message().as_ref());
-        let parsed = match (id, state) {
-            (Some(id), Some(state)) => Some((id, state)),
-            _ => receipt::parse(&text),
-        };
-        let Some((message_id, state)) = parsed else {
+        let Some((message_id, state)) = read_receipt(deliver) else {
             warn!(carrier = %self.name, "a receipt in a layout otpd does not read");
             return;
         };
