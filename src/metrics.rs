@@ -7,6 +7,10 @@ use prometheus::{
     Registry, TextEncoder,
 };
 
+use crate::domain::Phone;
+use crate::otp::Service;
+use crate::ratelimit::Scope;
+
 #[derive(Clone)]
 pub struct Metrics {
     registry: Registry,
@@ -46,6 +50,14 @@ pub enum CheckOutcome {
 }
 
 impl CheckOutcome {
+    const ALL: [CheckOutcome; 5] = [
+        CheckOutcome::Approved,
+        CheckOutcome::Wrong,
+        CheckOutcome::Failed,
+        CheckOutcome::NotFound,
+        CheckOutcome::Conflict,
+    ];
+
     fn label(self) -> &'static str {
         match self {
             CheckOutcome::Approved => "approved",
@@ -291,6 +303,34 @@ impl Metrics {
         self.unauthorized.with_label_values(&[claimed_key]).inc();
     }
 
+    /// Creates, at 0, the series of `service` whose labels are known before
+    /// any event: check outcomes, limit scopes and block reasons in the
+    /// service's modes, and starts and approvals per country it sends to.
+    /// A rate or ratio over them then has data from the start (a
+    /// destination nobody ever verifies converts at 0, not "no data").
+    pub fn prepare(&self, service: &Service) {
+        let name = service.name.as_str();
+        for outcome in CheckOutcome::ALL {
+            self.checks.with_label_values(&[name, outcome.label()]);
+        }
+        let monitored = |scope| mode(service.limits.monitor.contains(&scope));
+        for scope in Scope::ALL {
+            self.rate_limited
+                .with_label_values(&[name, scope.as_str(), monitored(scope)]);
+        }
+        for (reason, scope) in [("country", Scope::Country), ("range", Scope::Range)] {
+            self.blocked
+                .with_label_values(&[name, reason, monitored(scope)]);
+        }
+        for region in &service.limits.countries {
+            if let Some(code) = Phone::calling_code(region) {
+                let code = code.to_string();
+                self.started.with_label_values(&[name, "new", "sms", &code]);
+                self.approvals.with_label_values(&[name, &code]);
+            }
+        }
+    }
+
     pub fn started(&self, service: &str, resend: bool, country_code: u16) {
         let kind = if resend { "resend" } else { "new" };
         self.started
@@ -370,8 +410,10 @@ impl Metrics {
         self.redis_duration
             .with_label_values(&[operation])
             .observe(seconds);
+        // The errors' series exists from the operation's first run, at 0.
+        let errors = self.redis_errors.with_label_values(&[operation]);
         if failed {
-            self.redis_errors.with_label_values(&[operation]).inc();
+            errors.inc();
         }
     }
 

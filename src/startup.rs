@@ -191,6 +191,9 @@ impl App {
         let settings = &within_descriptors(settings);
         Phone::load_metadata();
         let metrics = Metrics::new();
+        for service in validated.services.values() {
+            metrics.prepare(service);
+        }
         let options = Options {
             idempotency_retention: settings.idempotency.retention,
             max_queued: settings.delivery.max_queued,

@@ -86,6 +86,13 @@ impl Phone {
         })
     }
 
+    /// The country calling code of `region`, e.g. 81 for `JP`.
+    pub fn calling_code(region: &str) -> Option<u16> {
+        DATABASE
+            .by_id(region)
+            .map(|metadata| metadata.country_code())
+    }
+
     /// Decodes the numbering metadata now rather than in the first request.
     pub fn load_metadata() {
         let _ = DATABASE.by_id("JP");

@@ -23,6 +23,17 @@ pub enum Scope {
 }
 
 impl Scope {
+    pub const ALL: [Scope; 8] = [
+        Scope::Number,
+        Scope::Ip,
+        Scope::Range,
+        Scope::Country,
+        Scope::Global,
+        Scope::ApiKey,
+        Scope::CheckFailures,
+        Scope::Budget,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             Scope::Number => "number",

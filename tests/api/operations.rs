@@ -92,3 +92,29 @@ async fn metrics_can_have_a_listener_of_their_own() {
         "the metrics listener serves /metrics only"
     );
 }
+
+/// Series whose labels are known at start exist at 0 before their first
+/// event, so that rates and ratios over them (the pumping alert's
+/// conversion, rate-limit surges) have data from the start.
+#[tokio::test]
+async fn known_series_start_at_zero() {
+    let redis = RedisServer::start();
+    let app = TestApp::spawn(&settings(Some(&redis))).await;
+    assert_has_lines(
+        &app.metrics().await,
+        [
+            r#"otpd_checks_total{outcome="not-found",service="demo"} 0"#,
+            r#"otpd_checks_total{outcome="approved",service="other"} 0"#,
+            r#"otpd_rate_limited_total{mode="enforce",scope="range",service="demo"} 0"#,
+            r#"otpd_rate_limited_total{mode="enforce",scope="check-failures",service="demo"} 0"#,
+            r#"otpd_blocked_total{mode="enforce",reason="country",service="demo"} 0"#,
+            r#"otpd_approvals_total{country="81",service="demo"} 0"#,
+            r#"otpd_verifications_started_total{channel="sms",country="81",kind="new",service="demo"} 0"#,
+        ],
+    );
+    app.public("/readyz").await;
+    assert_has_lines(
+        &app.metrics().await,
+        [r#"otpd_redis_errors_total{operation="ready"} 0"#],
+    );
+}

@@ -93,6 +93,20 @@ CASES = {
 # outbox read (about one a second) and readiness probe is refused with
 # READONLY, and no request gets as far as a script.
 INCIDENTS = {
+    # The textbook pumping run: 2 SMS/s for three hours to a country code
+    # nobody verifies and nobody sent to the day before (ABU-6). No
+    # approval series exists, nor any series a day back.
+    "Pumping to a new destination with no approval": (
+        "OtpdPumpingSuspected", {"job": "otpd", "country": "999"}, "180m",
+        [(f'otpd_sends_total{{{J},carrier="twilio",country="999",outcome="accepted",service="demo"}}', "0+120x180")],
+    ),
+    # The same, where the destination had traffic yesterday but no code sent
+    # to it was ever approved (its approval counter still at zero).
+    "Pumping to a destination with zero approvals": (
+        "OtpdPumpingSuspected", {"job": "otpd", "country": "998"}, "1620m",
+        [(f'otpd_sends_total{{{J},carrier="twilio",country="998",outcome="accepted",service="demo"}}', "0+1x1440 1440+120x180"),
+         (f'otpd_approvals_total{{{J},country="998",service="demo"}}', "0x1620")],
+    ),
     "OtpdRedisUnavailable on a read-only replica": (
         "OtpdRedisUnavailable", {"job": "otpd", "instance": "otpd-1:9464"}, "10m",
         [(f'otpd_redis_errors_total{{{J},instance="otpd-1:9464",operation="read_outbox"}}', "0+55x15"),
