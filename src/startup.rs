@@ -391,8 +391,10 @@ fn http_server(
         .with_context(|| format!("http.listen {}", http.listen))?;
     let http_addr = listener.local_addr()?;
     let limits = connection_limits(http, http.workers);
+    let fields = web::Data::new(http.ratelimit_fields);
     let server = http::serve(listener, limits, tls, refusals.clone(), move || {
         ActixApp::new()
+            .app_data(fields.clone())
             .app_data(rejections.clone())
             .app_data(bodies.clone())
             .app_data(otp.clone())
@@ -402,6 +404,7 @@ fn http_server(
             .app_data(proxies.clone())
             .app_data(flood.clone())
             .configure(http::configure(public_metrics))
+            .wrap(from_fn(http::ratelimit_fields))
             .wrap(from_fn(http::shed_floods))
             .wrap(from_fn(http::observe))
     })?;

@@ -36,6 +36,7 @@ pub struct Problem {
     code: &'static str,
     /// Which limit refused (429 `rate-limited` / `budget-exhausted`).
     scope: Option<&'static str>,
+    limited: Option<Box<Limited>>,
     headers: Vec<(&'static str, String)>,
 }
 
@@ -52,6 +53,7 @@ impl Problem {
             detail: detail.into(),
             code,
             scope: None,
+            limited: None,
             headers: Vec::new(),
         }
     }
@@ -83,22 +85,18 @@ impl Problem {
         self
     }
 
-    /// `RateLimit-Policy` and `RateLimit` (draft-ietf-httpapi-ratelimit-headers-11).
+    /// The limit that refused: its scope goes into the document; what a
+    /// transport tells of its policy is the transport's (HTTP:
+    /// `http.ratelimit_fields`).
     fn with_limit(mut self, limited: &Limited) -> Self {
         self.scope = Some(limited.scope.as_str());
-        let policy = format!(
-            "\"{}\";q={};w={}",
-            limited.policy,
-            limited.quota,
-            seconds(limited.window)
-        );
-        let state = format!(
-            "\"{}\";r=0;t={}",
-            limited.policy,
-            seconds(limited.retry_after)
-        );
-        self.with_header("ratelimit-policy", policy)
-            .with_header("ratelimit", state)
+        self.limited = Some(Box::new(limited.clone()));
+        self
+    }
+
+    /// The limit that refused, for a 429 from one.
+    pub fn limited(&self) -> Option<&Limited> {
+        self.limited.as_deref()
     }
 
     pub fn detail(&self) -> &str {

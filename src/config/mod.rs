@@ -87,6 +87,8 @@ pub struct HttpSettings {
     pub keep_alive: Duration,
     /// Connections one worker holds at once; more wait to be accepted.
     pub max_connections: usize,
+    /// What a 429 tells of the limit in the draft RateLimit fields.
+    pub ratelimit_fields: RateLimitFields,
     pub workers: usize,
     /// Peers whose `Forwarded` / `X-Forwarded-For` are believed.
     pub trusted_proxies: Vec<ipnet::IpNet>,
@@ -127,6 +129,21 @@ pub struct LogSettings {
     /// OTLP/HTTP collector base URL (e.g. `http://otel-collector:4318`);
     /// empty: no traces exported.
     pub otlp_endpoint: String,
+}
+
+/// `http.ratelimit_fields`: the draft RateLimit fields (an Internet-Draft,
+/// RL-5) on a 429; `Retry-After` is always sent.
+#[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum RateLimitFields {
+    /// None.
+    Off,
+    /// The tenant's own quotas (budgets, the API key's rate) in full; the
+    /// fraud limits by scope name only, their thresholds undisclosed
+    /// (ABU-11).
+    Names,
+    /// Every policy with its quota and window.
+    Full,
 }
 
 #[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq, clap::ValueEnum)]

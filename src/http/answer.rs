@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 
 use super::problem::{self, Kind, Problem};
 use crate::api::Authorized;
-use crate::otp::{Begun, Otp};
+use crate::otp::{Begun, Limited, Otp};
 
 /// A JSON (or problem+json) answer.
 #[derive(Debug, Serialize, Deserialize)]
@@ -18,9 +18,12 @@ pub struct Answer {
     status: u16,
     problem: bool,
     body: String,
-    /// `Location`, `Retry-After`, RateLimit fields …
+    /// `Location`, `Retry-After` …
     #[serde(default)]
     headers: Vec<(String, String)>,
+    /// The limit that refused a 429 (never stored: 429s are not final).
+    #[serde(skip)]
+    limited: Option<Limited>,
 }
 
 impl Answer {
@@ -31,6 +34,7 @@ impl Answer {
             problem: false,
             body,
             headers: Vec::new(),
+            limited: None,
         }
     }
 
@@ -46,6 +50,7 @@ impl Answer {
             problem: true,
             body,
             headers,
+            limited: problem.limited().cloned(),
         }
     }
 
@@ -81,6 +86,7 @@ impl Responder for Answer {
                 headers.insert(name, value);
             }
         }
+        problem::mark_limit(&mut response, self.limited.as_ref());
         response
     }
 }

@@ -25,6 +25,7 @@ pub use self::body::BodyLimits;
 pub use self::client::{shed_floods, Flood};
 pub use self::observe::{observe, RejectionLog, REJECTIONS_LOGGED_PER_SECOND, REQUEST_ID};
 pub use self::openapi::document as openapi_document;
+pub use self::problem::ratelimit_fields;
 pub use self::server::{serve, ConnectionLimits};
 
 use self::openapi::{CommonProblems, ProblemDoc};

@@ -69,7 +69,7 @@ pub enum CommonProblems {
     TooLarge(ProblemDoc),
     #[response(status = 429, description = "`rate-limited` (a limit refused; `scope` names it), `budget-exhausted`, `resend-too-soon`, `max-sends-reached` (start, resend), `check-failures` (check)", content_type = "application/problem+json",
         headers(("retry-after" = u64, description = "Seconds until a retry can pass"),
-                ("ratelimit-policy" = String, description = "The limit that refused (draft-ietf-httpapi-ratelimit-headers)"),
+                ("ratelimit-policy" = String, description = "The limit that refused (draft-ietf-httpapi-ratelimit-headers), as `http.ratelimit_fields` says: by default the fraud limits by scope name only, the tenant quotas with quota and window"),
                 ("ratelimit" = String, description = "Its state")))]
     Limited(ProblemDoc),
     #[response(

@@ -2,13 +2,19 @@
 //! `type`, `title`, `status`, `detail`, `code` (and `scope` for limits), the
 //! status chosen by the problem's `Kind`, one for each.
 
-use actix_web::body::EitherBody;
+use actix_web::body::{EitherBody, MessageBody};
 use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::http::header::{HeaderName, HeaderValue};
 use actix_web::http::StatusCode;
-use actix_web::{HttpResponse, ResponseError};
+use actix_web::middleware::Next;
+use actix_web::{web, HttpResponse, ResponseError};
 use serde::Serialize;
 
+use crate::api::seconds;
 pub use crate::api::{Kind, Problem};
+use crate::config::RateLimitFields;
+use crate::otp::Limited;
+use crate::ratelimit::Scope;
 
 pub const CONTENT_TYPE: &str = "application/problem+json";
 
@@ -68,6 +74,65 @@ pub fn refuse<B>(request: ServiceRequest, problem: &Problem) -> ServiceResponse<
         .map_into_right_body()
 }
 
+/// A refusing limit, carried on a response for `ratelimit_fields`.
+#[derive(Clone)]
+struct Refusing(Limited);
+
+/// Marks `response` with the limit that refused it, if any.
+pub fn mark_limit<B>(response: &mut HttpResponse<B>, limited: Option<&Limited>) {
+    if let Some(limited) = limited {
+        response.extensions_mut().insert(Refusing(limited.clone()));
+    }
+}
+
+/// Middleware: the draft RateLimit fields (draft-ietf-httpapi-ratelimit-
+/// headers-11) on a response a limit refused, as `http.ratelimit_fields`
+/// says (RL-4, RL-5).
+pub async fn ratelimit_fields(
+    request: ServiceRequest,
+    next: Next<impl MessageBody + 'static>,
+) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
+    let fields = *request
+        .app_data::<web::Data<RateLimitFields>>()
+        .expect("RateLimitFields are registered")
+        .get_ref();
+    let mut response = next.call(request).await?;
+    let refusing = response.response().extensions().get::<Refusing>().cloned();
+    if let Some(Refusing(limited)) = refusing {
+        for (name, value) in field_values(&limited, fields) {
+            if let Ok(value) = HeaderValue::try_from(value) {
+                response
+                    .headers_mut()
+                    .insert(HeaderName::from_static(name), value);
+            }
+        }
+    }
+    Ok(response)
+}
+
+/// `RateLimit-Policy` and `RateLimit` for `limited` under `fields`.
+fn field_values(limited: &Limited, fields: RateLimitFields) -> Vec<(&'static str, String)> {
+    let t = seconds(limited.retry_after);
+    let tenant = matches!(limited.scope, Scope::Budget | Scope::ApiKey);
+    match fields {
+        RateLimitFields::Off => Vec::new(),
+        RateLimitFields::Names if !tenant => {
+            let name = limited.scope.as_str();
+            vec![
+                ("ratelimit-policy", format!("\"{name}\"")),
+                ("ratelimit", format!("\"{name}\";t={t}")),
+            ]
+        }
+        RateLimitFields::Names | RateLimitFields::Full => {
+            let (name, q, w) = (&limited.policy, limited.quota, seconds(limited.window));
+            vec![
+                ("ratelimit-policy", format!("\"{name}\";q={q};w={w}")),
+                ("ratelimit", format!("\"{name}\";r=0;t={t}")),
+            ]
+        }
+    }
+}
+
 impl ResponseError for Problem {
     fn status_code(&self) -> StatusCode {
         status(self.kind())
@@ -79,6 +144,8 @@ impl ResponseError for Problem {
         for (name, value) in self.headers() {
             response.insert_header((*name, value.as_str()));
         }
-        response.body(body(self))
+        let mut response = response.body(body(self));
+        mark_limit(&mut response, self.limited());
+        response
     }
 }

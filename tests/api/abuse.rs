@@ -70,8 +70,11 @@ async fn start_from(
     request.send().await.expect("sent")
 }
 
-/// A 429 `rate-limited` for `scope`, with an honest `Retry-After` and the
-/// draft RateLimit fields (RL-4); returns the `Retry-After` seconds.
+/// A 429 `rate-limited` for `scope`, with an honest `Retry-After` and, by
+/// default, the draft RateLimit fields (RL-4, RL-5): in full for the
+/// tenant's own quotas (`budget`, `api-key`), by name only for the fraud
+/// limits, whose thresholds stay private (ABU-11); returns the
+/// `Retry-After` seconds.
 async fn limited(response: reqwest::Response, scope: &str) -> u64 {
     let headers = response.headers().clone();
     let body = problem(
@@ -93,17 +96,55 @@ async fn limited(response: reqwest::Response, scope: &str) -> u64 {
     if scope != "ip" || headers.get("ratelimit").is_some() {
         let policy = headers["ratelimit-policy"].to_str().expect("ascii");
         let state = headers["ratelimit"].to_str().expect("ascii");
-        assert!(
-            policy.starts_with('"') && policy.contains(";q=") && policy.contains(";w="),
-            "{policy}"
-        );
-        assert!(state.contains(";r=0;t="), "{state}");
+        if matches!(scope, "budget" | "api-key") {
+            assert!(
+                policy.starts_with('"') && policy.contains(";q=") && policy.contains(";w="),
+                "{policy}"
+            );
+            assert!(state.contains(";r=0;t="), "{state}");
+        } else {
+            assert_eq!(policy, format!("\"{scope}\""), "no threshold disclosed");
+            assert_eq!(state, format!("\"{scope}\";t={retry}"));
+        }
         assert!(
             state.ends_with(&format!(";t={retry}")),
             "RateLimit agrees with Retry-After: {state}"
         );
     }
     retry
+}
+
+/// RL-5: the RateLimit fields follow `http.ratelimit_fields`: `off` sends
+/// none, `full` the policies with their quotas and windows; `Retry-After`
+/// always.
+#[tokio::test]
+async fn ratelimit_fields_follow_their_setting() {
+    for (fields, expected) in [
+        (otpd::config::RateLimitFields::Off, None),
+        (otpd::config::RateLimitFields::Full, Some(";q=10;w=60")),
+    ] {
+        let redis = RedisServer::start();
+        let mut settings = redis.apply(crate::support::settings_with_default_limits(None));
+        settings.http.ratelimit_fields = fields;
+        let app = TestApp::spawn(&settings).await;
+        for n in 0..10 {
+            assert_eq!(
+                start_from(&app, &number(1, n), None, None).await.status(),
+                201
+            );
+        }
+        let refused = start_from(&app, &number(1, 10), None, None).await;
+        let headers = refused.headers().clone();
+        problem(refused, 429, "rate-limited").await;
+        assert!(headers.contains_key("retry-after"));
+        let policy = headers
+            .get("ratelimit-policy")
+            .map(|v| v.to_str().expect("ascii").to_owned());
+        match expected {
+            None => assert_eq!(policy, None, "{fields:?}"),
+            Some(quota) => assert!(policy.expect("a policy").contains(quota), "{fields:?}"),
+        }
+    }
 }
 
 /// Keys that hold verifications.
