@@ -74,6 +74,8 @@ pub struct Authorized {
     pub service: Arc<Service>,
     /// The API key's id, which scopes idempotency keys.
     pub api_key: String,
+    /// The key may assert the end user's context.
+    pub asserts_end_user: bool,
 }
 
 /// `raw` names a service that exists and `key` may use.
@@ -92,5 +94,6 @@ pub fn authorize(otp: &Otp, key: &ApiKey, raw: &str) -> Result<Authorized, Probl
     Ok(Authorized {
         service: found,
         api_key: key.id.clone(),
+        asserts_end_user: key.assert_end_user,
     })
 }

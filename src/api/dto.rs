@@ -5,6 +5,7 @@ use std::net::IpAddr;
 
 use serde::{Deserialize, Serialize};
 
+use super::auth::Authorized;
 use super::problem::{Kind, Problem};
 use crate::domain::{Binding, Code, Locale, Phone, VerificationId};
 use crate::otp::{CheckRequest, CheckTarget, Service, StartRequest, Verification};
@@ -26,6 +27,10 @@ pub struct StartBody {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schema(pattern = "^[A-Za-z0-9+/]{11}$")]
     pub app_hash: Option<String>,
+    /// The end user the backend calls for, asserted by a key allowed to
+    /// (`assert_end_user`): their limits apply instead of the caller's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub end_user: Option<EndUser>,
 }
 
 #[derive(Debug, Deserialize, Serialize, utoipa::ToSchema)]
@@ -37,6 +42,10 @@ pub struct CheckBody {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schema(min_length = 1, max_length = 256)]
     pub binding: Option<String>,
+    /// The end user the backend calls for, asserted by a key allowed to
+    /// (`assert_end_user`): their limits apply instead of the caller's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub end_user: Option<EndUser>,
 }
 
 #[derive(Debug, Deserialize, Serialize, utoipa::ToSchema)]
@@ -49,6 +58,42 @@ pub struct CheckByNumberBody {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schema(min_length = 1, max_length = 256)]
     pub binding: Option<String>,
+    /// The end user the backend calls for, asserted by a key allowed to
+    /// (`assert_end_user`): their limits apply instead of the caller's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub end_user: Option<EndUser>,
+}
+
+/// The end user's context a backend asserts on their behalf.
+#[derive(Debug, Deserialize, Serialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(example = json!({"client_ip": "203.0.113.7"}))]
+pub struct EndUser {
+    /// The address the end user reached the backend from (IPv4 or IPv6).
+    pub client_ip: String,
+}
+
+/// The client a request's per-IP limits apply to: the asserted end user's
+/// address when the caller may assert one, else `peer` (the TCP peer, or
+/// what trusted proxies said).
+pub fn client_ip(
+    auth: &Authorized,
+    end_user: Option<&EndUser>,
+    peer: Option<IpAddr>,
+) -> Result<Option<IpAddr>, Problem> {
+    let Some(end_user) = end_user else {
+        return Ok(peer);
+    };
+    if !auth.asserts_end_user {
+        return Err(Problem::new(
+            Kind::Forbidden,
+            "end-user-not-allowed",
+            "this API key may not assert an end user (api_keys.assert_end_user)",
+        ));
+    }
+    end_user.client_ip.trim().parse().map(Some).map_err(|_| {
+        Problem::bad_request("invalid-end-user", "end_user.client_ip: not an IP address")
+    })
 }
 
 fn phone(raw: &str, service: &Service) -> Result<Phone, Problem> {

@@ -221,6 +221,10 @@ pub struct ApiKeySettings {
     /// Optional cap on this key's requests per second.
     #[serde(default)]
     pub requests_per_second: Option<u32>,
+    /// The key's holder (a backend) may assert the end user's context
+    /// (`end_user`); off: such a request is refused.
+    #[serde(default)]
+    pub assert_end_user: bool,
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -326,6 +330,7 @@ pub struct ApiKey {
     /// `None` means every service.
     pub services: Option<Vec<ServiceName>>,
     pub requests_per_second: Option<u32>,
+    pub assert_end_user: bool,
 }
 
 /// What `validate` makes of the settings: the typed pieces `startup` wires.
@@ -371,6 +376,7 @@ impl Settings {
             sha256: sha256_hex(dev_api_key),
             services: vec!["demo".into()],
             requests_per_second: None,
+            assert_end_user: false,
         });
         Ok(settings)
     }
@@ -559,6 +565,7 @@ impl Settings {
                     sha256,
                     services: allowed,
                     requests_per_second: key.requests_per_second,
+                    assert_end_user: key.assert_end_user,
                 })
             })
             .collect()

@@ -16,7 +16,7 @@ use tonic::{Request, Response, Status};
 
 use self::pb::verification_service_server::VerificationService;
 use crate::api::{
-    authorize, verification_id, ApiKeys, Authorized, CheckBody, CheckByNumberBody, Problem,
+    self, authorize, verification_id, ApiKeys, Authorized, CheckBody, CheckByNumberBody, Problem,
     StartBody, VerificationView,
 };
 use crate::metrics::Metrics;
@@ -104,8 +104,14 @@ fn code_name(code: tonic::Code) -> &'static str {
     }
 }
 
-fn client_ip<T>(request: &Request<T>) -> Option<IpAddr> {
+fn peer_ip<T>(request: &Request<T>) -> Option<IpAddr> {
     request.remote_addr().map(|address| address.ip())
+}
+
+fn end_user(message: Option<&pb::EndUser>) -> Option<api::EndUser> {
+    message.map(|end_user| api::EndUser {
+        client_ip: end_user.client_ip.clone(),
+    })
 }
 
 /// Empty proto strings are absent fields.
@@ -164,8 +170,10 @@ impl VerificationService for Verifications {
                 locale: optional(&message.locale),
                 binding: optional(&message.binding),
                 app_hash: optional(&message.app_hash),
+                end_user: end_user(message.end_user.as_ref()),
             };
-            let start = body.to_request(&auth.service, client_ip(&request), None)?;
+            let client = api::client_ip(&auth, body.end_user.as_ref(), peer_ip(&request))?;
+            let start = body.to_request(&auth.service, client, None)?;
             let outcome = self.otp.start(start).await?;
             Ok(pb::StartVerificationResponse {
                 verification: Some(verification(VerificationView::from(&outcome.verification))),
@@ -184,22 +192,22 @@ impl VerificationService for Verifications {
             let message = request.get_ref();
             let auth = self.authorized(&request, &message.service).await?;
             let binding = optional(&message.binding);
+            let asserted = end_user(message.end_user.as_ref());
+            let client = api::client_ip(&auth, asserted.as_ref(), peer_ip(&request))?;
             let check = match &message.target {
                 Some(Target::Id(id)) => CheckBody {
                     code: message.code.clone(),
                     binding,
+                    end_user: asserted,
                 }
-                .to_request(
-                    &auth.service,
-                    verification_id(id)?,
-                    client_ip(&request),
-                )?,
+                .to_request(&auth.service, verification_id(id)?, client)?,
                 Some(Target::To(to)) => CheckByNumberBody {
                     to: to.clone(),
                     code: message.code.clone(),
                     binding,
+                    end_user: asserted,
                 }
-                .to_request(&auth.service, client_ip(&request))?,
+                .to_request(&auth.service, client)?,
                 None => {
                     return Err(Problem::bad_request(
                         "missing-field",

@@ -33,8 +33,8 @@ use self::openapi::{CommonProblems, ProblemDoc};
 use self::answer::{idempotent, Answer, IdempotencyHeader};
 use self::client::ClientIp;
 use crate::api::{
-    verification_id, Authorized, CheckBody, CheckByNumberBody, CheckView, Kind, Problem, StartBody,
-    VerificationView,
+    client_ip, verification_id, Authorized, CheckBody, CheckByNumberBody, CheckView, Kind, Problem,
+    StartBody, VerificationView,
 };
 use crate::metrics::Metrics;
 use crate::otp::Otp;
@@ -168,7 +168,7 @@ fn request_bytes(operation: &str, auth: &Authorized, id: &str, body: &impl Seria
         (status = 201, description = "A new verification; its SMS is queued", body = VerificationView,
             headers(("location" = String, description = "The verification's URL"))),
         (status = 200, description = "The number had a pending verification with this binding: resent", body = VerificationView),
-        (status = 400, description = "`malformed-json`, `unknown-field`, `missing-field`, `invalid-body`, `invalid-phone-number`, `unsupported-channel`, `invalid-locale`, `invalid-binding`, `invalid-app-hash`, `invalid-idempotency-key`", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 400, description = "`malformed-json`, `unknown-field`, `missing-field`, `invalid-body`, `invalid-phone-number`, `unsupported-channel`, `invalid-locale`, `invalid-binding`, `invalid-app-hash`, `invalid-idempotency-key`, `invalid-end-user`", body = ProblemDoc, content_type = "application/problem+json"),
         (status = 415, description = "`unsupported-media-type`: send `Content-Type: application/json`", body = ProblemDoc, content_type = "application/problem+json"),
         (status = 404, description = "`service-not-found`", body = ProblemDoc, content_type = "application/problem+json"),
         (status = 409, description = "`idempotency-key-in-use`", body = ProblemDoc, content_type = "application/problem+json"),
@@ -188,7 +188,8 @@ async fn start(
         .headers()
         .get("accept-language")
         .and_then(|value| value.to_str().ok());
-    let request = body.to_request(&auth.service, client.0, accept_language)?;
+    let client = client_ip(&auth, body.end_user.as_ref(), client.0)?;
+    let request = body.to_request(&auth.service, client, accept_language)?;
     let bytes = request_bytes("start", &auth, "", &body.0);
     Ok(idempotent(&otp, &auth, key, &bytes, async {
         let outcome = otp.start(request).await?;
@@ -215,7 +216,7 @@ async fn start(
     security(("bearer" = [])),
     responses(
         (status = 200, description = "Checked: `valid` says whether the code was right", body = CheckView),
-        (status = 400, description = "`malformed-json`, `unknown-field`, `missing-field`, `invalid-body`, `invalid-code`, `invalid-binding`", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 400, description = "`malformed-json`, `unknown-field`, `missing-field`, `invalid-body`, `invalid-code`, `invalid-binding`, `invalid-end-user`", body = ProblemDoc, content_type = "application/problem+json"),
         (status = 415, description = "`unsupported-media-type`: send `Content-Type: application/json`", body = ProblemDoc, content_type = "application/problem+json"),
         (status = 404, description = "`verification-not-found`, `service-not-found`", body = ProblemDoc, content_type = "application/problem+json"),
         (status = 409, description = "`verification-approved`, `verification-failed`, `verification-canceled`", body = ProblemDoc, content_type = "application/problem+json"),
@@ -229,7 +230,8 @@ async fn check(
     body: web::Json<CheckBody>,
     otp: web::Data<Otp>,
 ) -> Result<Answer, Problem> {
-    let request = body.to_request(&auth.service, verification_id(&path.1)?, client.0)?;
+    let client = client_ip(&auth, body.end_user.as_ref(), client.0)?;
+    let request = body.to_request(&auth.service, verification_id(&path.1)?, client)?;
     checked(&otp, request).await
 }
 
@@ -243,7 +245,7 @@ async fn check(
     security(("bearer" = [])),
     responses(
         (status = 200, description = "Checked: `valid` says whether the code was right", body = CheckView),
-        (status = 400, description = "`malformed-json`, `unknown-field`, `missing-field`, `invalid-body`, `invalid-phone-number`, `invalid-code`, `invalid-binding`", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 400, description = "`malformed-json`, `unknown-field`, `missing-field`, `invalid-body`, `invalid-phone-number`, `invalid-code`, `invalid-binding`, `invalid-end-user`", body = ProblemDoc, content_type = "application/problem+json"),
         (status = 415, description = "`unsupported-media-type`: send `Content-Type: application/json`", body = ProblemDoc, content_type = "application/problem+json"),
         (status = 404, description = "`verification-not-found` (no pending verification for the number: none, or its last one finished), `service-not-found`", body = ProblemDoc, content_type = "application/problem+json"),
         CommonProblems
@@ -255,7 +257,8 @@ async fn check_by_number(
     body: web::Json<CheckByNumberBody>,
     otp: web::Data<Otp>,
 ) -> Result<Answer, Problem> {
-    checked(&otp, body.to_request(&auth.service, client.0)?).await
+    let client = client_ip(&auth, body.end_user.as_ref(), client.0)?;
+    checked(&otp, body.to_request(&auth.service, client)?).await
 }
 
 async fn checked(otp: &Otp, request: crate::otp::CheckRequest) -> Result<Answer, Problem> {

@@ -51,7 +51,7 @@ pub enum CommonProblems {
     Unauthorized(ProblemDoc),
     #[response(
         status = 403,
-        description = "`service-forbidden`: the key may not use this service",
+        description = "`service-forbidden`: the key may not use this service; `end-user-not-allowed`: it may not assert an end user",
         content_type = "application/problem+json"
     )]
     Forbidden(ProblemDoc),

@@ -8,6 +8,7 @@ mod concurrency;
 mod contract;
 mod crash;
 mod delivery;
+mod end_user;
 mod failover;
 mod fake_provider;
 mod faults;

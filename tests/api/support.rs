@@ -315,12 +315,14 @@ pub fn settings_with_default_limits(redis: Option<&RedisServer>) -> Settings {
             sha256: config::sha256_hex(API_KEY),
             services: vec!["*".into()],
             requests_per_second: None,
+            assert_end_user: false,
         },
         ApiKeySettings {
             id: "demo-only".into(),
             sha256: config::sha256_hex(DEMO_ONLY_KEY),
             services: vec!["demo".into()],
             requests_per_second: None,
+            assert_end_user: false,
         },
     ];
     settings

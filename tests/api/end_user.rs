@@ -1,0 +1,83 @@
+//! The backend pattern: a login backend calls otpd for all its users from
+//! one address, and asserts each user's own IP (`end_user.client_ip`) with
+//! a key allowed to (`assert_end_user`). Per-IP limits then apply to the
+//! user, not the backend (ABU-2, RL-1); a key not allowed to assert gets
+//! 403 and changes nothing.
+
+use serde_json::{json, Value};
+
+use crate::support::{
+    problem, settings_with_default_limits, RedisServer, TestApp, API_KEY, DEMO_ONLY_KEY,
+};
+
+/// The `n`th of a set of mobile numbers, each in its own range.
+fn number(n: u32) -> String {
+    format!("+8190{:02}{:02}0000", 30 + n / 100, n % 100)
+}
+
+async fn start(app: &TestApp, key: &str, body: Value) -> reqwest::Response {
+    app.http
+        .post(app.url("/v1/services/demo/verifications"))
+        .bearer_auth(key)
+        .json(&body)
+        .send()
+        .await
+        .expect("sent")
+}
+
+fn backend_settings(redis: &RedisServer) -> otpd::config::Settings {
+    let mut settings = settings_with_default_limits(Some(redis));
+    let backend = settings
+        .api_keys
+        .iter_mut()
+        .find(|key| key.id == "all")
+        .expect("the key for every service");
+    backend.assert_end_user = true;
+    settings
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn many_users_behind_one_backend_are_limited_each_on_their_own_ip() {
+    let redis = RedisServer::start();
+    let app = TestApp::spawn(&backend_settings(&redis)).await;
+    // 30 users, each from an address of their own: the default per-IP
+    // limit (10 starts a minute) would have refused the 11th.
+    for n in 0..30 {
+        let body = json!({ "to": number(n), "channel": "sms",
+                           "end_user": { "client_ip": format!("203.0.113.{n}") } });
+        assert_eq!(start(&app, API_KEY, body).await.status(), 201, "user {n}");
+    }
+    // One abusive user is refused at their own limit, the others are not.
+    let abuser = |n: u32| {
+        json!({ "to": number(100 + n), "channel": "sms",
+                                  "end_user": { "client_ip": "198.51.100.7" } })
+    };
+    for n in 0..10 {
+        assert_eq!(start(&app, API_KEY, abuser(n)).await.status(), 201);
+    }
+    let refused = start(&app, API_KEY, abuser(10)).await;
+    let body = problem(refused, 429, "rate-limited").await;
+    assert_eq!(body["scope"], "ip");
+    let other = json!({ "to": number(200), "channel": "sms",
+                        "end_user": { "client_ip": "203.0.113.200" } });
+    assert_eq!(start(&app, API_KEY, other).await.status(), 201);
+}
+
+#[tokio::test]
+async fn only_keys_allowed_to_may_assert_an_end_user() {
+    let redis = RedisServer::start();
+    let app = TestApp::spawn(&backend_settings(&redis)).await;
+    let keys = redis.keys();
+    let body = json!({ "to": number(0), "channel": "sms",
+                       "end_user": { "client_ip": "203.0.113.9" } });
+    problem(
+        start(&app, DEMO_ONLY_KEY, body).await,
+        403,
+        "end-user-not-allowed",
+    )
+    .await;
+    let body = json!({ "to": number(0), "channel": "sms",
+                       "end_user": { "client_ip": "not an address" } });
+    problem(start(&app, API_KEY, body).await, 400, "invalid-end-user").await;
+    redis.assert_no_new_keys(&keys, "refused assertions");
+}
