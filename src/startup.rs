@@ -21,10 +21,10 @@ use crate::delivery::Worker;
 use crate::descriptors::{self, ConnectionCaps};
 use crate::domain::{Clock, MessageReceipt, Phone, SystemClock};
 use crate::grpc::{self, VerificationServiceServer, Verifications};
-use crate::http::{self, BodyLimits, ConnectionLimits, Flood, Refusals, RejectionLog};
+use crate::http::{self, BodyLimits, ConnectionLimits, Refusals, RejectionLog};
 use crate::metrics::Metrics;
 use crate::otp::{Keyring, Options, Otp};
-use crate::ratelimit::TrustedProxies;
+use crate::ratelimit::{Flood, TrustedProxies};
 use crate::store::{MemoryStore, RedisStore, Stores};
 use crate::tls::Tls;
 
@@ -222,6 +222,13 @@ impl App {
         };
         let metrics_server = metrics_server(settings, &refusals)?;
         let api_keys = Arc::new(ApiKeys::new(validated.api_keys, metrics.clone()));
+        let http = &settings.http;
+        let proxies = Arc::new(TrustedProxies::new(http.trusted_proxies.clone()));
+        let flood = Arc::new(Flood::new(
+            http.flood_per_second,
+            http.flood_burst,
+            http.ipv6_prefix,
+        ));
         let http_tls = listener_tls(settings, b"http/1.1")?;
         let mut tls: Vec<Arc<Tls>> = http_tls.iter().cloned().collect();
         let grpc = match grpc_listener(settings)? {
@@ -234,6 +241,8 @@ impl App {
                         Arc::clone(&otp),
                         Arc::clone(&api_keys),
                         metrics.clone(),
+                        Arc::clone(&proxies),
+                        Arc::clone(&flood),
                     ),
                     limits: settings.grpc.clone(),
                     tls: grpc_tls,
@@ -246,6 +255,7 @@ impl App {
             Arc::clone(&otp),
             api_keys,
             Arc::clone(&router),
+            (proxies, flood),
             &refusals,
             http_tls,
         )?;
@@ -371,19 +381,16 @@ fn http_server(
     otp: Arc<Otp>,
     api_keys: Arc<ApiKeys>,
     router: Arc<Router>,
+    (proxies, flood): (Arc<TrustedProxies>, Arc<Flood>),
     refusals: &Refusals,
     tls: Option<Arc<Tls>>,
 ) -> anyhow::Result<(actix_web::dev::Server, SocketAddr)> {
     let otp = web::Data::from(otp);
     let router = web::Data::from(router);
     let api_keys = web::Data::from(api_keys);
-    let proxies = web::Data::new(TrustedProxies::new(settings.http.trusted_proxies.clone()));
+    let proxies = web::Data::from(proxies);
+    let flood = web::Data::from(flood);
     let http = &settings.http;
-    let flood = web::Data::new(Flood::new(
-        http.flood_per_second,
-        http.flood_burst,
-        http.ipv6_prefix,
-    ));
     let (metrics, rejections) = observed(refusals);
     let bodies = body_limits(http);
     let public_metrics = http.metrics_listen.is_none();

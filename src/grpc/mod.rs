@@ -21,6 +21,7 @@ use crate::api::{
 };
 use crate::metrics::Metrics;
 use crate::otp::Otp;
+use crate::ratelimit::{Flood, TrustedProxies};
 
 /// The code generated from the proto, and its descriptors (reflection).
 pub mod pb {
@@ -37,6 +38,9 @@ pub struct Verifications {
     otp: Arc<Otp>,
     keys: Arc<ApiKeys>,
     metrics: Metrics,
+    /// The same client rules as HTTP's: trusted proxies, flood shedding.
+    proxies: Arc<TrustedProxies>,
+    flood: Arc<Flood>,
 }
 
 impl Verifications {
@@ -45,15 +49,50 @@ impl Verifications {
         &self.otp
     }
 
-    pub fn new(otp: Arc<Otp>, keys: Arc<ApiKeys>, metrics: Metrics) -> Self {
-        Verifications { otp, keys, metrics }
+    pub fn new(
+        otp: Arc<Otp>,
+        keys: Arc<ApiKeys>,
+        metrics: Metrics,
+        proxies: Arc<TrustedProxies>,
+        flood: Arc<Flood>,
+    ) -> Self {
+        Verifications {
+            otp,
+            keys,
+            metrics,
+            proxies,
+            flood,
+        }
     }
 
+    /// The client: the peer, or what trusted proxies say in `forwarded` /
+    /// `x-forwarded-for` metadata, as over HTTP.
+    fn client<T>(&self, request: &Request<T>) -> Option<IpAddr> {
+        let peer = request.remote_addr()?.ip();
+        let values = |name: &str| -> Vec<&str> {
+            request
+                .metadata()
+                .get_all(name)
+                .iter()
+                .filter_map(|value| value.to_str().ok())
+                .collect()
+        };
+        Some(
+            self.proxies
+                .client(peer, &values("forwarded"), &values("x-forwarded-for")),
+        )
+    }
+
+    /// Sheds floods from the client, then finds the caller's key and the
+    /// service it may use.
     async fn authorized<T>(
         &self,
         request: &Request<T>,
         service: &str,
     ) -> Result<Authorized, Problem> {
+        if let Some(client) = self.client(request) {
+            self.flood.admit(client).map_err(Problem::flood)?;
+        }
         let authorization = request
             .metadata()
             .get("authorization")
@@ -102,10 +141,6 @@ fn code_name(code: tonic::Code) -> &'static str {
         Code::DataLoss => "DATA_LOSS",
         Code::Unauthenticated => "UNAUTHENTICATED",
     }
-}
-
-fn peer_ip<T>(request: &Request<T>) -> Option<IpAddr> {
-    request.remote_addr().map(|address| address.ip())
 }
 
 fn end_user(message: Option<&pb::EndUser>) -> Option<api::EndUser> {
@@ -172,7 +207,7 @@ impl VerificationService for Verifications {
                 app_hash: optional(&message.app_hash),
                 end_user: end_user(message.end_user.as_ref()),
             };
-            let client = api::client_ip(&auth, body.end_user.as_ref(), peer_ip(&request))?;
+            let client = api::client_ip(&auth, body.end_user.as_ref(), self.client(&request))?;
             let start = body.to_request(&auth.service, client, None)?;
             let outcome = self.otp.start(start).await?;
             Ok(pb::StartVerificationResponse {
@@ -193,7 +228,7 @@ impl VerificationService for Verifications {
             let auth = self.authorized(&request, &message.service).await?;
             let binding = optional(&message.binding);
             let asserted = end_user(message.end_user.as_ref());
-            let client = api::client_ip(&auth, asserted.as_ref(), peer_ip(&request))?;
+            let client = api::client_ip(&auth, asserted.as_ref(), self.client(&request))?;
             let check = match &message.target {
                 Some(Target::Id(id)) => CheckBody {
                     code: message.code.clone(),

@@ -22,7 +22,7 @@ use serde::Serialize;
 pub use self::answer::idempotency_key;
 pub use self::answering::Refusals;
 pub use self::body::BodyLimits;
-pub use self::client::{shed_floods, Flood};
+pub use self::client::shed_floods;
 pub use self::observe::{observe, RejectionLog, REJECTIONS_LOGGED_PER_SECOND, REQUEST_ID};
 pub use self::openapi::document as openapi_document;
 pub use self::problem::ratelimit_fields;

@@ -81,3 +81,99 @@ async fn only_keys_allowed_to_may_assert_an_end_user() {
     problem(start(&app, API_KEY, body).await, 400, "invalid-end-user").await;
     redis.assert_no_new_keys(&keys, "refused assertions");
 }
+
+mod grpc {
+    //! The same client rules over gRPC: trusted proxies' `x-forwarded-for`
+    //! metadata, the asserted end user, and flood shedding.
+
+    use otpd::grpc::pb::verification_service_client::VerificationServiceClient;
+    use otpd::grpc::pb::{EndUser, GetVerificationRequest, StartVerificationRequest};
+    use tonic::transport::Channel;
+
+    use super::number;
+    use crate::support::{settings_with_default_limits, RedisServer, TestApp, API_KEY};
+
+    async fn client(app: &TestApp) -> VerificationServiceClient<Channel> {
+        let address = app.grpc_addr.expect("gRPC");
+        VerificationServiceClient::connect(format!("http://{address}"))
+            .await
+            .expect("connects")
+    }
+
+    fn start(
+        to: String,
+        forwarded_for: Option<&str>,
+        end_user: Option<&str>,
+    ) -> tonic::Request<StartVerificationRequest> {
+        let mut request = tonic::Request::new(StartVerificationRequest {
+            service: "demo".into(),
+            to,
+            channel: "sms".into(),
+            end_user: end_user.map(|ip| EndUser {
+                client_ip: ip.into(),
+            }),
+            ..Default::default()
+        });
+        let metadata = request.metadata_mut();
+        metadata.insert(
+            "authorization",
+            format!("Bearer {API_KEY}").parse().expect("ascii"),
+        );
+        if let Some(ip) = forwarded_for {
+            metadata.insert("x-forwarded-for", ip.parse().expect("ascii"));
+        }
+        request
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn forwarded_and_asserted_clients_are_limited_on_their_own() {
+        let redis = RedisServer::start();
+        let mut settings = super::backend_settings(&redis);
+        settings.http.trusted_proxies = vec!["127.0.0.0/8".parse().expect("net")];
+        let app = TestApp::spawn(&settings).await;
+        let mut grpc = client(&app).await;
+        for n in 0..10 {
+            grpc.start_verification(start(number(300 + n), Some("203.0.113.5"), None))
+                .await
+                .expect("started");
+        }
+        let refused = grpc
+            .start_verification(start(number(310), Some("203.0.113.5"), None))
+            .await
+            .expect_err("the 11th from one forwarded client");
+        assert_eq!(refused.code(), tonic::Code::ResourceExhausted);
+        grpc.start_verification(start(number(311), Some("203.0.113.6"), None))
+            .await
+            .expect("another forwarded client");
+        grpc.start_verification(start(number(312), None, Some("198.51.100.1")))
+            .await
+            .expect("an asserted end user");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn floods_are_shed() {
+        let redis = RedisServer::start();
+        let mut settings = settings_with_default_limits(Some(&redis));
+        settings.http.flood_per_second = 1;
+        settings.http.flood_burst = 3;
+        let app = TestApp::spawn(&settings).await;
+        let mut grpc = client(&app).await;
+        let mut shed = 0;
+        for _ in 0..6 {
+            let mut request = tonic::Request::new(GetVerificationRequest {
+                service: "demo".into(),
+                id: "AAAAAAAAAAAAAAAAAAAAAAAA".into(),
+            });
+            request.metadata_mut().insert(
+                "authorization",
+                format!("Bearer {API_KEY}").parse().expect("ascii"),
+            );
+            if let Err(status) = grpc.get_verification(request).await {
+                if status.code() == tonic::Code::ResourceExhausted {
+                    shed += 1;
+                }
+            }
+        }
+        assert!(shed >= 2, "{shed} of 6 shed");
+    }
+}
