@@ -65,11 +65,6 @@ struct GrpcListener {
 /// TLS for a listener speaking `alpn`, when `[tls]` is set.
 fn listener_tls(settings: &Settings, alpn: &[u8]) -> anyhow::Result<Option<Arc<Tls>>> {
     if !settings.tls.is_on() {
-        if settings.mode == Mode::Production {
-            tracing::warn!(
-                "no [tls]: the API listens in plaintext; terminate TLS in front of otpd (SEC-20)"
-            );
-        }
         return Ok(None);
     }
     Ok(Some(Tls::load(&settings.tls, &[alpn])?))
@@ -229,6 +224,11 @@ impl App {
             http.flood_burst,
             http.ipv6_prefix,
         ));
+        if !settings.tls.is_on() && settings.mode == Mode::Production {
+            tracing::warn!(
+                "no [tls]: the API listens in plaintext; terminate TLS in front of otpd (SEC-20)"
+            );
+        }
         let http_tls = listener_tls(settings, b"http/1.1")?;
         let mut tls: Vec<Arc<Tls>> = http_tls.iter().cloned().collect();
         let grpc = match grpc_listener(settings)? {

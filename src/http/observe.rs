@@ -2,8 +2,9 @@
 //! sane, else generated, always returned), one span per request, and the
 //! HTTP metrics. Paths are labelled by route pattern, never by value. Every
 //! answer passes here as a response (inner middleware answers refusals
-//! rather than failing, see `refuse`); 401, 403 and 429 are logged at most `REJECTIONS_LOGGED_PER_SECOND`
-//! lines a second, each saying how many were left out before it.
+//! rather than failing, see `refuse`); 401, 403 and 429 are logged at most
+//! `REJECTIONS_LOGGED_PER_SECOND` lines a second, each saying how many were
+//! left out before it.
 
 use std::num::NonZeroU32;
 use std::sync::atomic::{AtomicU64, Ordering};
