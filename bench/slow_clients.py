@@ -76,6 +76,7 @@ def main():
     config = os.path.join(work, "otpd.toml")
     with open(config, "w") as f:
         f.write(
+            f'index_secret = "{"i" * 32}"\n'
             f'[http]\nlisten = "127.0.0.1:{http_port}"\nworkers = 2\n'
             # One client address for all: no flood shedding.
             f"flood_per_second = 1000000\nflood_burst = 1000000\n"

@@ -196,7 +196,7 @@ impl App {
         let otp = Arc::new(Otp::new(
             stores(settings, &metrics)?,
             overrides.clock.unwrap_or_else(|| Arc::new(SystemClock)),
-            Keyring::new(&validated.secrets),
+            Keyring::new(&validated.secrets, &validated.index_secret),
             validated.services,
             metrics.clone(),
             options,

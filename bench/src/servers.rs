@@ -172,6 +172,8 @@ fn configuration(port: u16, redis: &RedisServer, carrier: Carrier, replicas_ack:
     };
     format!(
         r#"
+index_secret = "b3RwZC1iZW5jaC1pbmRleC1zZWNyZXQtMzItYnl0ZXMtbm90LXJlYWw"
+
 [http]
 listen = "127.0.0.1:{port}"
 flood_per_second = 100000000

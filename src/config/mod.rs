@@ -55,6 +55,9 @@ pub struct Settings {
     pub carriers: BTreeMap<String, CarrierSettings>,
     pub routing: RoutingSettings,
     pub secrets: Vec<SecretSettings>,
+    /// Keys what otpd counts and indexes (limits, failure counters, the
+    /// number index, Idempotency-Keys); unlike `secrets`, never rotated.
+    pub index_secret: Option<SecretValue>,
     pub api_keys: Vec<ApiKeySettings>,
     pub services: BTreeMap<String, ServiceSettings>,
     #[serde(default)]
@@ -210,6 +213,17 @@ impl std::fmt::Debug for SecretSettings {
     }
 }
 
+/// A secret string from the settings, never shown by `Debug`.
+#[derive(Clone, Deserialize)]
+#[serde(transparent)]
+pub struct SecretValue(pub String);
+
+impl std::fmt::Debug for SecretValue {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("[redacted]")
+    }
+}
+
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ApiKeySettings {
@@ -336,6 +350,7 @@ pub struct ApiKey {
 /// What `validate` makes of the settings: the typed pieces `startup` wires.
 pub struct Validated {
     pub secrets: Vec<Secret>,
+    pub index_secret: Zeroizing<Vec<u8>>,
     pub api_keys: Vec<ApiKey>,
     pub services: BTreeMap<ServiceName, Service>,
 }
@@ -370,6 +385,9 @@ impl Settings {
                 id: "dev".into(),
                 value: random_token(48),
             });
+        }
+        if settings.index_secret.is_none() {
+            settings.index_secret = Some(SecretValue(random_token(48)));
         }
         settings.api_keys.push(ApiKeySettings {
             id: "dev".into(),
@@ -414,6 +432,18 @@ impl Settings {
             return Err(invalid(key, problem));
         }
         let secrets = self.validate_secrets()?;
+        let index_secret = match &self.index_secret {
+            Some(SecretValue(value)) if value.len() >= MIN_SECRET_BYTES => {
+                Zeroizing::new(value.as_bytes().to_vec())
+            }
+            Some(_) => return Err(invalid("index_secret", "must be at least 32 bytes")),
+            None => {
+                return Err(invalid(
+                    "index_secret",
+                    "required: 32 bytes or more, kept when secrets rotate",
+                ))
+            }
+        };
         if self.http.ipv6_prefix > 128 || self.http.ipv6_prefix < 32 {
             return Err(invalid("http.ipv6_prefix", "between 32 and 128"));
         }
@@ -442,6 +472,7 @@ impl Settings {
         let api_keys = self.validate_api_keys(&services)?;
         Ok(Validated {
             secrets,
+            index_secret,
             api_keys,
             services,
         })
@@ -789,6 +820,18 @@ mod tests {
         assert_eq!(
             rejected(&settings),
             "secrets[0].value: must be at least 32 bytes"
+        );
+    }
+
+    #[test]
+    fn the_index_secret_is_required_and_at_least_32_bytes() {
+        let mut settings = dev();
+        settings.index_secret = None;
+        assert!(rejected(&settings).starts_with("index_secret: required"));
+        settings.index_secret = Some(SecretValue("x".repeat(31)));
+        assert_eq!(
+            rejected(&settings),
+            "index_secret: must be at least 32 bytes"
         );
     }
 

@@ -4,6 +4,10 @@
 //! (`HMAC-SHA256(secret, "otpd/<purpose>")`), so a digest made for one
 //! purpose is useless for another. The first secret makes new digests; all
 //! of them check (rotation).
+//!
+//! What otpd counts and looks up by (limits, failure counters, a number's
+//! verifications, Idempotency-Keys) is keyed from the index secret instead,
+//! which rotation leaves alone: a rotation must not reset a lockout.
 
 use aes_gcm::aead::{Aead, KeyInit, Payload};
 use aes_gcm::{Aes256Gcm, Nonce};
@@ -37,16 +41,27 @@ impl std::fmt::Debug for Secret {
 pub struct Keyring {
     /// Never empty; the first one is current.
     keys: Vec<Keys>,
+    index: IndexKeys,
 }
 
+/// The keys of one rotating secret.
 struct Keys {
     id: KeyId,
     code: Zeroizing<[u8; 32]>,
     binding: Zeroizing<[u8; 32]>,
+    seal: Aes256Gcm,
+}
+
+/// The keys of the index secret.
+struct IndexKeys {
     number: Zeroizing<[u8; 32]>,
     idempotency: Zeroizing<[u8; 32]>,
     limit: Zeroizing<[u8; 32]>,
-    seal: Aes256Gcm,
+}
+
+/// `HMAC-SHA256(secret, "otpd/<purpose>")`.
+fn derive(secret: &[u8], purpose: &str) -> Zeroizing<Digest> {
+    Zeroizing::new(hmac(secret, &[b"otpd/", purpose.as_bytes()]))
 }
 
 fn hmac(key: &[u8], parts: &[&[u8]]) -> Digest {
@@ -65,16 +80,11 @@ fn truncated(digest: Digest) -> [u8; 16] {
 
 impl Keys {
     fn derive(secret: &Secret) -> Self {
-        let derive =
-            |purpose: &str| Zeroizing::new(hmac(&secret.value, &[b"otpd/", purpose.as_bytes()]));
-        let seal_key = derive("seal");
+        let seal_key = derive(&secret.value, "seal");
         Keys {
             id: secret.id.clone(),
-            code: derive("code"),
-            binding: derive("binding"),
-            number: derive("number"),
-            idempotency: derive("idempotency"),
-            limit: derive("limit"),
+            code: derive(&secret.value, "code"),
+            binding: derive(&secret.value, "binding"),
             seal: Aes256Gcm::new_from_slice(seal_key.as_slice()).expect("32-byte key"),
         }
     }
@@ -82,10 +92,15 @@ impl Keys {
 
 impl Keyring {
     /// `secrets` must not be empty (config validation guarantees it).
-    pub fn new(secrets: &[Secret]) -> Self {
+    pub fn new(secrets: &[Secret], index_secret: &[u8]) -> Self {
         assert!(!secrets.is_empty(), "at least one secret");
         Keyring {
             keys: secrets.iter().map(Keys::derive).collect(),
+            index: IndexKeys {
+                number: derive(index_secret, "number"),
+                idempotency: derive(index_secret, "idempotency"),
+                limit: derive(index_secret, "limit"),
+            },
         }
     }
 
@@ -104,7 +119,7 @@ impl Keyring {
     /// Indexes the number's verifications of one service without storing it.
     pub fn number_key(&self, service: &ServiceName, phone: &Phone) -> NumberKey {
         let digest = hmac(
-            self.current().number.as_slice(),
+            self.index.number.as_slice(),
             &[service.as_str().as_bytes(), b"\0", phone.e164().as_bytes()],
         );
         NumberKey(truncated(digest))
@@ -113,7 +128,7 @@ impl Keyring {
     /// Scopes an `Idempotency-Key` to the API key that sent it.
     pub fn idempotency_key(&self, api_key: &str, key: &str) -> IdempotencyKey {
         let digest = hmac(
-            self.current().idempotency.as_slice(),
+            self.index.idempotency.as_slice(),
             &[b"key\0", api_key.as_bytes(), b"\0", key.as_bytes()],
         );
         IdempotencyKey(truncated(digest))
@@ -122,10 +137,7 @@ impl Keyring {
     /// A keyed fingerprint of a request: bodies hold phone numbers, and a
     /// plain hash of a number is easy to reverse.
     pub fn fingerprint(&self, request: &[u8]) -> Digest {
-        hmac(
-            self.current().idempotency.as_slice(),
-            &[b"request\0", request],
-        )
+        hmac(self.index.idempotency.as_slice(), &[b"request\0", request])
     }
 
     /// `HMAC(code key, id ‖ code)` under the current secret (DESIGN invariant 1).
@@ -245,11 +257,11 @@ impl Keyring {
     }
 }
 
-/// Limit keys: keyed hashes of what is limited (RL-6), under the current
-/// secret (a rotation starts the limits afresh).
+/// Limit keys: keyed hashes of what is limited (RL-6), under the index
+/// secret.
 impl KeyMaker for Keyring {
     fn limit_key(&self, parts: &[&[u8]]) -> [u8; 16] {
-        let mut mac = <HmacSha256 as Mac>::new_from_slice(self.current().limit.as_slice())
+        let mut mac = <HmacSha256 as Mac>::new_from_slice(self.index.limit.as_slice())
             .expect("any key length");
         for part in parts {
             mac.update(&(part.len() as u32).to_be_bytes());
@@ -262,6 +274,8 @@ impl KeyMaker for Keyring {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    const INDEX: &[u8] = &[9; 32];
 
     fn secret(id: &str, byte: u8) -> Secret {
         Secret {
@@ -276,7 +290,7 @@ mod tests {
 
     #[test]
     fn sealed_codes_open_only_for_their_verification_and_purpose() {
-        let ring = Keyring::new(&[secret("k1", 1)]);
+        let ring = Keyring::new(&[secret("k1", 1)], INDEX);
         let id = VerificationId::generate([0, 0]);
         let code = Code::parse("123456", 6).expect("code");
         let sealed = ring.seal_code(&id, &code);
@@ -297,7 +311,7 @@ mod tests {
 
     #[test]
     fn sealed_numbers_open_only_with_their_id_and_secret() {
-        let ring = Keyring::new(&[secret("k1", 1)]);
+        let ring = Keyring::new(&[secret("k1", 1)], INDEX);
         let id = VerificationId::generate([0, 0]);
         let sealed = ring.seal(&id, &phone());
         assert!(!sealed.windows(9).any(|w| w == b"901234567"));
@@ -314,8 +328,8 @@ mod tests {
     /// SEC-11: the stored digest is keyed, bound to the id, and not the code.
     #[test]
     fn code_digests_depend_on_secret_id_and_code() {
-        let ring = Keyring::new(&[secret("k1", 1)]);
-        let other_ring = Keyring::new(&[secret("k1", 2)]);
+        let ring = Keyring::new(&[secret("k1", 1)], INDEX);
+        let other_ring = Keyring::new(&[secret("k1", 2)], INDEX);
         let id = VerificationId::generate([0, 0]);
         let code = Code::parse("123456", 6).expect("code");
         let digest = ring.code_digest(&id, &code);
@@ -332,8 +346,8 @@ mod tests {
 
     #[test]
     fn candidates_cover_every_secret_with_the_current_first() {
-        let old = Keyring::new(&[secret("old", 1)]);
-        let rotated = Keyring::new(&[secret("new", 2), secret("old", 1)]);
+        let old = Keyring::new(&[secret("old", 1)], INDEX);
+        let rotated = Keyring::new(&[secret("new", 2), secret("old", 1)], INDEX);
         let (service, id) = (
             "demo".parse().expect("name"),
             VerificationId::generate([0, 0]),
@@ -349,5 +363,23 @@ mod tests {
         );
         assert_eq!(candidates[1].code, old.code_digest(&id, &code));
         assert_eq!(candidates[0].code, rotated.code_digest(&id, &code));
+    }
+
+    #[test]
+    fn rotation_keeps_what_is_counted_and_indexed() {
+        let old = Keyring::new(&[secret("old", 1)], INDEX);
+        let rotated = Keyring::new(&[secret("new", 2), secret("old", 1)], INDEX);
+        let service = "demo".parse().expect("name");
+        assert_eq!(
+            old.number_key(&service, &phone()).0,
+            rotated.number_key(&service, &phone()).0
+        );
+        assert_eq!(old.limit_key(&[b"ip"]), rotated.limit_key(&[b"ip"]));
+        assert_eq!(
+            old.idempotency_key("all", "k").0,
+            rotated.idempotency_key("all", "k").0
+        );
+        let other_index = Keyring::new(&[secret("old", 1)], &[8; 32]);
+        assert_ne!(old.limit_key(&[b"ip"]), other_index.limit_key(&[b"ip"]));
     }
 }

@@ -24,6 +24,7 @@ crate::on_redis_and_cluster!(
     brute_force_across_verifications_and_replicas_stops_at_twenty_failures,
     country_service_and_global_caps_hold_at_their_boundary,
     budgets_refuse_at_their_cap_and_report_crossings,
+    rotating_the_code_secret_keeps_limits_failures_and_pending_verifications,
 );
 
 /// The `n`th of a set of mobile numbers, each in its own range.
@@ -687,6 +688,54 @@ async fn brute_force_across_verifications_and_replicas_stops_at_twenty_failures(
     let code = replicas[1].sent_code(PHONE).await;
     let wait = limited(replicas[0].check(id, &code).await, "check-failures").await;
     assert!(wait > 23 * 3600, "until the failures decay: {wait}");
+}
+
+/// Rotating the code secret (a new one first, the old one after it) keeps
+/// every counter: limits, a number's failures and its pending verification
+/// are keyed with `index_secret`, which rotation does not touch.
+async fn rotating_the_code_secret_keeps_limits_failures_and_pending_verifications(
+    backend: &Backend,
+) {
+    let (carrier, clock) = (RecordingCarrier::new(), ManualClock::new());
+    let settings = backend.settings_with_default_limits();
+    let before = TestApp::spawn_with(&settings, carrier.clone(), clock.clone()).await;
+    let id = before.started(PHONE).await;
+    let code = before.sent_code(PHONE).await;
+    for _ in 0..4 {
+        assert_eq!(before.check(&id, &wrong(&code)).await.status(), 200);
+    }
+    for n in 1..9 {
+        assert_eq!(
+            start_from(&before, &number(2, n), None, None)
+                .await
+                .status(),
+            201
+        );
+    }
+    drop(before);
+    let mut rotated = settings.clone();
+    rotated.secrets.insert(
+        0,
+        otpd::config::SecretSettings {
+            id: "rotated".into(),
+            value: "r".repeat(32),
+        },
+    );
+    let after = TestApp::spawn_with(&rotated, carrier, clock.clone()).await;
+    let fresh = json_of(start_from(&after, PHONE, None, Some("fresh-session")).await).await;
+    let fresh_id = fresh["id"].as_str().expect("a new verification");
+    let fresh_code = after.sent_code(PHONE).await;
+    let wait = limited(after.check(fresh_id, &fresh_code).await, "check-failures").await;
+    assert_eq!(wait, 30, "the 4 failures before the rotation count");
+    limited(start_from(&after, &number(2, 99), None, None).await, "ip").await;
+    clock.advance(Duration::from_secs(30));
+    let by_number = after
+        .post(
+            "/v1/services/demo/checks",
+            json!({ "to": PHONE, "code": fresh_code, "binding": "fresh-session" }),
+        )
+        .await;
+    assert_eq!(json_of(by_number).await["status"], "approved");
 }
 
 /// A check by number for a number without a pending verification answers

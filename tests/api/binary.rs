@@ -181,8 +181,9 @@ fn production_mode_refuses_a_short_secret() {
 #[test]
 fn environment_variables_override_the_file() {
     let config = format!(
-        "[redis]\nurl = \"redis://127.0.0.1:1/\"\n[[secrets]]\nid = \"k\"\nvalue = \"{}\"\n\
+        "index_secret = \"{}\"\n[redis]\nurl = \"redis://127.0.0.1:1/\"\n[[secrets]]\nid = \"k\"\nvalue = \"{}\"\n\
          [[api_keys]]\nid = \"a\"\nsha256 = \"{}\"\nservices = [\"*\"]\n[services.demo]\nttl = \"5m\"\n",
+        "i".repeat(32),
         "s".repeat(32),
         "0".repeat(64)
     );
@@ -372,6 +373,10 @@ async fn production_example_from_the_readme() {
         .replace(
             "…at least 32 bytes, e.g. from: openssl rand -base64 48…",
             &"s".repeat(48),
+        )
+        .replace(
+            "…another 32 bytes or more, from the same command…",
+            &"i".repeat(48),
         )
         .replace("redis://redis:6379/", &redis.url());
     let dir = tempfile::tempdir().expect("temp dir");

@@ -28,6 +28,7 @@ impl Replica {
         let port = free_port();
         let config = format!(
             r#"
+index_secret = "{secret}"
 [http]
 listen = "127.0.0.1:{port}"
 workers = 1

@@ -9,7 +9,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use otpd::carrier::RecordingCarrier;
-use otpd::config::{self, ApiKeySettings, RateSetting, SecretSettings, ServiceSettings, Settings};
+use otpd::config::{
+    self, ApiKeySettings, RateSetting, SecretSettings, SecretValue, ServiceSettings, Settings,
+};
 use otpd::domain::ManualClock;
 use otpd::otp::Otp;
 use otpd::startup::{App, Overrides};
@@ -309,6 +311,7 @@ pub fn settings_with_default_limits(redis: Option<&RedisServer>) -> Settings {
         id: "test".into(),
         value: "s".repeat(32),
     }];
+    settings.index_secret = Some(SecretValue("i".repeat(32)));
     settings.api_keys = vec![
         ApiKeySettings {
             id: "all".into(),
