@@ -157,7 +157,7 @@ impl Metrics {
             started: counter(
                 &registry,
                 "otpd_verifications_started_total",
-                "Verifications started; kind is new or resend.",
+                "Verifications started; kind is new, resend, or test (a configured test number: never sent).",
                 &["service", "kind", "channel", "country"],
             ),
             checks: counter(
@@ -326,13 +326,17 @@ impl Metrics {
             if let Some(code) = Phone::calling_code(region) {
                 let code = code.to_string();
                 self.started.with_label_values(&[name, "new", "sms", &code]);
+                if !service.test_numbers.is_empty() {
+                    self.started
+                        .with_label_values(&[name, "test", "sms", &code]);
+                }
                 self.approvals.with_label_values(&[name, &code]);
             }
         }
     }
 
-    pub fn started(&self, service: &str, resend: bool, country_code: u16) {
-        let kind = if resend { "resend" } else { "new" };
+    /// A start or resend; `kind` is `new`, `resend` or `test`.
+    pub fn started(&self, service: &str, kind: &str, country_code: u16) {
         self.started
             .with_label_values(&[service, kind, "sms", &country_code.to_string()])
             .inc();

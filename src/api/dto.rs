@@ -9,6 +9,7 @@ use super::auth::Authorized;
 use super::problem::{Kind, Problem};
 use crate::domain::{Binding, Code, Locale, Phone, VerificationId};
 use crate::otp::{CheckRequest, CheckTarget, Service, StartRequest, Verification};
+use crate::ratelimit::Client;
 use crate::sms::AppHash;
 
 #[derive(Debug, Deserialize, Serialize, utoipa::ToSchema)]
@@ -67,22 +68,35 @@ pub struct CheckByNumberBody {
 /// The end user's context a backend asserts on their behalf.
 #[derive(Debug, Deserialize, Serialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-#[schema(example = json!({"client_ip": "203.0.113.7"}))]
+#[schema(example = json!({"client_ip": "203.0.113.7", "device_id": "b2f6c1e0-app-install"}))]
 pub struct EndUser {
     /// The address the end user reached the backend from (IPv4 or IPv6).
     pub client_ip: String,
+    /// An opaque id of the end user's device or app install (1 to 128
+    /// visible ASCII characters); per-device limits apply to it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(min_length = 1, max_length = 128)]
+    pub device_id: Option<String>,
+    /// An opaque id of the end user's account (1 to 128 visible ASCII
+    /// characters); per-user limits apply to it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(min_length = 1, max_length = 128)]
+    pub user_id: Option<String>,
 }
 
-/// The client a request's per-IP limits apply to: the asserted end user's
-/// address when the caller may assert one, else `peer` (the TCP peer, or
-/// what trusted proxies said).
-pub fn client_ip(
+/// Who a request's per-client limits apply to: the asserted end user when
+/// the caller may assert one, else `peer` (the TCP peer, or what trusted
+/// proxies said).
+pub fn client(
     auth: &Authorized,
     end_user: Option<&EndUser>,
     peer: Option<IpAddr>,
-) -> Result<Option<IpAddr>, Problem> {
+) -> Result<Client, Problem> {
     let Some(end_user) = end_user else {
-        return Ok(peer);
+        return Ok(Client {
+            ip: peer,
+            ..Client::default()
+        });
     };
     if !auth.asserts_end_user {
         return Err(Problem::new(
@@ -91,9 +105,28 @@ pub fn client_ip(
             "this API key may not assert an end user (api_keys.assert_end_user)",
         ));
     }
-    end_user.client_ip.trim().parse().map(Some).map_err(|_| {
+    let ip = end_user.client_ip.trim().parse().map_err(|_| {
         Problem::bad_request("invalid-end-user", "end_user.client_ip: not an IP address")
+    })?;
+    Ok(Client {
+        ip: Some(ip),
+        device: opaque_id("end_user.device_id", end_user.device_id.as_deref())?,
+        user: opaque_id("end_user.user_id", end_user.user_id.as_deref())?,
     })
+}
+
+/// An asserted id: 1 to 128 visible ASCII characters.
+fn opaque_id(field: &str, raw: Option<&str>) -> Result<Option<String>, Problem> {
+    raw.map(|raw| {
+        let fits = (1..=128).contains(&raw.len()) && raw.bytes().all(|b| b.is_ascii_graphic());
+        fits.then(|| raw.to_owned()).ok_or_else(|| {
+            Problem::bad_request(
+                "invalid-end-user",
+                format!("{field}: 1 to 128 visible ASCII characters"),
+            )
+        })
+    })
+    .transpose()
 }
 
 fn phone(raw: &str, service: &Service) -> Result<Phone, Problem> {
@@ -135,7 +168,7 @@ impl StartBody {
     pub fn to_request(
         &self,
         service: &Service,
-        client_ip: Option<IpAddr>,
+        client: Client,
         accept_language: Option<&str>,
     ) -> Result<StartRequest, Problem> {
         if self.channel != "sms" {
@@ -159,7 +192,7 @@ impl StartBody {
             })
             .transpose()?;
         Ok(StartRequest {
-            client_ip,
+            client,
             app_hash,
             service: service.name.clone(),
             to: phone(&self.to, service)?,
@@ -197,10 +230,10 @@ impl CheckBody {
         &self,
         service: &Service,
         id: VerificationId,
-        client_ip: Option<IpAddr>,
+        client: Client,
     ) -> Result<CheckRequest, Problem> {
         Ok(CheckRequest {
-            client_ip,
+            client,
             service: service.name.clone(),
             target: CheckTarget::Id(id),
             code: code(&self.code, service)?,
@@ -210,13 +243,9 @@ impl CheckBody {
 }
 
 impl CheckByNumberBody {
-    pub fn to_request(
-        &self,
-        service: &Service,
-        client_ip: Option<IpAddr>,
-    ) -> Result<CheckRequest, Problem> {
+    pub fn to_request(&self, service: &Service, client: Client) -> Result<CheckRequest, Problem> {
         Ok(CheckRequest {
-            client_ip,
+            client,
             service: service.name.clone(),
             target: CheckTarget::Number(phone(&self.to, service)?),
             code: code(&self.code, service)?,

@@ -10,7 +10,7 @@ mod problem;
 
 pub use self::auth::{authorize, ApiKeys, Authorized};
 pub use self::dto::{
-    client_ip, verification_id, CheckBody, CheckByNumberBody, CheckView, DeliveryView, EndUser,
+    client, verification_id, CheckBody, CheckByNumberBody, CheckView, DeliveryView, EndUser,
     StartBody, VerificationView,
 };
 pub use self::problem::{seconds, Kind, Problem};

@@ -35,6 +35,12 @@ pub struct LimitSettings {
     pub ip_starts: Vec<RateSetting>,
     /// Checks per client IP.
     pub ip_checks: Vec<RateSetting>,
+    /// Starts and checks per device and per user, when a backend asserts
+    /// `end_user.device_id` / `user_id`.
+    pub device_starts: Vec<RateSetting>,
+    pub device_checks: Vec<RateSetting>,
+    pub user_starts: Vec<RateSetting>,
+    pub user_checks: Vec<RateSetting>,
     /// Sends per number range; a range over it is blocked for `range_block`.
     pub range_sends: Vec<RateSetting>,
     #[serde(with = "humantime_serde")]
@@ -51,8 +57,8 @@ pub struct LimitSettings {
     pub service_sends: Vec<RateSetting>,
     pub failed_checks: FailedCheckSettings,
     pub budget: BudgetSettings,
-    /// Scopes that only report: "number", "ip", "range", "country",
-    /// "global", "budget".
+    /// Scopes that only report: "number", "ip", "device", "user", "range",
+    /// "country", "global", "budget".
     pub monitor: Vec<String>,
 }
 
@@ -62,6 +68,13 @@ impl Default for LimitSettings {
             number_sends: vec![rate(5, 15 * 60), rate(10, 86_400)],
             ip_starts: vec![rate(10, 60), rate(100, 86_400)],
             ip_checks: vec![rate(60, 60)],
+            // One person's device or account: a few codes per sign-in, a
+            // handful of sign-ins a day; far below what an IP (a shared
+            // carrier NAT) needs.
+            device_starts: vec![rate(5, 15 * 60), rate(20, 86_400)],
+            device_checks: vec![rate(30, 60)],
+            user_starts: vec![rate(5, 15 * 60), rate(20, 86_400)],
+            user_checks: vec![rate(30, 60)],
             range_sends: vec![rate(20, 3600)],
             range_block: Duration::from_secs(12 * 3600),
             range_digits: 4,
@@ -170,13 +183,15 @@ fn monitored_scope(key: &str, text: &str) -> Result<Scope, ConfigError> {
     let scopes = [
         Scope::Number,
         Scope::Ip,
+        Scope::Device,
+        Scope::User,
         Scope::Range,
         Scope::Country,
         Scope::Global,
         Scope::Budget,
     ];
     scopes.into_iter().find(|scope| scope.as_str() == text).ok_or_else(|| {
-        invalid(key, format!("{text:?} cannot be monitored; use number, ip, range, country, global or budget"))
+        invalid(key, format!("{text:?} cannot be monitored; use number, ip, device, user, range, country, global or budget"))
     })
 }
 
@@ -247,6 +262,10 @@ impl LimitSettings {
             number_sends: rates(&at("number_sends"), &self.number_sends)?,
             ip_starts: rates(&at("ip_starts"), &self.ip_starts)?,
             ip_checks: rates(&at("ip_checks"), &self.ip_checks)?,
+            device_starts: rates(&at("device_starts"), &self.device_starts)?,
+            device_checks: rates(&at("device_checks"), &self.device_checks)?,
+            user_starts: rates(&at("user_starts"), &self.user_starts)?,
+            user_checks: rates(&at("user_checks"), &self.user_checks)?,
             range_sends: rates(&at("range_sends"), &self.range_sends)?,
             range_block: self.range_block,
             range_digits,

@@ -19,7 +19,7 @@ use zeroize::Zeroizing;
 
 use crate::carrier::{SmppSettings, TwilioSettings, VonageSettings, WebhookSettings};
 use crate::delivery::DeliverySettings;
-use crate::domain::{Code, Locale, Region, ServiceName};
+use crate::domain::{Code, Locale, Phone, Region, ServiceName};
 use crate::otp::{Secret, Service};
 use crate::sms::{segments, Origin, Template};
 use crate::store::RedisSettings;
@@ -262,6 +262,11 @@ pub struct ServiceSettings {
     /// The most SMS segments a message may cost.
     pub max_segments: usize,
     pub limits: LimitSettings,
+    /// Numbers with fixed codes (`{ "+819099990001" = "123456" }`): never
+    /// sent, for app-store review and end-to-end tests.
+    pub test_numbers: BTreeMap<String, String>,
+    /// Production mode refuses `test_numbers` unless this is set.
+    pub allow_test_numbers: bool,
 }
 
 impl Default for ServiceSettings {
@@ -283,6 +288,8 @@ impl Default for ServiceSettings {
             origin: None,
             max_segments: 1,
             limits: LimitSettings::default(),
+            test_numbers: BTreeMap::new(),
+            allow_test_numbers: false,
         }
     }
 }
@@ -462,7 +469,7 @@ impl Settings {
             .services
             .iter()
             .map(|(name, settings)| {
-                validate_service(name, settings, &shared)
+                validate_service(name, settings, &shared, self.mode)
                     .map(|service| (service.name.clone(), service))
             })
             .collect::<Result<BTreeMap<_, _>, _>>()?;
@@ -614,6 +621,7 @@ fn validate_service(
     name: &str,
     settings: &ServiceSettings,
     shared: &limits::Shared<'_>,
+    mode: Mode,
 ) -> Result<Service, ConfigError> {
     let key = |field: &str| format!("services.{name}.{field}");
     let service_name: ServiceName = name
@@ -699,7 +707,9 @@ fn validate_service(
         .map(Origin::parse)
         .transpose()
         .map_err(|e| invalid(key("origin"), e.to_string()))?;
+    let test_numbers = test_numbers(name, settings, default_region, mode)?;
     let service = Service {
+        test_numbers,
         limits: settings.limits.policy(&key("limits"), shared)?,
         max_resend_cooldown: settings.max_resend_cooldown,
         name: service_name,
@@ -731,6 +741,34 @@ fn validate_service(
         }
     }
     Ok(service)
+}
+
+/// A service's test numbers, by E.164, with their fixed codes.
+fn test_numbers(
+    name: &str,
+    settings: &ServiceSettings,
+    default_region: Region,
+    mode: Mode,
+) -> Result<BTreeMap<String, Code>, ConfigError> {
+    let key = format!("services.{name}.test_numbers");
+    if mode == Mode::Production && !settings.test_numbers.is_empty() && !settings.allow_test_numbers
+    {
+        return Err(invalid(
+            key,
+            format!("refused in production mode unless services.{name}.allow_test_numbers = true"),
+        ));
+    }
+    settings
+        .test_numbers
+        .iter()
+        .map(|(number, code)| {
+            let phone = Phone::parse(number, default_region)
+                .map_err(|e| invalid(format!("{key}.{number}"), e.to_string()))?;
+            let code = Code::parse(code, settings.code_length)
+                .map_err(|e| invalid(format!("{key}.{number}"), e.to_string()))?;
+            Ok((phone.e164().to_owned(), code))
+        })
+        .collect()
 }
 
 fn parse_hex(text: &str) -> Option<[u8; 32]> {
@@ -833,6 +871,34 @@ mod tests {
             rejected(&settings),
             "index_secret: must be at least 32 bytes"
         );
+    }
+
+    /// Test numbers run in dev mode; production mode refuses them unless
+    /// the service enables them, and each must be a number with a code of
+    /// the service's length.
+    #[test]
+    fn test_numbers_need_enabling_in_production() {
+        let mut settings = dev();
+        let demo = settings.services.get_mut("demo").expect("demo");
+        demo.test_numbers = [("090-9999-0001".to_owned(), "424242".to_owned())].into();
+        let validated = settings.validate().expect("dev mode takes them");
+        let demo_service = validated.services.values().next().expect("demo");
+        assert_eq!(
+            demo_service.test_numbers.keys().collect::<Vec<_>>(),
+            ["+819099990001"]
+        );
+        settings.mode = Mode::Production;
+        settings.redis.url = "redis://127.0.0.1:1/".into();
+        assert_eq!(
+            rejected(&settings),
+            "services.demo.test_numbers: refused in production mode unless services.demo.allow_test_numbers = true"
+        );
+        let demo = settings.services.get_mut("demo").expect("demo");
+        demo.allow_test_numbers = true;
+        assert!(settings.validate().is_ok());
+        let demo = settings.services.get_mut("demo").expect("demo");
+        demo.test_numbers = [("090-9999-0001".to_owned(), "4242".to_owned())].into();
+        assert!(rejected(&settings).starts_with("services.demo.test_numbers.090-9999-0001: "));
     }
 
     #[test]

@@ -146,6 +146,8 @@ fn code_name(code: tonic::Code) -> &'static str {
 fn end_user(message: Option<&pb::EndUser>) -> Option<api::EndUser> {
     message.map(|end_user| api::EndUser {
         client_ip: end_user.client_ip.clone(),
+        device_id: optional(&end_user.device_id),
+        user_id: optional(&end_user.user_id),
     })
 }
 
@@ -207,7 +209,7 @@ impl VerificationService for Verifications {
                 app_hash: optional(&message.app_hash),
                 end_user: end_user(message.end_user.as_ref()),
             };
-            let client = api::client_ip(&auth, body.end_user.as_ref(), self.client(&request))?;
+            let client = api::client(&auth, body.end_user.as_ref(), self.client(&request))?;
             let start = body.to_request(&auth.service, client, None)?;
             let outcome = self.otp.start(start).await?;
             Ok(pb::StartVerificationResponse {
@@ -228,7 +230,7 @@ impl VerificationService for Verifications {
             let auth = self.authorized(&request, &message.service).await?;
             let binding = optional(&message.binding);
             let asserted = end_user(message.end_user.as_ref());
-            let client = api::client_ip(&auth, asserted.as_ref(), self.client(&request))?;
+            let client = api::client(&auth, asserted.as_ref(), self.client(&request))?;
             let check = match &message.target {
                 Some(Target::Id(id)) => CheckBody {
                     code: message.code.clone(),

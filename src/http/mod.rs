@@ -33,8 +33,8 @@ use self::openapi::{CommonProblems, ProblemDoc};
 use self::answer::{idempotent, Answer, IdempotencyHeader};
 use self::client::ClientIp;
 use crate::api::{
-    client_ip, verification_id, Authorized, CheckBody, CheckByNumberBody, CheckView, Kind, Problem,
-    StartBody, VerificationView,
+    verification_id, Authorized, CheckBody, CheckByNumberBody, CheckView, Kind, Problem, StartBody,
+    VerificationView,
 };
 use crate::metrics::Metrics;
 use crate::otp::Otp;
@@ -188,7 +188,7 @@ async fn start(
         .headers()
         .get("accept-language")
         .and_then(|value| value.to_str().ok());
-    let client = client_ip(&auth, body.end_user.as_ref(), client.0)?;
+    let client = crate::api::client(&auth, body.end_user.as_ref(), client.0)?;
     let request = body.to_request(&auth.service, client, accept_language)?;
     let bytes = request_bytes("start", &auth, "", &body.0);
     Ok(idempotent(&otp, &auth, key, &bytes, async {
@@ -230,7 +230,7 @@ async fn check(
     body: web::Json<CheckBody>,
     otp: web::Data<Otp>,
 ) -> Result<Answer, Problem> {
-    let client = client_ip(&auth, body.end_user.as_ref(), client.0)?;
+    let client = crate::api::client(&auth, body.end_user.as_ref(), client.0)?;
     let request = body.to_request(&auth.service, verification_id(&path.1)?, client)?;
     checked(&otp, request).await
 }
@@ -257,7 +257,7 @@ async fn check_by_number(
     body: web::Json<CheckByNumberBody>,
     otp: web::Data<Otp>,
 ) -> Result<Answer, Problem> {
-    let client = client_ip(&auth, body.end_user.as_ref(), client.0)?;
+    let client = crate::api::client(&auth, body.end_user.as_ref(), client.0)?;
     checked(&otp, body.to_request(&auth.service, client)?).await
 }
 

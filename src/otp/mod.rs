@@ -10,7 +10,6 @@ mod outbox;
 mod service;
 
 use std::collections::BTreeMap;
-use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -25,7 +24,7 @@ use crate::domain::{
     Binding, Clock, Code, Locale, Phone, ServiceName, Status, Timestamp, VerificationId,
 };
 use crate::metrics::{CheckOutcome, Metrics};
-use crate::ratelimit::{Scope, Subject};
+use crate::ratelimit::{Client, Scope, Subject};
 use crate::sms::AppHash;
 use crate::store::{
     self, Checked, Enqueue, NewVerification, NumberKey, Record, ResendPolicy, Resent, Started,
@@ -68,8 +67,8 @@ impl From<Record> for Verification {
 pub struct StartRequest {
     pub service: ServiceName,
     pub to: Phone,
-    /// The end user's IP (ABU-5), when known.
-    pub client_ip: Option<IpAddr>,
+    /// The end user (ABU-5), as far as known.
+    pub client: Client,
     /// Adds the Android SMS Retriever line (AUTO-4).
     pub app_hash: Option<AppHash>,
     pub locale: Option<Locale>,
@@ -90,7 +89,7 @@ pub enum CheckTarget {
 
 pub struct CheckRequest {
     pub service: ServiceName,
-    pub client_ip: Option<IpAddr>,
+    pub client: Client,
     pub target: CheckTarget,
     pub code: Code,
     pub binding: Option<Binding>,
@@ -174,7 +173,8 @@ impl Otp {
         let subject = Subject {
             service: service.name.as_str(),
             phone: &request.to,
-            client_ip: request.client_ip,
+            client: &request.client,
+            sends_sms: service.test_code(&request.to).is_none(),
         };
         let groups =
             service
@@ -217,17 +217,21 @@ impl Otp {
         request: &StartRequest,
         number: store::NumberKey,
     ) -> Result<StartOutcome, Error> {
+        let test_code = service.test_code(&request.to);
         for _ in 0..START_RACES {
             let now = self.clock.now();
-            let code = Code::generate(service.code_length);
+            let code = test_code
+                .cloned()
+                .unwrap_or_else(|| Code::generate(service.code_length));
             let new = self.new_verification(service, request, number, &code, now);
             match self.stores.verifications.start(&new, now).await? {
                 Started::Created { replaced } => {
                     if let Some(old) = replaced {
                         info!(verification_id = %old, "pending verification replaced by one with another binding");
                     }
+                    let kind = if test_code.is_some() { "test" } else { "new" };
                     self.metrics
-                        .started(service.name.as_str(), false, request.to.country_code());
+                        .started(service.name.as_str(), kind, request.to.country_code());
                     info!(verification_id = %new.record.id, "verification started, send queued");
                     return Ok(StartOutcome {
                         verification: new.record.into(),
@@ -235,7 +239,7 @@ impl Otp {
                     });
                 }
                 Started::Full => return Err(Error::OutboxFull),
-                Started::Pending(id) => match self.resend_to(service, &id).await {
+                Started::Pending(id) => match self.resend_to(service, &id, test_code).await {
                     Err(Error::NotFound | Error::Finished(_)) => continue,
                     resent => {
                         return resent.map(|verification| StartOutcome {
@@ -284,7 +288,10 @@ impl Otp {
             delivery: store::Delivery::queued(),
         };
         NewVerification {
-            enqueue: self.enqueue(&id, code),
+            enqueue: service
+                .test_code(&request.to)
+                .is_none()
+                .then(|| self.enqueue(&id, code)),
             record,
             index_ttl: service.ttl * service.max_sends + INDEX_SLACK,
         }
@@ -296,7 +303,7 @@ impl Otp {
         let groups =
             service
                 .limits
-                .check_groups(&self.keyring, service.name.as_str(), request.client_ip);
+                .check_groups(&self.keyring, service.name.as_str(), &request.client);
         // The verification is looked up while the limits are taken: one
         // round trip of latency for both.
         let (taken, target) = tokio::join!(
@@ -448,31 +455,37 @@ impl Otp {
             .open(&record.key_id, id, &record.sealed_to)
             .ok_or(Error::NotFound)?;
         let phone = Phone::parse(&e164, service.default_region).map_err(|_| Error::NotFound)?;
+        let test_code = service.test_code(&phone);
         let subject = Subject {
             service: service.name.as_str(),
             phone: &phone,
-            client_ip: None,
+            client: &Client::default(),
+            sends_sms: test_code.is_none(),
         };
         let groups =
             service
                 .limits
                 .send_groups(&self.keyring, &subject, record.number.0, false, now);
         let taken = self.take_limits(service, groups).await?;
-        let resent = self.resend_to(service, id).await;
+        let resent = self.resend_to(service, id, test_code).await;
         if resent.is_err() {
             self.give_back(taken).await;
         }
         resent
     }
 
-    /// A new code for the pending verification `id`, queued with its send.
+    /// A new code for the pending verification `id`, queued with its send;
+    /// for a test number its fixed code, and nothing queued.
     async fn resend_to(
         &self,
         service: &Service,
         id: &VerificationId,
+        test_code: Option<&Code>,
     ) -> Result<Verification, Error> {
         let now = self.clock.now();
-        let code = Code::generate(service.code_length);
+        let code = test_code
+            .cloned()
+            .unwrap_or_else(|| Code::generate(service.code_length));
         let candidates = self.keyring.candidates(&service.name, id, &code, None);
         let policy = ResendPolicy {
             cooldown: service.resend_cooldown,
@@ -480,11 +493,18 @@ impl Otp {
             max_sends: service.max_sends,
             ttl: service.ttl,
         };
-        let enqueue = self.enqueue(id, &code);
+        let enqueue = test_code.is_none().then(|| self.enqueue(id, &code));
         let record = match self
             .stores
             .verifications
-            .resend(&service.name, id, &candidates, policy, &enqueue, now)
+            .resend(
+                &service.name,
+                id,
+                &candidates,
+                policy,
+                enqueue.as_ref(),
+                now,
+            )
             .await?
         {
             Resent::Resent(record) => record,
@@ -496,8 +516,15 @@ impl Otp {
             Resent::NotFound => return Err(Error::NotFound),
             Resent::Full => return Err(Error::OutboxFull),
         };
-        self.metrics
-            .started(service.name.as_str(), true, record.country_code);
+        self.metrics.started(
+            service.name.as_str(),
+            if test_code.is_some() {
+                "test"
+            } else {
+                "resend"
+            },
+            record.country_code,
+        );
         info!(verification_id = %id, to = %record.masked_to, sends = record.sends, "code resent, send queued");
         Ok(record.into())
     }

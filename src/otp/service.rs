@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use crate::domain::{Code, Locale, Region, ServiceName};
+use crate::domain::{Code, Locale, Phone, Region, ServiceName};
 use crate::ratelimit::Policy;
 use crate::sms::{segments, AppHash, Body, Origin, Template};
 
@@ -28,9 +28,17 @@ pub struct Service {
     /// The most segments a body may cost (1 unless configured).
     pub max_segments: usize,
     pub limits: Policy,
+    /// Numbers (E.164) with fixed codes, for app-store review and
+    /// end-to-end tests: never sent, still bounded by attempts.
+    pub test_numbers: BTreeMap<String, Code>,
 }
 
 impl Service {
+    /// The fixed code of a configured test number.
+    pub fn test_code(&self, phone: &Phone) -> Option<&Code> {
+        self.test_numbers.get(phone.e164())
+    }
+
     /// The requested locale if the service has a template for it, else the default.
     pub fn locale_for(&self, requested: Option<&Locale>) -> Locale {
         requested

@@ -14,6 +14,8 @@ use crate::domain::Timestamp;
 pub enum Scope {
     Number,
     Ip,
+    Device,
+    User,
     Range,
     Country,
     Global,
@@ -23,9 +25,11 @@ pub enum Scope {
 }
 
 impl Scope {
-    pub const ALL: [Scope; 8] = [
+    pub const ALL: [Scope; 10] = [
         Scope::Number,
         Scope::Ip,
+        Scope::Device,
+        Scope::User,
         Scope::Range,
         Scope::Country,
         Scope::Global,
@@ -38,6 +42,8 @@ impl Scope {
         match self {
             Scope::Number => "number",
             Scope::Ip => "ip",
+            Scope::Device => "device",
+            Scope::User => "user",
             Scope::Range => "range",
             Scope::Country => "country",
             Scope::Global => "global",

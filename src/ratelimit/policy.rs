@@ -75,6 +75,11 @@ pub struct Policy {
     pub number_sends: Vec<Rate>,
     pub ip_starts: Vec<Rate>,
     pub ip_checks: Vec<Rate>,
+    /// Per device and per user, when the backend asserts them.
+    pub device_starts: Vec<Rate>,
+    pub device_checks: Vec<Rate>,
+    pub user_starts: Vec<Rate>,
+    pub user_checks: Vec<Rate>,
     pub range_sends: Vec<Rate>,
     pub range_block: Duration,
     /// Digits dropped from the end of a number to get its range, by country
@@ -100,11 +105,30 @@ pub trait KeyMaker {
     fn limit_key(&self, parts: &[&[u8]]) -> [u8; 16];
 }
 
+/// Who is asking: the client's IP, and the device and user a backend
+/// asserts for its end user (opaque ids, limited by keyed hash only).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Client {
+    pub ip: Option<IpAddr>,
+    pub device: Option<String>,
+    pub user: Option<String>,
+}
+
 /// Who and what one send or check is about.
 pub struct Subject<'a> {
     pub service: &'a str,
     pub phone: &'a Phone,
-    pub client_ip: Option<IpAddr>,
+    pub client: &'a Client,
+    /// False for a test number: nothing is sent, so the limits on what
+    /// sending costs (range, country, global, budget) do not apply.
+    pub sends_sms: bool,
+}
+
+/// Whether the client starts or checks: each has its own rates.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Action {
+    Start,
+    Check,
 }
 
 impl Policy {
@@ -171,14 +195,28 @@ impl Policy {
         starting: bool,
         now: Timestamp,
     ) -> Vec<Group> {
+        let mut groups = Vec::new();
+        groups.extend(self.group(keys, Scope::Number, number_key, &self.number_sends));
+        if starting {
+            groups.extend(self.client_groups(keys, subject.service, subject.client, Action::Start));
+        }
+        if subject.sends_sms {
+            groups.extend(self.cost_groups(keys, subject, now));
+        }
+        groups
+    }
+
+    /// The limits on what sending costs: range, country, service, global
+    /// and budget.
+    fn cost_groups(
+        &self,
+        keys: &dyn KeyMaker,
+        subject: &Subject<'_>,
+        now: Timestamp,
+    ) -> Vec<Group> {
         let service = subject.service.as_bytes();
         let region = subject.phone.region();
         let mut groups = Vec::new();
-        groups.extend(self.group(keys, Scope::Number, number_key, &self.number_sends));
-        if let (true, Some(ip)) = (starting, subject.client_ip) {
-            let key = keys.limit_key(&[b"ip-start", service, &self.ip_bytes(ip)]);
-            groups.extend(self.group(keys, Scope::Ip, key, &self.ip_starts));
-        }
         let range = self.range_of(subject.phone);
         let range_key = keys.limit_key(&[b"range", service, range.as_bytes()]);
         if let Some(mut group) = self.group(keys, Scope::Range, range_key, &self.range_sends) {
@@ -213,18 +251,43 @@ impl Policy {
     }
 
     /// The limits a check must pass before its code is compared.
-    pub fn check_groups(
+    pub fn check_groups(&self, keys: &dyn KeyMaker, service: &str, client: &Client) -> Vec<Group> {
+        self.client_groups(keys, service, client, Action::Check)
+    }
+
+    /// The client's own limits: per IP, device and user, for what it knows.
+    fn client_groups(
         &self,
         keys: &dyn KeyMaker,
         service: &str,
-        client_ip: Option<IpAddr>,
+        client: &Client,
+        action: Action,
     ) -> Vec<Group> {
-        let Some(ip) = client_ip else {
-            return Vec::new();
+        let service = service.as_bytes();
+        let (ip, device, user) = match action {
+            Action::Start => (&self.ip_starts, &self.device_starts, &self.user_starts),
+            Action::Check => (&self.ip_checks, &self.device_checks, &self.user_checks),
         };
-        let key = keys.limit_key(&[b"ip-check", service.as_bytes(), &self.ip_bytes(ip)]);
-        self.group(keys, Scope::Ip, key, &self.ip_checks)
+        let verb: &[u8] = match action {
+            Action::Start => b"start",
+            Action::Check => b"check",
+        };
+        let ip_bytes = client.ip.map(|ip| self.ip_bytes(ip));
+        let known = [
+            (Scope::Ip, ip_bytes.as_deref(), ip),
+            (
+                Scope::Device,
+                client.device.as_deref().map(str::as_bytes),
+                device,
+            ),
+            (Scope::User, client.user.as_deref().map(str::as_bytes), user),
+        ];
+        known
             .into_iter()
+            .filter_map(|(scope, id, rates)| {
+                let key = keys.limit_key(&[scope.as_str().as_bytes(), verb, service, id?]);
+                self.group(keys, scope, key, rates)
+            })
             .collect()
     }
 

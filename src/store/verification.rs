@@ -125,7 +125,8 @@ impl Delivery {
 #[derive(Clone, Debug)]
 pub struct NewVerification {
     pub record: Record,
-    pub enqueue: Enqueue,
+    /// The first send; none for a test number, which is never sent.
+    pub enqueue: Option<Enqueue>,
     /// How long the number index may point at this verification: the longest
     /// it can live with every resend extending it.
     pub index_ttl: Duration,
@@ -242,14 +243,15 @@ pub trait Verifications: Send + Sync + 'static {
     ) -> Result<Checked, Error>;
 
     /// Replaces the code (`candidates` holds the new code's digests), keeping
-    /// `attempts_left`, if the cooldown has passed and sends remain.
+    /// `attempts_left`, if the cooldown has passed and sends remain, and
+    /// queues `enqueue` (none for a test number).
     async fn resend(
         &self,
         service: &ServiceName,
         id: &VerificationId,
         candidates: &[Candidate],
         policy: ResendPolicy,
-        enqueue: &Enqueue,
+        enqueue: Option<&Enqueue>,
         now: Timestamp,
     ) -> Result<Resent, Error>;
 

@@ -63,6 +63,77 @@ async fn many_users_behind_one_backend_are_limited_each_on_their_own_ip() {
     assert_eq!(start(&app, API_KEY, other).await.status(), 201);
 }
 
+/// Per-device and per-user limits beside the per-IP ones: one device (or
+/// one account) hopping across addresses is stopped at 5 starts in 15
+/// minutes, while other devices and users go on; checks likewise at 30 a
+/// minute.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_device_or_user_across_many_addresses_is_limited_on_its_own() {
+    let redis = RedisServer::start();
+    let app = TestApp::spawn(&backend_settings(&redis)).await;
+    let hopping = |n: u32, who: Value| {
+        let mut end_user = json!({ "client_ip": format!("198.51.100.{n}") });
+        end_user
+            .as_object_mut()
+            .expect("object")
+            .extend(who.as_object().expect("object").clone());
+        json!({ "to": number(300 + n), "channel": "sms", "end_user": end_user })
+    };
+    for (scope, who, other) in [
+        (
+            "device",
+            json!({ "device_id": "install-1" }),
+            json!({ "device_id": "install-2" }),
+        ),
+        (
+            "user",
+            json!({ "user_id": "account-1" }),
+            json!({ "user_id": "account-2" }),
+        ),
+    ] {
+        let base = if scope == "device" { 0 } else { 20 };
+        for n in base..base + 5 {
+            assert_eq!(
+                start(&app, API_KEY, hopping(n, who.clone())).await.status(),
+                201
+            );
+        }
+        let body = problem(
+            start(&app, API_KEY, hopping(base + 5, who.clone())).await,
+            429,
+            "rate-limited",
+        )
+        .await;
+        assert_eq!(body["scope"], scope);
+        assert_eq!(
+            start(&app, API_KEY, hopping(base + 6, other))
+                .await
+                .status(),
+            201
+        );
+    }
+    // Checks of a verification that does not exist: no failures counted.
+    let id = "AAAAAAAAAAAAAAAAAAAAAAAA";
+    let check = |n: u32| {
+        app.http
+            .post(app.url(&format!("/v1/services/demo/verifications/{id}/check")))
+            .bearer_auth(API_KEY)
+            .json(&json!({ "code": "000000", "end_user": {
+                "client_ip": format!("192.0.2.{n}"), "user_id": "account-3" } }))
+            .send()
+    };
+    let mut statuses = Vec::new();
+    for n in 0..30 {
+        statuses.push(check(n).await.expect("sent").status().as_u16());
+    }
+    assert!(
+        statuses[..30].iter().all(|status| *status != 429),
+        "{statuses:?}"
+    );
+    let body = problem(check(31).await.expect("sent"), 429, "rate-limited").await;
+    assert_eq!(body["scope"], "user");
+}
+
 #[tokio::test]
 async fn only_keys_allowed_to_may_assert_an_end_user() {
     let redis = RedisServer::start();
@@ -79,6 +150,11 @@ async fn only_keys_allowed_to_may_assert_an_end_user() {
     let body = json!({ "to": number(0), "channel": "sms",
                        "end_user": { "client_ip": "not an address" } });
     problem(start(&app, API_KEY, body).await, 400, "invalid-end-user").await;
+    for device_id in ["", "has space", &"x".repeat(129)] {
+        let body = json!({ "to": number(0), "channel": "sms",
+                           "end_user": { "client_ip": "203.0.113.9", "device_id": device_id } });
+        problem(start(&app, API_KEY, body).await, 400, "invalid-end-user").await;
+    }
     redis.assert_no_new_keys(&keys, "refused assertions");
 }
 
@@ -111,6 +187,7 @@ mod grpc {
             channel: "sms".into(),
             end_user: end_user.map(|ip| EndUser {
                 client_ip: ip.into(),
+                ..Default::default()
             }),
             ..Default::default()
         });

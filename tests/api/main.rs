@@ -32,5 +32,6 @@ mod smpp;
 mod smsc;
 mod store_redis;
 mod support;
+mod test_numbers;
 mod tls;
 mod topology;

@@ -55,7 +55,7 @@ pub async fn a_newer_send_supersedes_an_older_one(fx: &Fixture) {
             &record.id,
             &candidate(2, None),
             POLICY,
-            &enqueue(),
+            Some(&enqueue()),
             fx.clock.now(),
         )
         .await;
@@ -98,7 +98,7 @@ pub async fn a_failed_send_is_taken_back(fx: &Fixture) {
             &record.id,
             &candidate(2, None),
             POLICY,
-            &enqueue(),
+            Some(&enqueue()),
             fx.clock.now(),
         )
         .await;
@@ -176,7 +176,7 @@ pub async fn idle_claims_are_taken_over(fx: &Fixture) {
 /// resends, and changes nothing.
 pub async fn a_full_outbox_refuses_starts_and_resends(fx: &Fixture) {
     let mut first = new_verification(&fx.clock, "demo", None);
-    first.enqueue.shard_cap = 1;
+    first.enqueue.as_mut().expect("a send").shard_cap = 1;
     assert!(matches!(
         fx.stores
             .verifications
@@ -187,7 +187,7 @@ pub async fn a_full_outbox_refuses_starts_and_resends(fx: &Fixture) {
     ));
     let mut same_shard = new_verification(&fx.clock, "demo", None);
     same_shard.record.number = NumberKey([42 + SHARDS; 16]);
-    same_shard.enqueue.shard_cap = 1;
+    same_shard.enqueue.as_mut().expect("a send").shard_cap = 1;
     assert_eq!(
         fx.stores
             .verifications
@@ -217,7 +217,7 @@ pub async fn a_full_outbox_refuses_starts_and_resends(fx: &Fixture) {
             &first.record.id,
             &new_code,
             POLICY,
-            &full,
+            Some(&full),
             fx.clock.now(),
         )
         .await;
@@ -250,4 +250,53 @@ pub async fn a_send_is_finished_once(fx: &Fixture) {
         (after.delivery.status, after.sends),
         (DeliveryStatus::Sent, 1)
     );
+}
+
+/// A verification without a send (a test number) is stored, resent and
+/// checked like any other, and never reaches the outbox, full or not.
+pub async fn a_test_number_is_stored_but_never_queued(fx: &Fixture) {
+    let full = Enqueue {
+        shard_cap: 1,
+        ..enqueue()
+    };
+    let filler = NewVerification {
+        enqueue: Some(full),
+        ..new_verification(&fx.clock, "other", None)
+    };
+    fx.stores
+        .verifications
+        .start(&filler, fx.clock.now())
+        .await
+        .expect("start");
+    let mut new = NewVerification {
+        enqueue: None,
+        ..new_verification(&fx.clock, "demo", None)
+    };
+    // Another number in the same (full) shard.
+    new.record.number.0[1] ^= 1;
+    created(fx, &new).await;
+    fx.clock.advance(COOLDOWN);
+    let resent = fx
+        .stores
+        .verifications
+        .resend(
+            &service("demo"),
+            &new.record.id,
+            &candidate(2, None),
+            POLICY,
+            None,
+            fx.clock.now(),
+        )
+        .await
+        .expect("resend");
+    assert!(
+        matches!(resent, Resent::Resent(ref r) if r.sends == 2),
+        "{resent:?}"
+    );
+    let queued: Vec<_> = claim_all(fx, "a")
+        .await
+        .into_iter()
+        .map(|claimed| claimed.send.id)
+        .collect();
+    assert_eq!(queued, [filler.record.id], "only the real send");
 }

@@ -89,7 +89,7 @@ pub async fn expired_is_not_found(fx: &Fixture) {
                 &record.id,
                 &candidate(2, None),
                 POLICY,
-                &enqueue(),
+                Some(&enqueue()),
                 now
             )
             .await
@@ -330,7 +330,7 @@ pub async fn resend_replaces_the_code_and_keeps_attempts_left(fx: &Fixture) {
             &record.id,
             &candidate(2, None),
             POLICY,
-            &enqueue(),
+            Some(&enqueue()),
             now,
         )
         .await
@@ -359,7 +359,14 @@ pub async fn resend_obeys_cooldown_and_max_sends(fx: &Fixture) {
         let now = fx.clock.now();
         async move {
             verifications
-                .resend(&demo, &id, &candidate(2, None), POLICY, &enqueue(), now)
+                .resend(
+                    &demo,
+                    &id,
+                    &candidate(2, None),
+                    POLICY,
+                    Some(&enqueue()),
+                    now,
+                )
                 .await
                 .expect("resend")
         }
@@ -417,7 +424,7 @@ pub async fn cancel_finishes_a_verification(fx: &Fixture) {
             &record.id,
             &candidate(2, None),
             POLICY,
-            &enqueue(),
+            Some(&enqueue()),
             now.plus(COOLDOWN),
         )
         .await;

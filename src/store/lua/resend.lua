@@ -1,7 +1,7 @@
 -- KEYS[1] the verification, KEYS[2] the shard's outbox stream. ARGV:
 -- service, now, base cooldown ms, max sends, ttl ms, retention ms, longest
--- cooldown ms, shard cap, sealed code, code key id, then pairs per secret:
--- secret id, new code digest. The cooldown doubles with every send; the new
+-- cooldown ms, shard cap, sealed code ('' sends nothing: a test number),
+-- code key id, then pairs per secret: secret id, new code digest. The cooldown doubles with every send; the new
 -- code and its send are stored in one step.
 local now = tonumber(ARGV[2])
 local status = visible(KEYS[1], ARGV[1], now)
@@ -16,12 +16,13 @@ for i = 11, #ARGV, 2 do
 end
 -- The secret it was made with is gone: it can never be checked again.
 if not digest then return {'missing'} end
-if redis.call('XLEN', KEYS[2]) >= tonumber(ARGV[8]) then return {'full'} end
+local sends = ARGV[9] ~= ''
+if sends and redis.call('XLEN', KEYS[2]) >= tonumber(ARGV[8]) then return {'full'} end
 local ttl = tonumber(ARGV[5])
-local sends = redis.call('HINCRBY', KEYS[1], 'n', 1)
-local cooldown = math.min(tonumber(ARGV[3]) * 2 ^ (sends - 1), tonumber(ARGV[7]))
+local sent = redis.call('HINCRBY', KEYS[1], 'n', 1)
+local cooldown = math.min(tonumber(ARGV[3]) * 2 ^ (sent - 1), tonumber(ARGV[7]))
 redis.call('HSET', KEYS[1], 'd', digest, 'r', now + cooldown, 'e', now + ttl, 'ds', 'queued', 'dc', '', 'dm', '')
 redis.call('PEXPIRE', KEYS[1], ttl + tonumber(ARGV[6]))
 local id = string.match(KEYS[1], ':v:(.+)$')
-enqueue(KEYS[2], id, ARGV[1], sends, ARGV[9], ARGV[10], now)
+if sends then enqueue(KEYS[2], id, ARGV[1], sent, ARGV[9], ARGV[10], now) end
 return answer('resent', KEYS[1])

@@ -1,15 +1,17 @@
 -- KEYS[1] the number's index, KEYS[2] the new verification, KEYS[3] the
 -- shard's outbox stream, KEYS[4] the verification the index pointed at when
 -- the caller read it (absent if none). ARGV: that verification's id ('' if
--- none), now, binding digest, new id, index ttl ms, record ttl ms, shard
--- cap, service, sealed code, code key id, then the new record's
--- field/value pairs. Storing the verification and queueing its first send
--- are one step; if the index moved since the caller read it, nothing
--- changes ('moved') and the caller reads it again.
+-- none), now, binding digest, new id, index ttl ms, record ttl ms,
+-- service, shard cap, sealed code ('' sends nothing: a test number), code
+-- key id, then the new record's field/value pairs. Storing the
+-- verification and queueing its first send are one step; if the index
+-- moved since the caller read it, nothing changes ('moved') and the caller
+-- reads it again.
 local now = tonumber(ARGV[2])
+local sends = ARGV[9] ~= ''
 local old = redis.call('GET', KEYS[1])
 if (old or '') ~= ARGV[1] then return {'moved', ''} end
-if redis.call('XLEN', KEYS[3]) >= tonumber(ARGV[7]) then return {'full', ''} end
+if sends and redis.call('XLEN', KEYS[3]) >= tonumber(ARGV[8]) then return {'full', ''} end
 local replaced = ''
 if old then
   local old_key = KEYS[4]
@@ -23,5 +25,5 @@ end
 redis.call('HSET', KEYS[2], unpack(ARGV, 11))
 redis.call('PEXPIRE', KEYS[2], ARGV[6])
 redis.call('SET', KEYS[1], ARGV[4], 'PX', ARGV[5])
-enqueue(KEYS[3], ARGV[4], ARGV[8], 1, ARGV[9], ARGV[10], now)
+if sends then enqueue(KEYS[3], ARGV[4], ARGV[7], 1, ARGV[9], ARGV[10], now) end
 return {'created', replaced}

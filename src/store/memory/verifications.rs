@@ -19,7 +19,11 @@ impl Verifications for MemoryStore {
     async fn start(&self, new: &NewVerification, now: Timestamp) -> Result<Started, Error> {
         let mut state = self.lock();
         state.sweep(now);
-        if state.outbox_full(new.record.id.tag(), &new.enqueue) {
+        let full = new
+            .enqueue
+            .as_ref()
+            .is_some_and(|enqueue| state.outbox_full(new.record.id.tag(), enqueue));
+        if full {
             return Ok(Started::Full);
         }
         let existing = state
@@ -43,8 +47,10 @@ impl Verifications for MemoryStore {
             }
         }
         let record = new.record.clone();
-        state.outbox.push(queued_send(&record, &new.enqueue, now));
-        self.queued.notify_waiters();
+        if let Some(enqueue) = &new.enqueue {
+            state.outbox.push(queued_send(&record, enqueue, now));
+            self.queued.notify_waiters();
+        }
         let until = record.expires_at.plus(RETENTION);
         state.numbers.insert(
             record.number,
@@ -143,12 +149,12 @@ impl Verifications for MemoryStore {
         id: &VerificationId,
         candidates: &[Candidate],
         policy: ResendPolicy,
-        enqueue: &Enqueue,
+        enqueue: Option<&Enqueue>,
         now: Timestamp,
     ) -> Result<Resent, Error> {
         let mut state = self.lock();
         state.sweep(now);
-        let full = state.outbox_full(id.tag(), enqueue);
+        let full = enqueue.is_some_and(|enqueue| state.outbox_full(id.tag(), enqueue));
         let State {
             verifications,
             outbox,
@@ -169,11 +175,15 @@ impl Verifications for MemoryStore {
         if full {
             return Ok(Resent::Full);
         }
-        outbox.push(queued_send(&changed, enqueue, now));
+        if let Some(enqueue) = enqueue {
+            outbox.push(queued_send(&changed, enqueue, now));
+        }
         entry.until = changed.expires_at.plus(RETENTION);
         entry.value = changed;
         drop(state);
-        self.queued.notify_waiters();
+        if enqueue.is_some() {
+            self.queued.notify_waiters();
+        }
         Ok(outcome)
     }
 

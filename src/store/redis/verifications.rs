@@ -149,7 +149,7 @@ impl Verifications for RedisStore {
         id: &VerificationId,
         candidates: &[Candidate],
         policy: ResendPolicy,
-        enqueue: &Enqueue,
+        enqueue: Option<&Enqueue>,
         now: Timestamp,
     ) -> Result<Resent, Error> {
         let mut invocation = self.scripts.resend.prepare_invoke();
@@ -162,10 +162,8 @@ impl Verifications for RedisStore {
             .arg(policy.max_sends)
             .arg(millis(policy.ttl))
             .arg(millis(RETENTION))
-            .arg(millis(policy.max_cooldown))
-            .arg(enqueue.shard_cap)
-            .arg(enqueue.sealed_code.as_slice())
-            .arg(enqueue.key_id.as_str());
+            .arg(millis(policy.max_cooldown));
+        enqueue_args(&mut invocation, enqueue);
         for candidate in candidates {
             invocation
                 .arg(candidate.key_id.as_str())
@@ -334,10 +332,8 @@ impl RedisStore {
             .arg(record.id.to_string())
             .arg(millis(new.index_ttl))
             .arg(millis(record_ttl))
-            .arg(new.enqueue.shard_cap)
-            .arg(record.service.as_str())
-            .arg(new.enqueue.sealed_code.as_slice())
-            .arg(new.enqueue.key_id.as_str());
+            .arg(record.service.as_str());
+        enqueue_args(&mut invocation, new.enqueue.as_ref());
         for (field, value) in encode(record) {
             invocation.arg(field).arg(value);
         }
@@ -359,4 +355,16 @@ impl RedisStore {
             (other, _) => Err(corrupt(other)),
         }
     }
+}
+
+/// A send's script arguments: shard cap, sealed code, code key id; an empty
+/// sealed code queues nothing (a test number).
+fn enqueue_args(invocation: &mut redis::ScriptInvocation<'_>, enqueue: Option<&Enqueue>) {
+    match enqueue {
+        Some(enqueue) => invocation
+            .arg(enqueue.shard_cap)
+            .arg(enqueue.sealed_code.as_slice())
+            .arg(enqueue.key_id.as_str()),
+        None => invocation.arg(0).arg("").arg(""),
+    };
 }
