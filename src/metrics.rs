@@ -318,7 +318,12 @@ impl Metrics {
             self.rate_limited
                 .with_label_values(&[name, scope.as_str(), monitored(scope)]);
         }
-        for (reason, scope) in [("country", Scope::Country), ("range", Scope::Range)] {
+        let reasons = [
+            ("country", Scope::Country),
+            ("range", Scope::Range),
+            ("conversion", Scope::Conversion),
+        ];
+        for (reason, scope) in reasons {
             self.blocked
                 .with_label_values(&[name, reason, monitored(scope)]);
         }

@@ -154,8 +154,8 @@ pub fn floor(dir: &Path, mode: &str, redis: &RedisServer) -> anyhow::Result<List
 }
 
 /// otpd's configuration for the bench: the limits that would refuse a
-/// load from one IP to consecutive numbers (IP, range, flood shedding)
-/// and the outbox's cap (a million pending verifications) raised out of
+/// load from one IP to consecutive numbers (IP, range, flood shedding,
+/// conversion: most bench codes are never entered) and the outbox's cap (a million pending verifications) raised out of
 /// the way; per-number limits, code length, TTL and all
 /// else as shipped, except what the scenarios need (10 attempts, so a
 /// verification takes several wrong codes; a 1 s resend cooldown).
@@ -224,6 +224,7 @@ max_resend_cooldown = "1s"
 ip_starts = [{{ count = 100000000, period = "1s" }}]
 ip_checks = [{{ count = 100000000, period = "1s" }}]
 range_sends = [{{ count = 100000000, period = "1s" }}]
+conversion = {{ country_min_sends = 0, range_min_sends = 0 }}
 failed_checks = {{ max = 100, free = 99, delay = "1s", max_delay = "1s", decay = "1h" }}
 "#,
         redis = redis.url(),

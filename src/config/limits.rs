@@ -8,7 +8,7 @@ use serde::Deserialize;
 
 use super::{invalid, ConfigError};
 use crate::domain::Region;
-use crate::ratelimit::{Budget, FailurePolicy, Policy, Rate, Scope};
+use crate::ratelimit::{Budget, ConversionPolicy, FailurePolicy, Policy, Rate, Scope};
 
 /// `{ count = 5, period = "15m" }`.
 #[derive(Clone, Copy, Debug, Deserialize)]
@@ -45,6 +45,8 @@ pub struct LimitSettings {
     pub range_sends: Vec<RateSetting>,
     #[serde(with = "humantime_serde")]
     pub range_block: Duration,
+    /// Blocks destinations whose codes are not entered (ABU-6).
+    pub conversion: ConversionSettings,
     /// Digits dropped from the end of a number to get its range …
     pub range_digits: usize,
     /// … or this many for a country calling code (`{ "44" = 6 }`).
@@ -77,6 +79,7 @@ impl Default for LimitSettings {
             user_checks: vec![rate(30, 60)],
             range_sends: vec![rate(20, 3600)],
             range_block: Duration::from_secs(12 * 3600),
+            conversion: ConversionSettings::default(),
             range_digits: 4,
             range_digits_by_country: BTreeMap::new(),
             countries: vec!["JP".into()],
@@ -85,6 +88,38 @@ impl Default for LimitSettings {
             failed_checks: FailedCheckSettings::default(),
             budget: BudgetSettings::default(),
             monitor: Vec::new(),
+        }
+    }
+}
+
+/// `conversion = { … }`: see `ConversionPolicy`.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ConversionSettings {
+    #[serde(with = "humantime_serde")]
+    pub window: Duration,
+    /// Approvals per send under which a destination is blocked (0.0..1.0).
+    pub min_rate: f64,
+    /// Sends in the window before a country calling code is judged; 0: off.
+    pub country_min_sends: u64,
+    /// Sends in the window before a number range is judged; 0: off.
+    pub range_min_sends: u64,
+    #[serde(with = "humantime_serde")]
+    pub block: Duration,
+}
+
+impl Default for ConversionSettings {
+    /// Real users enter well over half their codes; pumped codes are never
+    /// entered. 30 sends with under 1 in 10 entered is pumping, not a slow
+    /// hour, and 30 is under the 50 SMS a pumping run may cost; a range
+    /// (10 000 numbers) is judged at 10.
+    fn default() -> Self {
+        ConversionSettings {
+            window: Duration::from_secs(3600),
+            min_rate: 0.1,
+            country_min_sends: 30,
+            range_min_sends: 10,
+            block: Duration::from_secs(3600),
         }
     }
 }
@@ -186,12 +221,13 @@ fn monitored_scope(key: &str, text: &str) -> Result<Scope, ConfigError> {
         Scope::Device,
         Scope::User,
         Scope::Range,
+        Scope::Conversion,
         Scope::Country,
         Scope::Global,
         Scope::Budget,
     ];
     scopes.into_iter().find(|scope| scope.as_str() == text).ok_or_else(|| {
-        invalid(key, format!("{text:?} cannot be monitored; use number, ip, device, user, range, country, global or budget"))
+        invalid(key, format!("{text:?} cannot be monitored; use number, ip, device, user, range, conversion, country, global or budget"))
     })
 }
 
@@ -247,6 +283,16 @@ impl LimitSettings {
                 .map_err(|_| invalid(&path, "key a country calling code, e.g. \"81\""))?;
             range_digits.insert(code, (*digits).min(12));
         }
+        let conversion = &self.conversion;
+        if !(0.0..=1.0).contains(&conversion.min_rate)
+            || conversion.window < Duration::from_secs(60)
+            || conversion.block < Duration::from_secs(1)
+        {
+            return Err(invalid(
+                at("conversion"),
+                "need 0 <= min_rate <= 1, a window of 1m or more, and a block",
+            ));
+        }
         let monitor = self
             .monitor
             .iter()
@@ -268,6 +314,13 @@ impl LimitSettings {
             user_checks: rates(&at("user_checks"), &self.user_checks)?,
             range_sends: rates(&at("range_sends"), &self.range_sends)?,
             range_block: self.range_block,
+            conversion: ConversionPolicy {
+                window: conversion.window,
+                min_permille: (conversion.min_rate * 1000.0).round() as u64,
+                country_min_sends: conversion.country_min_sends,
+                range_min_sends: conversion.range_min_sends,
+                block: conversion.block,
+            },
             range_digits,
             default_range_digits: self.range_digits.min(12),
             countries,

@@ -66,8 +66,12 @@ impl Otp {
                     Some(wait) => {
                         self.metrics
                             .rate_limited(name, item.scope.as_str(), item.monitor);
-                        if item.scope == Scope::Range {
-                            self.metrics.blocked(name, "range", item.monitor);
+                        match item.scope {
+                            Scope::Range => self.metrics.blocked(name, "range", item.monitor),
+                            Scope::Conversion => {
+                                self.metrics.blocked(name, "conversion", item.monitor)
+                            }
+                            _ => {}
                         }
                         if item.monitor {
                             warn!(scope = item.scope.as_str(), policy = %item.policy, "limit exceeded (monitor mode: allowed)");
@@ -90,6 +94,7 @@ impl Otp {
         let quota = match item.check {
             Check::Rate(gcra) => gcra.burst,
             Check::Quota { cap, .. } => cap,
+            Check::Conversion(conversion) => conversion.min_sends,
         };
         let limited = Limited {
             scope: item.scope,

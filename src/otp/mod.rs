@@ -407,11 +407,14 @@ impl Otp {
             )
             .await?
         {
-            Checked::Approved(record) => Ok(CheckOutcomeView {
-                country_code: record.country_code,
-                verification: record.into(),
-                valid: true,
-            }),
+            Checked::Approved(record) => {
+                self.count_approval(service, &record).await;
+                Ok(CheckOutcomeView {
+                    country_code: record.country_code,
+                    verification: record.into(),
+                    valid: true,
+                })
+            }
             Checked::Wrong(record) => Ok(CheckOutcomeView {
                 country_code: record.country_code,
                 verification: record.into(),
@@ -429,6 +432,24 @@ impl Otp {
                     window: policy.decay,
                 }))
             }
+        }
+    }
+
+    /// Counts an approval towards its destination's conversion (ABU-6);
+    /// a lost count only makes the destination look worse, so it is logged.
+    async fn count_approval(&self, service: &Service, record: &Record) {
+        let phone = self
+            .keyring
+            .open(&record.key_id, &record.id, &record.sealed_to)
+            .and_then(|e164| Phone::parse(&e164, service.default_region).ok());
+        let Some(phone) = phone.filter(|phone| service.test_code(phone).is_none()) else {
+            return;
+        };
+        let groups = service
+            .limits
+            .conversion_groups(&self.keyring, service.name.as_str(), &phone);
+        if let Err(error) = self.stores.limits.approve(&groups, self.clock.now()).await {
+            warn!(error = %error, "approval not counted towards conversion");
         }
     }
 

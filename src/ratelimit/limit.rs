@@ -17,6 +17,7 @@ pub enum Scope {
     Device,
     User,
     Range,
+    Conversion,
     Country,
     Global,
     ApiKey,
@@ -25,12 +26,13 @@ pub enum Scope {
 }
 
 impl Scope {
-    pub const ALL: [Scope; 10] = [
+    pub const ALL: [Scope; 11] = [
         Scope::Number,
         Scope::Ip,
         Scope::Device,
         Scope::User,
         Scope::Range,
+        Scope::Conversion,
         Scope::Country,
         Scope::Global,
         Scope::ApiKey,
@@ -45,6 +47,7 @@ impl Scope {
             Scope::Device => "device",
             Scope::User => "user",
             Scope::Range => "range",
+            Scope::Conversion => "conversion",
             Scope::Country => "country",
             Scope::Global => "global",
             Scope::ApiKey => "api-key",
@@ -98,6 +101,32 @@ pub enum Check {
         cap: u64,
         until: Timestamp,
     },
+    /// Sends to a destination that its approvals do not follow (ABU-6).
+    Conversion(Conversion),
+}
+
+/// A destination is refused once it has `min_sends` sends in the sliding
+/// `window` and fewer than `min_permille` approvals per thousand of them.
+/// Sends and approvals are counted in `BUCKETS` buckets of the window.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Conversion {
+    pub min_sends: u64,
+    pub min_permille: u64,
+    pub window_ms: u64,
+}
+
+impl Conversion {
+    pub const BUCKETS: i64 = 12;
+
+    /// The bucket `now` falls in.
+    pub fn bucket(self, now: i64) -> i64 {
+        now / (self.window_ms as i64 / Self::BUCKETS).max(1)
+    }
+
+    /// Whether a destination with these live counts is refused.
+    pub fn refuses(self, sends: u64, approvals: u64) -> bool {
+        sends >= self.min_sends && approvals * 1000 < self.min_permille * sends
+    }
 }
 
 /// One limit on one key.
@@ -116,6 +145,36 @@ pub struct Item {
     pub policy: String,
     /// The window shown in RateLimit-Policy.
     pub window: Duration,
+}
+
+/// A destination's sends and approvals, per bucket (the in-process twin
+/// of the Redis hash `lua/common.lua` keeps).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ConversionCounts {
+    sends: std::collections::BTreeMap<i64, i64>,
+    approvals: std::collections::BTreeMap<i64, i64>,
+}
+
+impl ConversionCounts {
+    /// Sends and approvals in the window that ends at `now`; older buckets
+    /// are dropped.
+    pub fn live(&mut self, conversion: Conversion, now: i64) -> (u64, u64) {
+        let oldest = conversion.bucket(now) - Conversion::BUCKETS;
+        let sum = |counts: &mut std::collections::BTreeMap<i64, i64>| {
+            counts.retain(|bucket, _| *bucket > oldest);
+            counts.values().sum::<i64>().max(0) as u64
+        };
+        (sum(&mut self.sends), sum(&mut self.approvals))
+    }
+
+    /// Adds `count` sends (negative: a refund) in the bucket of `now`.
+    pub fn send(&mut self, conversion: Conversion, now: i64, count: i64) {
+        *self.sends.entry(conversion.bucket(now)).or_default() += count;
+    }
+
+    pub fn approve(&mut self, conversion: Conversion, now: i64) {
+        *self.approvals.entry(conversion.bucket(now)).or_default() += 1;
+    }
 }
 
 /// Items decided together; every key shares `tag`, hence one Redis slot.

@@ -12,5 +12,9 @@ mod policy;
 
 pub use self::client_ip::{network_of, TrustedProxies};
 pub use self::flood::Flood;
-pub use self::limit::{Check, Gcra, Group, Item, Outcome, Scope, Verdict};
-pub use self::policy::{Budget, Client, FailurePolicy, KeyMaker, Policy, Rate, Subject};
+pub use self::limit::{
+    Check, Conversion, ConversionCounts, Gcra, Group, Item, Outcome, Scope, Verdict,
+};
+pub use self::policy::{
+    Budget, Client, ConversionPolicy, FailurePolicy, KeyMaker, Policy, Rate, Subject,
+};

@@ -6,7 +6,7 @@ use std::net::IpAddr;
 use std::time::Duration;
 
 use super::calendar;
-use super::limit::{Check, Gcra, Group, Item, Scope};
+use super::limit::{Check, Conversion, Gcra, Group, Item, Scope};
 use crate::domain::{Phone, Timestamp};
 
 /// `count` per `period`.
@@ -56,6 +56,19 @@ impl FailurePolicy {
     }
 }
 
+/// Destinations whose sends are not followed by approvals are blocked
+/// (ABU-6): a country calling code once `country_min_sends` sends in
+/// `window` have fewer than `min_permille` approvals per thousand, a number
+/// range once `range_min_sends` do; each for `block`. 0 sends: off.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ConversionPolicy {
+    pub window: Duration,
+    pub min_permille: u64,
+    pub country_min_sends: u64,
+    pub range_min_sends: u64,
+    pub block: Duration,
+}
+
 /// Caps in messages and in money (minor units, e.g. sen or cents) per
 /// calendar day and month.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -82,6 +95,7 @@ pub struct Policy {
     pub user_checks: Vec<Rate>,
     pub range_sends: Vec<Rate>,
     pub range_block: Duration,
+    pub conversion: ConversionPolicy,
     /// Digits dropped from the end of a number to get its range, by country
     /// calling code; `default_range_digits` for the rest.
     pub range_digits: BTreeMap<u16, usize>,
@@ -206,8 +220,57 @@ impl Policy {
         groups
     }
 
-    /// The limits on what sending costs: range, country, service, global
-    /// and budget.
+    /// The destination's conversion: its sends are counted by `send_groups`,
+    /// its approvals through these groups.
+    pub fn conversion_groups(
+        &self,
+        keys: &dyn KeyMaker,
+        service: &str,
+        phone: &Phone,
+    ) -> Vec<Group> {
+        let policy = &self.conversion;
+        let service = service.as_bytes();
+        let country = phone.country_code().to_string();
+        let range = self.range_of(phone);
+        let destinations = [
+            (
+                keys.limit_key(&[b"conversion", service, country.as_bytes()]),
+                policy.country_min_sends,
+            ),
+            (
+                keys.limit_key(&[b"conversion-range", service, range.as_bytes()]),
+                policy.range_min_sends,
+            ),
+        ];
+        destinations
+            .into_iter()
+            .filter(|(_, min_sends)| *min_sends > 0)
+            .map(|(key, min_sends)| Group {
+                tag: [key[0], key[1]],
+                items: vec![Item {
+                    key,
+                    check: Check::Conversion(Conversion {
+                        min_sends,
+                        min_permille: policy.min_permille,
+                        window_ms: policy.window.as_millis() as u64,
+                    }),
+                    cost: 1,
+                    monitor: self.monitor.contains(&Scope::Conversion),
+                    block: Some(policy.block),
+                    scope: Scope::Conversion,
+                    policy: format!(
+                        "conversion-{}-per-mille-of-{min_sends}-per-{}",
+                        policy.min_permille,
+                        humantime::format_duration(policy.window)
+                    ),
+                    window: policy.window,
+                }],
+            })
+            .collect()
+    }
+
+    /// The limits on what sending costs: range, conversion, country,
+    /// service, global and budget.
     fn cost_groups(
         &self,
         keys: &dyn KeyMaker,
@@ -216,7 +279,7 @@ impl Policy {
     ) -> Vec<Group> {
         let service = subject.service.as_bytes();
         let region = subject.phone.region();
-        let mut groups = Vec::new();
+        let mut groups = self.conversion_groups(keys, subject.service, subject.phone);
         let range = self.range_of(subject.phone);
         let range_key = keys.limit_key(&[b"range", service, range.as_bytes()]);
         if let Some(mut group) = self.group(keys, Scope::Range, range_key, &self.range_sends) {

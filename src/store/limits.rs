@@ -16,4 +16,7 @@ pub trait Limits: Send + Sync + 'static {
 
     /// Gives back what `limit` recorded for these (allowed) groups.
     async fn refund(&self, groups: &[Group], now: Timestamp) -> Result<(), Error>;
+
+    /// Counts an approval in the groups' conversion items.
+    async fn approve(&self, groups: &[Group], now: Timestamp) -> Result<(), Error>;
 }

@@ -50,6 +50,13 @@ fn demo(settings: &mut Settings) -> &mut otpd::config::LimitSettings {
     &mut settings.services.get_mut("demo").expect("demo").limits
 }
 
+/// For tests of other rules that send many codes nobody enters: the
+/// conversion rule (which would stop them first) is not judged.
+fn without_conversion(settings: &mut Settings) {
+    demo(settings).conversion.country_min_sends = 0;
+    demo(settings).conversion.range_min_sends = 0;
+}
+
 async fn start_from(
     app: &TestApp,
     to: &str,
@@ -233,7 +240,8 @@ async fn checks_per_ip_stop_at_sixty_per_minute(backend: &Backend) {
 /// other ranges are not affected.
 async fn a_range_over_its_limit_is_blocked_for_twelve_hours(backend: &Backend) {
     let app = TestApp::spawn(&with_demo(backend, |s| {
-        s.http.trusted_proxies = vec!["127.0.0.1/32".parse().expect("cidr")]
+        s.http.trusted_proxies = vec!["127.0.0.1/32".parse().expect("cidr")];
+        without_conversion(s);
     }))
     .await;
     for n in 0..20 {
@@ -527,7 +535,7 @@ async fn a_refused_request_leaves_no_verification_and_no_counters(backend: &Back
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn forwarded_headers_count_only_from_trusted_proxies() {
     let backend = &Backend::Server(RedisServer::start());
-    let untrusted = TestApp::spawn(&backend.settings_with_default_limits()).await;
+    let untrusted = TestApp::spawn(&with_demo(backend, without_conversion)).await;
     for n in 0..10 {
         let response = start_from(
             &untrusted,
@@ -545,7 +553,8 @@ async fn forwarded_headers_count_only_from_trusted_proxies() {
     .await;
 
     let trusted = TestApp::spawn(&with_demo(backend, |s| {
-        s.http.trusted_proxies = vec!["127.0.0.0/8".parse().expect("cidr")]
+        s.http.trusted_proxies = vec!["127.0.0.0/8".parse().expect("cidr")];
+        without_conversion(s);
     }))
     .await;
     for n in 0..11 {
@@ -587,7 +596,8 @@ async fn forwarded_headers_count_only_from_trusted_proxies() {
 async fn pumping_one_range_from_many_ips_reaches_the_carrier_at_most_twenty_times() {
     let backend = &Backend::Server(RedisServer::start());
     let app = TestApp::spawn(&with_demo(backend, |s| {
-        s.http.trusted_proxies = vec!["127.0.0.1/32".parse().expect("cidr")]
+        s.http.trusted_proxies = vec!["127.0.0.1/32".parse().expect("cidr")];
+        without_conversion(s);
     }))
     .await;
     let mut statuses = Vec::new();
@@ -630,6 +640,89 @@ async fn pumping_one_range_from_many_ips_reaches_the_carrier_at_most_twenty_time
         "{metrics}"
     );
     assert!(metrics.contains(r#"otpd_verifications_started_total{channel="sms",country="81",kind="new",service="demo"} 20"#));
+}
+
+/// ABU-6: a pumping run against one country (500 starts to numbers spread
+/// over 500 ranges, 5 per client IP, no code ever entered) beside normal
+/// traffic to another (100 users who each enter their code). With the
+/// default conversion rule the pumped country is cut off after 30 SMS, and
+/// no normal start is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pumped_country_is_cut_off_and_normal_traffic_is_untouched() {
+    let backend = &Backend::Server(RedisServer::start());
+    let app = TestApp::spawn(&with_demo(backend, |s| {
+        s.http.trusted_proxies = vec!["127.0.0.1/32".parse().expect("cidr")];
+        demo(s).countries = vec!["JP".into(), "GB".into()];
+    }))
+    .await;
+    let (mut pumped_sent, mut pumped_refused, mut normal_refused) = (0, 0, 0);
+    for user in 0..100u32 {
+        let normal = start_from(
+            &app,
+            &format!("+8190{:04}1234", 1000 + user),
+            Some(&format!("203.0.113.{user}")),
+            None,
+        )
+        .await;
+        if normal.status() == 201 {
+            let id = json_of(normal).await["id"].as_str().expect("id").to_owned();
+            let code = app.code_for(&id).await;
+            let checked = app
+                .http
+                .post(app.url(&format!("/v1/services/demo/verifications/{id}/check")))
+                .bearer_auth(API_KEY)
+                .header("x-forwarded-for", format!("203.0.113.{user}"))
+                .json(&json!({ "code": code }))
+                .send()
+                .await
+                .expect("sent");
+            assert_eq!(json_of(checked).await["valid"], true);
+        } else {
+            normal_refused += 1;
+        }
+        for n in 0..5 {
+            let target = format!("+4479{:04}1234", user * 5 + n);
+            let ip = format!("198.51.100.{user}");
+            let pumped = start_from(&app, &target, Some(&ip), None).await;
+            match pumped.status().as_u16() {
+                201 => pumped_sent += 1,
+                429 => {
+                    assert_eq!(json_of(pumped).await["scope"], "conversion");
+                    pumped_refused += 1;
+                }
+                other => panic!("unexpected {other}"),
+            }
+        }
+    }
+    eprintln!(
+        "pumping run: {pumped_sent} SMS to the pumped country, {pumped_refused} refused; \
+         normal starts refused: {normal_refused}"
+    );
+    assert_eq!(normal_refused, 0, "normal traffic is untouched");
+    assert!(
+        pumped_sent <= 50,
+        "{pumped_sent} SMS reached the pumped country"
+    );
+    assert_eq!(pumped_sent + pumped_refused, 500);
+    let metrics = app.metrics().await;
+    assert!(
+        metrics.contains(&format!(
+            r#"otpd_blocked_total{{mode="enforce",reason="conversion",service="demo"}} {pumped_refused}"#
+        )),
+        "{metrics}"
+    );
+    // Refused sends count too: while the pumping goes on, the block is
+    // renewed when it ends.
+    app.clock.advance(Duration::from_secs(59 * 60));
+    for n in 0..40 {
+        let target = format!("+4479{:04}5678", n);
+        let refused = start_from(&app, &target, Some(&format!("192.0.2.{n}")), None).await;
+        assert_eq!(refused.status(), 429);
+    }
+    app.clock.advance(Duration::from_secs(61));
+    let again = start_from(&app, "+447999991234", Some("198.51.100.250"), None).await;
+    assert_eq!(json_of(again).await["scope"], "conversion");
+    assert_eq!(app.sent_count().await, 100 + pumped_sent);
 }
 
 /// SEC-8, SEC-9: an attacker cycling verifications of one number, across

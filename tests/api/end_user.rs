@@ -7,7 +7,7 @@
 use serde_json::{json, Value};
 
 use crate::support::{
-    problem, settings_with_default_limits, RedisServer, TestApp, API_KEY, DEMO_ONLY_KEY,
+    json_of, problem, settings_with_default_limits, RedisServer, TestApp, API_KEY, DEMO_ONLY_KEY,
 };
 
 /// The `n`th of a set of mobile numbers, each in its own range.
@@ -40,12 +40,19 @@ fn backend_settings(redis: &RedisServer) -> otpd::config::Settings {
 async fn many_users_behind_one_backend_are_limited_each_on_their_own_ip() {
     let redis = RedisServer::start();
     let app = TestApp::spawn(&backend_settings(&redis)).await;
-    // 30 users, each from an address of their own: the default per-IP
-    // limit (10 starts a minute) would have refused the 11th.
+    // 30 users, each from an address of their own, who enter their codes:
+    // the default per-IP limit (10 starts a minute) would have refused the
+    // 11th.
     for n in 0..30 {
         let body = json!({ "to": number(n), "channel": "sms",
                            "end_user": { "client_ip": format!("203.0.113.{n}") } });
-        assert_eq!(start(&app, API_KEY, body).await.status(), 201, "user {n}");
+        let started = start(&app, API_KEY, body).await;
+        assert_eq!(started.status(), 201, "user {n}");
+        let id = json_of(started).await["id"]
+            .as_str()
+            .expect("id")
+            .to_owned();
+        assert_eq!(app.check(&id, &app.code_for(&id).await).await.status(), 200);
     }
     // One abusive user is refused at their own limit, the others are not.
     let abuser = |n: u32| {

@@ -191,3 +191,41 @@ pub async fn groups_in_one_call_are_independent(fx: &Fixture) {
         "two taken, two refunded, one taken"
     );
 }
+
+/// ABU-6: a destination is judged once it has `min_sends` sends in the
+/// window: approvals keep it open, none blocks it; refused sends count, and
+/// the window forgets.
+pub async fn a_destination_without_approvals_is_blocked_until_its_window_forgets(fx: &Fixture) {
+    let window = Duration::from_secs(3600);
+    let destination = |key| Item {
+        check: Check::Conversion(Conversion {
+            min_sends: 4,
+            min_permille: 250,
+            window_ms: 3_600_000,
+        }),
+        block: Some(Duration::from_secs(600)),
+        scope: Scope::Conversion,
+        ..rate(key, 1, window)
+    };
+    let converting = [group(vec![destination(10)])];
+    let pumped = [group(vec![destination(11)])];
+    for _ in 0..4 {
+        assert!(take(fx, &converting).await[0].0);
+        assert!(take(fx, &pumped).await[0].0);
+    }
+    fx.stores
+        .limits
+        .approve(&converting, fx.clock.now())
+        .await
+        .expect("approve");
+    assert!(take(fx, &converting).await[0].0, "1 in 4 approved");
+    assert_eq!(
+        take(fx, &pumped).await,
+        [(false, Some(Duration::from_secs(600)))],
+        "none approved: blocked"
+    );
+    fx.clock.advance(Duration::from_secs(601));
+    assert!(!take(fx, &pumped).await[0].0, "the window still judges it");
+    fx.clock.advance(window);
+    assert!(take(fx, &pumped).await[0].0, "the window forgot");
+}

@@ -23,7 +23,7 @@ use super::{
 use crate::domain::Receipt;
 use crate::domain::{Clock, ManualClock};
 use crate::domain::{ServiceName, Status, Timestamp, VerificationId};
-use crate::ratelimit::{Check, FailurePolicy, Gcra, Group, Item, Scope};
+use crate::ratelimit::{Check, Conversion, FailurePolicy, Gcra, Group, Item, Scope};
 
 /// A backend under test, its clock, and whatever must live as long as it
 /// (a redis-server, for example).
@@ -84,6 +84,7 @@ macro_rules! store_conformance {
             monitored_items_report_without_refusing,
             a_blocking_item_blocks_its_key_for_the_block_time,
             a_quota_counts_within_its_window_and_refunds,
+            a_destination_without_approvals_is_blocked_until_its_window_forgets,
             groups_in_one_call_are_independent);
     };
     (@suite $suite:ident $fixture:path; $($case:ident),+) => {

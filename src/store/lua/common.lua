@@ -32,21 +32,48 @@ local function answer(outcome, key)
   return record
 end
 
+-- The sends and approvals of a conversion state (a hash of per-bucket
+-- counts, 's<bucket>' and 'a<bucket>') in the buckets after `oldest`;
+-- older buckets are dropped.
+local function conversion(state, oldest)
+  local fields = redis.call('HGETALL', state)
+  local counts, stale = {s = 0, a = 0}, {}
+  for i = 1, #fields, 2 do
+    local kind, bucket = string.sub(fields[i], 1, 1), tonumber(string.sub(fields[i], 2))
+    if bucket > oldest then
+      counts[kind] = counts[kind] + tonumber(fields[i + 1])
+    else
+      stale[#stale + 1] = fields[i]
+    end
+  end
+  if #stale > 0 then redis.call('HDEL', state, unpack(stale)) end
+  return counts.s, counts.a
+end
+
+-- Adds `count` to a conversion state's `kind` ('s' sends, 'a' approvals) in
+-- the bucket of `now`; c is the item's conversion window ms.
+local function convert(state, kind, count, now, c)
+  local width = math.max(math.floor(c / 12), 1)
+  redis.call('HINCRBY', state, kind .. math.floor(now / width), count)
+  redis.call('PEXPIRE', state, c + width)
+end
+
 -- Decides a group of limits (one slot) and records them only if no
 -- enforced item refuses. Item j has its state in KEYS[2j - 1] and its block
--- in KEYS[2j]; its values start at ARGV[first], six each: kind ('r' GCRA
--- rate | 'q' quota), cost, monitor ('1'), block ms (0: none), then a, b
--- (rate: interval ms, burst; quota: cap, window end ms). Returns {allowed,
--- denied ms (-1 if not), remaining, used before, ...}.
+-- in KEYS[2j]; its values start at ARGV[first], seven each: kind ('r' GCRA
+-- rate | 'q' quota | 'c' conversion), cost, monitor ('1'), block ms (0:
+-- none), then a, b, c (rate: interval ms, burst, -; quota: cap, window end
+-- ms, -; conversion: min sends, min approvals per thousand sends, window
+-- ms). Returns {allowed, denied ms (-1 if not), remaining, used before, ...}.
 local function limits(now, first)
   local out = {1}
   local writes = {}
-  for i = first, #ARGV, 6 do
-    local item = (i - first) / 6
+  for i = first, #ARGV, 7 do
+    local item = (i - first) / 7
     local state, block_key = KEYS[2 * item + 1], KEYS[2 * item + 2]
     local kind = ARGV[i]
     local cost, monitor, block = tonumber(ARGV[i + 1]), ARGV[i + 2] == '1', tonumber(ARGV[i + 3])
-    local a, b = tonumber(ARGV[i + 4]), tonumber(ARGV[i + 5])
+    local a, b, c = tonumber(ARGV[i + 4]), tonumber(ARGV[i + 5]), tonumber(ARGV[i + 6])
     local denied, remaining, before = -1, 0, 0
     local blocked = tonumber(redis.call('GET', block_key))
     local already = blocked and blocked > now
@@ -61,7 +88,7 @@ local function limits(now, first)
         remaining = math.floor((a * b - ahead) / a)
         writes[#writes + 1] = {'r', state, now + ahead, ahead}
       end
-    else
+    elseif kind == 'q' then
       before = tonumber(redis.call('GET', state)) or 0
       if before + cost > a then
         denied = b - now
@@ -69,6 +96,20 @@ local function limits(now, first)
         remaining = a - before - cost
         writes[#writes + 1] = {'q', state, cost, b - now}
       end
+    else
+      local width = math.max(math.floor(c / 12), 1)
+      local sends, approvals = conversion(state, math.floor(now / width) - 12)
+      before = sends
+      if sends >= a and approvals * 1000 < b * sends then
+        denied = c
+      else
+        writes[#writes + 1] = {'c', state, cost, c}
+      end
+    end
+    -- A refused send to a destination still counts towards its conversion:
+    -- while pumping goes on, the destination stays blocked.
+    if denied >= 0 and kind == 'c' and not monitor then
+      convert(state, 's', cost, now, c)
     end
     if denied >= 0 and not monitor then
       out[1] = 0
@@ -85,9 +126,11 @@ local function limits(now, first)
     for _, w in ipairs(writes) do
       if w[1] == 'r' then
         redis.call('SET', w[2], w[3], 'PX', w[4])
-      else
+      elseif w[1] == 'q' then
         redis.call('INCRBY', w[2], w[3])
         redis.call('PEXPIRE', w[2], math.max(w[4], 1))
+      else
+        convert(w[2], 's', w[3], now, w[4])
       end
     end
   end
@@ -95,14 +138,28 @@ local function limits(now, first)
 end
 
 -- Gives back what `limits` recorded for the same items.
-local function refund(first)
-  for i = first, #ARGV, 6 do
-    local state = KEYS[2 * ((i - first) / 6) + 1]
-    local cost, a = tonumber(ARGV[i + 1]), tonumber(ARGV[i + 4])
-    local current = tonumber(redis.call('GET', state))
-    if current then
-      local back = ARGV[i] == 'r' and a * cost or cost
-      redis.call('SET', state, current - back, 'KEEPTTL')
+local function refund(now, first)
+  for i = first, #ARGV, 7 do
+    local state = KEYS[2 * ((i - first) / 7) + 1]
+    local kind, cost, a = ARGV[i], tonumber(ARGV[i + 1]), tonumber(ARGV[i + 4])
+    if kind == 'c' then
+      convert(state, 's', -cost, now, tonumber(ARGV[i + 6]))
+    else
+      local current = tonumber(redis.call('GET', state))
+      if current then
+        local back = kind == 'r' and a * cost or cost
+        redis.call('SET', state, current - back, 'KEEPTTL')
+      end
+    end
+  end
+  return {}
+end
+
+-- Counts an approval for the conversion items.
+local function approve(now, first)
+  for i = first, #ARGV, 7 do
+    if ARGV[i] == 'c' then
+      convert(KEYS[2 * ((i - first) / 7) + 1], 'a', 1, now, tonumber(ARGV[i + 6]))
     end
   end
   return {}

@@ -15,15 +15,35 @@ impl Limits for MemoryStore {
         Ok(groups.iter().map(|group| state.take(group, now)).collect())
     }
 
-    async fn refund(&self, groups: &[Group], _now: Timestamp) -> Result<(), Error> {
+    async fn refund(&self, groups: &[Group], now: Timestamp) -> Result<(), Error> {
         let mut state = self.lock();
         for group in groups {
             for item in &group.items {
-                if let Some(entry) = state.limits.get_mut(&(group.tag, item.key)) {
-                    entry.value -= match item.check {
-                        Check::Rate(gcra) => (gcra.interval_ms * item.cost) as i64,
-                        Check::Quota { .. } => item.cost as i64,
-                    };
+                let slot = (group.tag, item.key);
+                let back = match item.check {
+                    Check::Rate(gcra) => (gcra.interval_ms * item.cost) as i64,
+                    Check::Quota { .. } => item.cost as i64,
+                    Check::Conversion(conversion) => {
+                        let counts = state.conversions.entry(slot).or_default();
+                        counts.send(conversion, now.millis(), -(item.cost as i64));
+                        continue;
+                    }
+                };
+                if let Some(entry) = state.limits.get_mut(&slot) {
+                    entry.value -= back;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    async fn approve(&self, groups: &[Group], now: Timestamp) -> Result<(), Error> {
+        let mut state = self.lock();
+        for group in groups {
+            for item in &group.items {
+                if let Check::Conversion(conversion) = item.check {
+                    let counts = state.conversions.entry((group.tag, item.key)).or_default();
+                    counts.approve(conversion, now.millis());
                 }
             }
         }

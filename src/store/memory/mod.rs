@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use super::{rules, Digest, Enqueue, IdempotencyKey, NumberKey, Record};
 use crate::domain::{ServiceName, Timestamp, VerificationId};
-use crate::ratelimit::{Check, Group, Outcome, Verdict};
+use crate::ratelimit::{Check, ConversionCounts, Group, Outcome, Verdict};
 
 /// How long a verification's record outlives its expiry, as in Redis.
 pub(super) const RETENTION: Duration = Duration::from_secs(60);
@@ -35,6 +35,8 @@ struct State {
     limits: HashMap<([u8; 2], [u8; 16]), Expiring<i64>>,
     /// Consecutive wrong codes, by number.
     failures: HashMap<NumberKey, Expiring<rules::Failures>>,
+    /// Conversion counts, by (tag, key).
+    conversions: HashMap<([u8; 2], [u8; 16]), ConversionCounts>,
     /// Blocked-until instants, by (tag, key).
     blocks: HashMap<([u8; 2], [u8; 16]), Timestamp>,
     /// Carrier message ids → (verification, send), by (carrier, id).
@@ -120,6 +122,7 @@ impl State {
     /// The twin of `limits` in `lua/common.lua`.
     fn take(&mut self, group: &Group, now: Timestamp) -> Verdict {
         let mut writes = Vec::new();
+        let mut conversions = Vec::new();
         let mut allowed = true;
         let mut outcomes = Vec::new();
         for item in &group.items {
@@ -148,6 +151,16 @@ impl State {
                         writes.push((slot, tat, Timestamp::from_millis(tat)));
                     }
                 },
+                (None, Check::Conversion(conversion)) => {
+                    let counts = self.conversions.entry(slot).or_default();
+                    let (sends, approvals) = counts.live(conversion, now.millis());
+                    outcome.used_before = sends;
+                    if conversion.refuses(sends, approvals) {
+                        outcome.denied = Some(Duration::from_millis(conversion.window_ms));
+                    } else {
+                        conversions.push((slot, conversion));
+                    }
+                }
                 (None, Check::Quota { cap, until }) => {
                     let used = current.unwrap_or(0) as u64;
                     outcome.used_before = used;
@@ -158,6 +171,13 @@ impl State {
                         writes.push((slot, (used + item.cost) as i64, until));
                     }
                 }
+            }
+            if let (Some(_), Check::Conversion(conversion), false) =
+                (outcome.denied, item.check, item.monitor)
+            {
+                // As in Lua: a refused send still counts towards conversion.
+                let counts = self.conversions.entry(slot).or_default();
+                counts.send(conversion, now.millis(), item.cost as i64);
             }
             if outcome.denied.is_some() && !item.monitor {
                 allowed = false;
@@ -171,6 +191,10 @@ impl State {
         if allowed {
             for (slot, value, until) in writes {
                 self.limits.insert(slot, Expiring { value, until });
+            }
+            for (slot, conversion) in conversions {
+                let counts = self.conversions.entry(slot).or_default();
+                counts.send(conversion, now.millis(), 1);
             }
         }
         Verdict { outcomes }

@@ -26,6 +26,10 @@ impl Limits for RedisStore {
     async fn refund(&self, groups: &[Group], now: Timestamp) -> Result<(), Error> {
         self.run_limits(groups, now, "refund").await.map(drop)
     }
+
+    async fn approve(&self, groups: &[Group], now: Timestamp) -> Result<(), Error> {
+        self.run_limits(groups, now, "approve").await.map(drop)
+    }
 }
 
 impl RedisStore {
@@ -44,9 +48,15 @@ impl RedisStore {
         }
         command.arg(now.millis()).arg(action);
         for item in &group.items {
-            let (kind, a, b) = match item.check {
-                Check::Rate(gcra) => ("r", gcra.interval_ms as i64, gcra.burst as i64),
-                Check::Quota { cap, until } => ("q", cap as i64, until.millis()),
+            let (kind, a, b, c) = match item.check {
+                Check::Rate(gcra) => ("r", gcra.interval_ms as i64, gcra.burst as i64, 0),
+                Check::Quota { cap, until } => ("q", cap as i64, until.millis(), 0),
+                Check::Conversion(conversion) => (
+                    "c",
+                    conversion.min_sends as i64,
+                    conversion.min_permille as i64,
+                    conversion.window_ms,
+                ),
             };
             let block = item.block.map_or(0, millis);
             command
@@ -55,7 +65,8 @@ impl RedisStore {
                 .arg(u8::from(item.monitor))
                 .arg(block)
                 .arg(a)
-                .arg(b);
+                .arg(b)
+                .arg(c);
         }
         command
     }
