@@ -21,6 +21,7 @@
 //!   the listeners' TLS, logs and Prometheus instruments.
 
 pub mod api;
+pub mod attestation;
 pub mod carrier;
 pub mod config;
 pub mod delivery;

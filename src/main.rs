@@ -38,6 +38,24 @@ enum Command {
         /// name, then "-backend"].
         #[arg(long)]
         id: Option<String>,
+        /// An admin key: it may call only /admin (see `otpd admin`).
+        #[arg(long)]
+        admin: bool,
+    },
+    /// Read (`state`) or lift (`lift`) a number's failure lockout and the
+    /// blocks on its destination, through the admin API of the otpd at
+    /// --url, with the admin key in OTPD_ADMIN_KEY. Prints the JSON answer
+    /// (for `lift`, the state before).
+    Admin {
+        #[arg(value_enum)]
+        action: AdminAction,
+        #[arg(long, default_value = "http://127.0.0.1:8080")]
+        url: String,
+        #[arg(long)]
+        service: String,
+        /// The number, E.164 or national.
+        #[arg(long)]
+        to: String,
     },
     /// Print the OpenAPI document of HTTP API v1 (as /openapi.json serves it).
     Openapi,
@@ -47,6 +65,39 @@ enum Command {
         #[arg(long, default_value = "127.0.0.1:8080")]
         addr: std::net::SocketAddr,
     },
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum AdminAction {
+    State,
+    Lift,
+}
+
+/// `otpd admin`: one call of the admin API.
+async fn admin(action: AdminAction, url: &str, service: &str, to: &str) -> anyhow::Result<()> {
+    let key = std::env::var("OTPD_ADMIN_KEY").context("set OTPD_ADMIN_KEY to an admin key")?;
+    let path = match action {
+        AdminAction::State => "state",
+        AdminAction::Lift => "lift",
+    };
+    let url = format!(
+        "{}/admin/v1/services/{service}/numbers/{path}",
+        url.trim_end_matches('/')
+    );
+    let answer = reqwest::Client::new()
+        .post(&url)
+        .bearer_auth(key)
+        .json(&serde_json::json!({ "to": to }))
+        .timeout(std::time::Duration::from_secs(10))
+        .send()
+        .await
+        .with_context(|| format!("no answer from {url}"))?;
+    let status = answer.status();
+    let body: serde_json::Value = answer.json().await.context("an unreadable answer")?;
+    let pretty = serde_json::to_string_pretty(&body)?;
+    anyhow::ensure!(status.is_success(), "{status}: {pretty}");
+    println!("{pretty}");
+    Ok(())
 }
 
 #[actix_web::main]
@@ -70,7 +121,21 @@ async fn main() -> anyhow::Result<()> {
         print!("{}", otpd::http::openapi_document());
         return Ok(());
     }
-    if let Some(Command::NewApiKey { services, id }) = &cli.command {
+    if let Some(Command::Admin {
+        action,
+        url,
+        service,
+        to,
+    }) = &cli.command
+    {
+        return admin(*action, url, service, to).await;
+    }
+    if let Some(Command::NewApiKey {
+        services,
+        id,
+        admin,
+    }) = &cli.command
+    {
         let id = id
             .clone()
             .unwrap_or_else(|| format!("{}-backend", services[0].replace('*', "all")));
@@ -82,8 +147,9 @@ async fn main() -> anyhow::Result<()> {
             .join(", ");
         println!("API key (give it to the caller, store it nowhere else):\n  {key}\n");
         println!(
-            "Configuration:\n  [[api_keys]]\n  id = {id:?}\n  sha256 = \"{}\"\n  services = [{services}]",
-            config::sha256_hex(&key)
+            "Configuration:\n  [[api_keys]]\n  id = {id:?}\n  sha256 = \"{}\"\n  services = [{services}]{}",
+            config::sha256_hex(&key),
+            if *admin { "\n  admin = true" } else { "" }
         );
         return Ok(());
     }

@@ -7,6 +7,7 @@ use prometheus::{
     Registry, TextEncoder,
 };
 
+use crate::attestation::Refusal;
 use crate::domain::Phone;
 use crate::otp::Service;
 use crate::ratelimit::Scope;
@@ -23,6 +24,7 @@ pub struct Metrics {
     approvals: IntCounterVec,
     rate_limited: IntCounterVec,
     blocked: IntCounterVec,
+    attestations: IntCounterVec,
     budget: IntCounterVec,
     carrier_duration: HistogramVec,
     outbox_depth: IntGauge,
@@ -187,8 +189,14 @@ impl Metrics {
             blocked: counter(
                 &registry,
                 "otpd_blocked_total",
-                "Sends blocked by country or number range.",
+                "Sends blocked by country, number range or conversion.",
                 &["service", "reason", "mode"],
+            ),
+            attestations: counter(
+                &registry,
+                "otpd_attestations_total",
+                "Start attestations by outcome: passed, missing, invalid, expired, hostname, action, score, unavailable.",
+                &["service", "provider", "outcome", "mode"],
             ),
             budget: counter(
                 &registry,
@@ -327,6 +335,24 @@ impl Metrics {
             self.blocked
                 .with_label_values(&[name, reason, monitored(scope)]);
         }
+        let attestation = &service.attestation;
+        let refused = mode(attestation.monitor);
+        if attestation.required {
+            self.attestations
+                .with_label_values(&[name, "none", "missing", refused]);
+        }
+        for provider in attestation.providers.keys() {
+            let outcomes = Refusal::ALL
+                .into_iter()
+                .filter(|refusal| *refusal != Refusal::Missing)
+                .map(Refusal::as_str);
+            for outcome in outcomes.chain(["unavailable"]) {
+                self.attestations
+                    .with_label_values(&[name, provider.as_str(), outcome, refused]);
+            }
+            self.attestations
+                .with_label_values(&[name, provider.as_str(), "passed", mode(false)]);
+        }
         for region in &service.limits.countries {
             if let Some(code) = Phone::calling_code(region) {
                 let code = code.to_string();
@@ -435,6 +461,13 @@ impl Metrics {
     pub fn blocked(&self, service: &str, reason: &str, monitor: bool) {
         self.blocked
             .with_label_values(&[service, reason, mode(monitor)])
+            .inc();
+    }
+
+    /// A start's attestation; `monitor` when a refusal was let through.
+    pub fn attested(&self, service: &str, provider: &str, outcome: &str, monitor: bool) {
+        self.attestations
+            .with_label_values(&[service, provider, outcome, mode(monitor)])
             .inc();
     }
 

@@ -78,8 +78,34 @@ pub struct Authorized {
     pub asserts_end_user: bool,
 }
 
-/// `raw` names a service that exists and `key` may use.
+/// `raw` names a service that exists and `key`, an API key (not an admin
+/// key), may use.
 pub fn authorize(otp: &Otp, key: &ApiKey, raw: &str) -> Result<Authorized, Problem> {
+    if key.admin {
+        let detail = "an admin key may call only /admin";
+        return Err(Problem::new(Kind::Forbidden, "admin-key", detail));
+    }
+    Ok(Authorized {
+        service: allowed_service(otp, key, raw)?,
+        api_key: key.id.clone(),
+        asserts_end_user: key.assert_end_user,
+    })
+}
+
+/// `raw` names a service that exists and `key`, an admin key, may use.
+pub fn authorize_admin(otp: &Otp, key: &ApiKey, raw: &str) -> Result<Authorized, Problem> {
+    if !key.admin {
+        let detail = "this needs an admin key ([[api_keys]] admin = true)";
+        return Err(Problem::new(Kind::Forbidden, "admin-key-required", detail));
+    }
+    Ok(Authorized {
+        service: allowed_service(otp, key, raw)?,
+        api_key: key.id.clone(),
+        asserts_end_user: false,
+    })
+}
+
+fn allowed_service(otp: &Otp, key: &ApiKey, raw: &str) -> Result<Arc<Service>, Problem> {
     let not_found = || Problem::new(Kind::NotFound, "service-not-found", "no such service");
     let service: ServiceName = raw.parse().map_err(|_| not_found())?;
     let found = Arc::clone(otp.service(&service).map_err(|_| not_found())?);
@@ -91,9 +117,5 @@ pub fn authorize(otp: &Otp, key: &ApiKey, raw: &str) -> Result<Authorized, Probl
         let detail = "this API key may not use this service";
         return Err(Problem::new(Kind::Forbidden, "service-forbidden", detail));
     }
-    Ok(Authorized {
-        service: found,
-        api_key: key.id.clone(),
-        asserts_end_user: key.assert_end_user,
-    })
+    Ok(found)
 }

@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use super::auth::Authorized;
 use super::problem::{Kind, Problem};
+use crate::attestation::{Attestation, Provider, MAX_TOKEN};
 use crate::domain::{Binding, Code, Locale, Phone, VerificationId};
 use crate::otp::{CheckRequest, CheckTarget, Service, StartRequest, Verification};
 use crate::ratelimit::Client;
@@ -32,6 +33,23 @@ pub struct StartBody {
     /// (`assert_end_user`): their limits apply instead of the caller's.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub end_user: Option<EndUser>,
+    /// A bot challenge's or app attestation's token, verified with its
+    /// provider before anything is sent (services that require one).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub attestation: Option<AttestationBody>,
+}
+
+/// `{provider, token}`: the end user's token from a provider the service
+/// lists.
+#[derive(Clone, Debug, Deserialize, Serialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(example = json!({"provider": "turnstile", "token": "0.AbC…"}))]
+pub struct AttestationBody {
+    /// `turnstile`, `recaptcha`, `recaptcha_enterprise` or `http`.
+    pub provider: String,
+    /// The token the widget or app handed the end user (as given).
+    #[schema(min_length = 1, max_length = 3072)]
+    pub token: String,
 }
 
 #[derive(Debug, Deserialize, Serialize, utoipa::ToSchema)]
@@ -129,7 +147,7 @@ fn opaque_id(field: &str, raw: Option<&str>) -> Result<Option<String>, Problem> 
     .transpose()
 }
 
-fn phone(raw: &str, service: &Service) -> Result<Phone, Problem> {
+pub fn phone(raw: &str, service: &Service) -> Result<Phone, Problem> {
     Phone::parse(raw, service.default_region).map_err(|error| {
         Problem::bad_request(
             "invalid-phone-number",
@@ -192,6 +210,11 @@ impl StartBody {
             })
             .transpose()?;
         Ok(StartRequest {
+            attestation: self
+                .attestation
+                .as_ref()
+                .map(|body| attestation(body, service))
+                .transpose()?,
             client,
             app_hash,
             service: service.name.clone(),
@@ -200,6 +223,34 @@ impl StartBody {
             binding: binding(self.binding.as_deref())?,
         })
     }
+}
+
+/// A start's attestation, from a provider the service takes.
+fn attestation(body: &AttestationBody, service: &Service) -> Result<Attestation, Problem> {
+    let provider = Provider::parse(&body.provider)
+        .filter(|provider| service.attestation.providers.contains_key(provider))
+        .ok_or_else(|| {
+            let taken: Vec<_> = service
+                .attestation
+                .providers
+                .keys()
+                .map(|provider| provider.as_str())
+                .collect();
+            Problem::bad_request(
+                "invalid-attestation",
+                format!("attestation.provider: this service takes {taken:?}"),
+            )
+        })?;
+    if body.token.is_empty() || body.token.len() > MAX_TOKEN {
+        return Err(Problem::bad_request(
+            "invalid-attestation",
+            format!("attestation.token: 1 to {MAX_TOKEN} bytes"),
+        ));
+    }
+    Ok(Attestation {
+        provider,
+        token: body.token.clone(),
+    })
 }
 
 /// The most preferred language of an `Accept-Language` value that the

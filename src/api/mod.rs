@@ -8,9 +8,9 @@ mod auth;
 mod dto;
 mod problem;
 
-pub use self::auth::{authorize, ApiKeys, Authorized};
+pub use self::auth::{authorize, authorize_admin, ApiKeys, Authorized};
 pub use self::dto::{
-    client, verification_id, CheckBody, CheckByNumberBody, CheckView, DeliveryView, EndUser,
-    StartBody, VerificationView,
+    client, phone, verification_id, AttestationBody, CheckBody, CheckByNumberBody, CheckView,
+    DeliveryView, EndUser, StartBody, VerificationView,
 };
 pub use self::problem::{seconds, Kind, Problem};

@@ -129,6 +129,7 @@ impl std::fmt::Display for Problem {
 impl From<otp::Error> for Problem {
     fn from(error: otp::Error) -> Self {
         let (kind, retry_after) = match error.kind() {
+            otp::Kind::Forbidden => (Kind::Forbidden, None),
             otp::Kind::NotFound => (Kind::NotFound, None),
             otp::Kind::Conflict => (Kind::Conflict, None),
             otp::Kind::Unprocessable => (Kind::Unprocessable, None),

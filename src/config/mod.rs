@@ -239,6 +239,10 @@ pub struct ApiKeySettings {
     /// (`end_user`); off: such a request is refused.
     #[serde(default)]
     pub assert_end_user: bool,
+    /// An admin key: it may call only `/admin` (read and lift lockouts and
+    /// blocks), and no admin key may call `/v1`.
+    #[serde(default)]
+    pub admin: bool,
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -267,6 +271,8 @@ pub struct ServiceSettings {
     pub test_numbers: BTreeMap<String, String>,
     /// Production mode refuses `test_numbers` unless this is set.
     pub allow_test_numbers: bool,
+    /// Tokens a start must (or may) carry before an SMS is paid for.
+    pub attestation: crate::attestation::AttestationSettings,
 }
 
 impl Default for ServiceSettings {
@@ -290,6 +296,7 @@ impl Default for ServiceSettings {
             limits: LimitSettings::default(),
             test_numbers: BTreeMap::new(),
             allow_test_numbers: false,
+            attestation: Default::default(),
         }
     }
 }
@@ -336,7 +343,7 @@ fn read_error(errors: figment::Error) -> ConfigError {
     ConfigError::Read(lines.join("\n"))
 }
 
-fn invalid(key: impl Into<String>, problem: impl Into<String>) -> ConfigError {
+pub(crate) fn invalid(key: impl Into<String>, problem: impl Into<String>) -> ConfigError {
     ConfigError::Invalid {
         key: key.into(),
         problem: problem.into(),
@@ -352,6 +359,7 @@ pub struct ApiKey {
     pub services: Option<Vec<ServiceName>>,
     pub requests_per_second: Option<u32>,
     pub assert_end_user: bool,
+    pub admin: bool,
 }
 
 /// What `validate` makes of the settings: the typed pieces `startup` wires.
@@ -402,6 +410,7 @@ impl Settings {
             services: vec!["demo".into()],
             requests_per_second: None,
             assert_end_user: false,
+            admin: false,
         });
         Ok(settings)
     }
@@ -604,6 +613,7 @@ impl Settings {
                     services: allowed,
                     requests_per_second: key.requests_per_second,
                     assert_end_user: key.assert_end_user,
+                    admin: key.admin,
                 })
             })
             .collect()
@@ -710,6 +720,7 @@ fn validate_service(
     let test_numbers = test_numbers(name, settings, default_region, mode)?;
     let service = Service {
         test_numbers,
+        attestation: settings.attestation.rules(&key("attestation"))?,
         limits: settings.limits.policy(&key("limits"), shared)?,
         max_resend_cooldown: settings.max_resend_cooldown,
         name: service_name,

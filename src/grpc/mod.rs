@@ -208,6 +208,13 @@ impl VerificationService for Verifications {
                 binding: optional(&message.binding),
                 app_hash: optional(&message.app_hash),
                 end_user: end_user(message.end_user.as_ref()),
+                attestation: message
+                    .attestation
+                    .as_ref()
+                    .map(|attestation| api::AttestationBody {
+                        provider: attestation.provider.clone(),
+                        token: attestation.token.clone(),
+                    }),
             };
             let client = api::client(&auth, body.end_user.as_ref(), self.client(&request))?;
             let start = body.to_request(&auth.service, client, None)?;

@@ -17,6 +17,12 @@ use crate::otp::Otp;
 #[derive(Clone, Debug)]
 pub struct Caller(ApiKey);
 
+impl Caller {
+    pub fn key(&self) -> &ApiKey {
+        &self.0
+    }
+}
+
 /// Middleware for `/v1`: no valid key, no further work (401).
 pub async fn authenticate(
     request: ServiceRequest,

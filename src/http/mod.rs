@@ -1,6 +1,7 @@
 //! HTTP API v1 on actix-web. Handlers turn requests into domain values, call
 //! one use case in `otp`, and shape the answer; no rule lives here.
 
+mod admin;
 mod answer;
 mod answering;
 mod auth;
@@ -70,6 +71,16 @@ pub fn configure(public_metrics: bool) -> impl FnOnce(&mut web::ServiceConfig) {
                 cancel,
             ))
             .service(resource(V1, "/checks", Method::POST, check_by_number));
+        let admin = web::scope(ADMIN)
+            .wrap(from_fn(auth::authenticate))
+            .app_data(web::JsonConfig::default().error_handler(json_problem))
+            .service(resource(
+                ADMIN,
+                "/numbers/state",
+                Method::POST,
+                admin::state,
+            ))
+            .service(resource(ADMIN, "/numbers/lift", Method::POST, admin::lift));
         if public_metrics {
             config.service(resource("", "/metrics", Method::GET, metrics));
         }
@@ -84,12 +95,15 @@ pub fn configure(public_metrics: bool) -> impl FnOnce(&mut web::ServiceConfig) {
                 receipts::receive,
             ))
             .service(v1)
+            .service(admin)
             .default_service(web::to(|| async { not_found() }));
     }
 }
 
 /// The scope of API v1.
 const V1: &str = "/v1/services/{service}";
+/// The scope of the admin API (admin keys only).
+const ADMIN: &str = "/admin/v1/services/{service}";
 
 /// `handler` for `method` at `path` within `scope`, labelled with its whole
 /// pattern for metrics and logs (`observe::Route`), its body read in time
@@ -168,7 +182,7 @@ fn request_bytes(operation: &str, auth: &Authorized, id: &str, body: &impl Seria
         (status = 201, description = "A new verification; its SMS is queued", body = VerificationView,
             headers(("location" = String, description = "The verification's URL"))),
         (status = 200, description = "The number had a pending verification with this binding: resent", body = VerificationView),
-        (status = 400, description = "`malformed-json`, `unknown-field`, `missing-field`, `invalid-body`, `invalid-phone-number`, `unsupported-channel`, `invalid-locale`, `invalid-binding`, `invalid-app-hash`, `invalid-idempotency-key`, `invalid-end-user`", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 400, description = "`malformed-json`, `unknown-field`, `missing-field`, `invalid-body`, `invalid-phone-number`, `unsupported-channel`, `invalid-locale`, `invalid-binding`, `invalid-app-hash`, `invalid-idempotency-key`, `invalid-end-user`, `invalid-attestation`", body = ProblemDoc, content_type = "application/problem+json"),
         (status = 415, description = "`unsupported-media-type`: send `Content-Type: application/json`", body = ProblemDoc, content_type = "application/problem+json"),
         (status = 404, description = "`service-not-found`", body = ProblemDoc, content_type = "application/problem+json"),
         (status = 409, description = "`idempotency-key-in-use`", body = ProblemDoc, content_type = "application/problem+json"),

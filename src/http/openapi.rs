@@ -51,7 +51,7 @@ pub enum CommonProblems {
     Unauthorized(ProblemDoc),
     #[response(
         status = 403,
-        description = "`service-forbidden`: the key may not use this service; `end-user-not-allowed`: it may not assert an end user",
+        description = "`service-forbidden`: the key may not use this service; `end-user-not-allowed`: it may not assert an end user; `admin-key`: an admin key on `/v1`, `admin-key-required`: an API key on `/admin`; `attestation-required`, `attestation-failed` (start): the service requires an attestation, nothing was sent",
         content_type = "application/problem+json"
     )]
     Forbidden(ProblemDoc),
@@ -78,7 +78,7 @@ pub enum CommonProblems {
         content_type = "application/problem+json"
     )]
     HeadersTooLarge(ProblemDoc),
-    #[response(status = 503, description = "`store-unavailable` (never an approval) or `outbox-full`", content_type = "application/problem+json",
+    #[response(status = 503, description = "`store-unavailable` (never an approval), `outbox-full`, `attestation-unavailable` (start: the attestation provider did not answer; nothing was sent)", content_type = "application/problem+json",
         headers(("retry-after" = u64, description = "Seconds until a retry")))]
     Unavailable(ProblemDoc),
 }
@@ -121,12 +121,15 @@ impl Modify for BearerAuth {
         super::metrics,
         super::openapi_json,
         super::receipts::receive,
+        super::admin::state,
+        super::admin::lift,
     ),
     components(schemas(StartBody, CheckBody, CheckByNumberBody, VerificationView, DeliveryView, CheckView, ProblemDoc)),
     modifiers(&BearerAuth),
     tags(
         (name = "verifications", description = "Start, check, resend, cancel and read verifications."),
         (name = "operations", description = "Health and readiness."),
+        (name = "admin", description = "Read and lift a number's lockout and its destination's blocks (admin keys only, audited)."),
         (name = "carriers", description = "Delivery receipts from carriers, signed by them."),
     ),
 )]

@@ -3,6 +3,7 @@
 
 use std::time::Duration;
 
+use crate::attestation::Refusal;
 use crate::domain::Status;
 use crate::ratelimit::Scope;
 use crate::store;
@@ -40,6 +41,10 @@ pub enum Error {
     CountryNotAllowed,
     #[error("the message with this app_hash would not fit the service's max_segments; use a shorter template or locale")]
     MessageTooLong,
+    #[error("{}", .0.detail())]
+    AttestationRefused(Refusal),
+    #[error("the attestation provider could not be asked; try again shortly")]
+    AttestationUnavailable,
     #[error("this Idempotency-Key was used with a different request")]
     IdempotencyKeyReused,
     #[error("a request with this Idempotency-Key is still in progress")]
@@ -51,6 +56,7 @@ pub enum Error {
 /// How an error should be answered, whatever the transport.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Kind {
+    Forbidden,
     NotFound,
     Conflict,
     Unprocessable,
@@ -84,6 +90,9 @@ impl Error {
             Error::BudgetExhausted(_) => "budget-exhausted",
             Error::CountryNotAllowed => "country-not-allowed",
             Error::MessageTooLong => "message-too-long",
+            Error::AttestationRefused(Refusal::Missing) => "attestation-required",
+            Error::AttestationRefused(_) => "attestation-failed",
+            Error::AttestationUnavailable => "attestation-unavailable",
             Error::IdempotencyKeyReused => "idempotency-key-reused",
             Error::IdempotencyKeyInUse => "idempotency-key-in-use",
             Error::Store(_) => "store-unavailable",
@@ -103,7 +112,10 @@ impl Error {
             Error::ResendTooSoon(wait) | Error::MaxSends(wait) => {
                 Kind::Limited { retry_after: *wait }
             }
-            Error::Store(_) | Error::OutboxFull => Kind::Unavailable,
+            Error::AttestationRefused(_) => Kind::Forbidden,
+            Error::Store(_) | Error::OutboxFull | Error::AttestationUnavailable => {
+                Kind::Unavailable
+            }
         }
     }
 }

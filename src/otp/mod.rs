@@ -2,6 +2,7 @@
 //! and replay of idempotent requests. No HTTP and no Redis types here: the
 //! stores and the carrier are traits, time comes from a `Clock`.
 
+mod admin;
 mod error;
 mod idempotency;
 mod keyring;
@@ -15,11 +16,13 @@ use std::time::Duration;
 
 use tracing::{info, warn};
 
+pub use self::admin::{Block, Lift, Lockout, NumberState};
 pub use self::error::{Error, Kind, Limited};
 pub use self::idempotency::{Begun, Ticket};
 pub use self::keyring::{Keyring, Secret};
 pub use self::service::Service;
 
+use crate::attestation::{Attestation, Verdict, Verifier};
 use crate::domain::{
     Binding, Clock, Code, Locale, Phone, ServiceName, Status, Timestamp, VerificationId,
 };
@@ -73,6 +76,8 @@ pub struct StartRequest {
     pub app_hash: Option<AppHash>,
     pub locale: Option<Locale>,
     pub binding: Option<Binding>,
+    /// A bot challenge's or app attestation's token (ABU-8).
+    pub attestation: Option<Attestation>,
 }
 
 /// `created` is false when the start resent a pending verification.
@@ -111,6 +116,7 @@ pub struct Otp {
     metrics: Metrics,
     idempotency_retention: Duration,
     shard_cap: u64,
+    attestations: Verifier,
 }
 
 /// Settings of the use cases that are not a service's.
@@ -149,6 +155,7 @@ impl Otp {
             metrics,
             idempotency_retention: options.idempotency_retention,
             shard_cap: options.max_queued.div_ceil(u64::from(store::SHARDS)).max(1),
+            attestations: Verifier::default(),
         }
     }
 
@@ -169,6 +176,7 @@ impl Otp {
             return Err(Error::MessageTooLong);
         }
         self.allow_country(service, &request.to)?;
+        self.attest(service, &request).await?;
         let number = self.keyring.number_key(&service.name, &request.to);
         let subject = Subject {
             service: service.name.as_str(),
@@ -186,6 +194,48 @@ impl Otp {
             self.give_back(taken).await;
         }
         started
+    }
+
+    /// ABU-8: the start's attestation, as the service requires; monitor
+    /// mode reports a refusal and goes on.
+    async fn attest(&self, service: &Service, request: &StartRequest) -> Result<(), Error> {
+        let rules = &service.attestation;
+        let verdict = self
+            .attestations
+            .verify(rules, request.attestation.as_ref(), request.client.ip)
+            .await;
+        let provider = request
+            .attestation
+            .as_ref()
+            .map_or("none", |attestation| attestation.provider.as_str());
+        let name = service.name.as_str();
+        let error = match verdict {
+            Verdict::NotAsked => return Ok(()),
+            Verdict::Passed => {
+                self.metrics.attested(name, provider, "passed", false);
+                return Ok(());
+            }
+            Verdict::Refused(refusal) => {
+                self.metrics
+                    .attested(name, provider, refusal.as_str(), rules.monitor);
+                Error::AttestationRefused(refusal)
+            }
+            Verdict::Unavailable(reason) => {
+                self.metrics
+                    .attested(name, provider, "unavailable", rules.monitor);
+                warn!(provider, reason, "attestation provider unavailable");
+                Error::AttestationUnavailable
+            }
+        };
+        if rules.monitor {
+            warn!(
+                provider,
+                code = error.code(),
+                "attestation refused (monitor mode: allowed)"
+            );
+            return Ok(());
+        }
+        Err(error)
     }
 
     /// ABU-1: a service sends only to the countries it lists.

@@ -31,6 +31,8 @@ pub struct Service {
     /// Numbers (E.164) with fixed codes, for app-store review and
     /// end-to-end tests: never sent, still bounded by attempts.
     pub test_numbers: BTreeMap<String, Code>,
+    /// What a start must carry before an SMS is paid for (ABU-8).
+    pub attestation: crate::attestation::Rules,
 }
 
 impl Service {

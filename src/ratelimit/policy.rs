@@ -269,6 +269,27 @@ impl Policy {
             .collect()
     }
 
+    /// The limits that block a destination: its range's sends and its
+    /// range's and country's conversion (what an operator can lift).
+    pub fn destination_groups(
+        &self,
+        keys: &dyn KeyMaker,
+        service: &str,
+        phone: &Phone,
+    ) -> Vec<Group> {
+        let mut groups = self.conversion_groups(keys, service, phone);
+        let range = self.range_of(phone);
+        let range_key = keys.limit_key(&[b"range", service.as_bytes(), range.as_bytes()]);
+        if let Some(mut group) = self.group(keys, Scope::Range, range_key, &self.range_sends) {
+            group
+                .items
+                .iter_mut()
+                .for_each(|item| item.block = Some(self.range_block));
+            groups.push(group);
+        }
+        groups
+    }
+
     /// The limits on what sending costs: range, conversion, country,
     /// service, global and budget.
     fn cost_groups(
@@ -279,16 +300,7 @@ impl Policy {
     ) -> Vec<Group> {
         let service = subject.service.as_bytes();
         let region = subject.phone.region();
-        let mut groups = self.conversion_groups(keys, subject.service, subject.phone);
-        let range = self.range_of(subject.phone);
-        let range_key = keys.limit_key(&[b"range", service, range.as_bytes()]);
-        if let Some(mut group) = self.group(keys, Scope::Range, range_key, &self.range_sends) {
-            group
-                .items
-                .iter_mut()
-                .for_each(|item| item.block = Some(self.range_block));
-            groups.push(group);
-        }
+        let mut groups = self.destination_groups(keys, subject.service, subject.phone);
         if let Some(rates) = self.country_sends.get(region) {
             groups.extend(self.group(
                 keys,

@@ -19,4 +19,11 @@ pub trait Limits: Send + Sync + 'static {
 
     /// Counts an approval in the groups' conversion items.
     async fn approve(&self, groups: &[Group], now: Timestamp) -> Result<(), Error>;
+
+    /// Until when the group is blocked (its latest item block), if it is.
+    async fn blocked(&self, group: &Group, now: Timestamp) -> Result<Option<Timestamp>, Error>;
+
+    /// Lifts the group's blocks and forgets its counts (so that what was
+    /// counted does not block again at once).
+    async fn lift(&self, group: &Group) -> Result<(), Error>;
 }

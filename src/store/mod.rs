@@ -27,6 +27,7 @@ pub use self::limits::Limits;
 pub use self::memory::MemoryStore;
 pub use self::outbox::{Claimed, Enqueue, Finish, Outbox, QueuedSend};
 pub use self::redis::{ClusterSettings, RedisSettings, RedisStore, SentinelSettings, Topology};
+pub use self::rules::Failures;
 pub use self::verification::{
     Candidate, Changed, Checked, Delivery, DeliveryStatus, NewVerification, Record, ResendPolicy,
     Resent, Started, Verifications,

@@ -33,8 +33,8 @@ pub(super) fn bindings_match(record: &Record, binding: Option<&Digest>) -> bool 
 }
 
 /// A number's consecutive wrong codes, across its verifications.
-#[derive(Clone, Copy, Debug)]
-pub(super) struct Failures {
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Failures {
     pub count: u32,
     pub last: Timestamp,
     pub wait_until: Timestamp,

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 
-use super::{Digest, Enqueue, Error, KeyId, NumberKey};
+use super::{Digest, Enqueue, Error, Failures, KeyId, NumberKey};
 use crate::domain::{Locale, Receipt, ServiceName, Status, Timestamp, VerificationId};
 use crate::ratelimit::FailurePolicy;
 use crate::sms::AppHash;
@@ -261,6 +261,15 @@ pub trait Verifications: Send + Sync + 'static {
         id: &VerificationId,
         now: Timestamp,
     ) -> Result<Changed, Error>;
+
+    /// The number's consecutive wrong codes while they count (SEC-8): its
+    /// lockout, as an operator reads it.
+    async fn failures(&self, number: &NumberKey, now: Timestamp)
+        -> Result<Option<Failures>, Error>;
+
+    /// Forgets the number's wrong codes, lifting its lockout and delay;
+    /// whether there were any.
+    async fn forget_failures(&self, number: &NumberKey) -> Result<bool, Error>;
 
     /// Records a carrier's receipt if the verification still holds that
     /// send as sent by `carrier` under that message id; when it changed

@@ -37,20 +37,7 @@ pub struct FakeProvider {
 impl FakeProvider {
     /// Serves on a free port; the base URL to configure as `api_url`.
     pub fn start(&self) -> String {
-        let listener = TcpListener::bind("127.0.0.1:0").expect("a port");
-        let base = format!("http://{}", listener.local_addr().expect("address"));
-        let state = web::Data::new(self.clone());
-        let server = actix_web::HttpServer::new(move || {
-            actix_web::App::new()
-                .app_data(state.clone())
-                .default_service(web::post().to(answer))
-        })
-        .workers(1)
-        .listen(listener)
-        .expect("listens")
-        .run();
-        tokio::spawn(server);
-        base
+        serve_posts(self.clone(), answer)
     }
 
     pub fn then(&self, replies: impl IntoIterator<Item = Reply>) {
@@ -60,6 +47,31 @@ impl FakeProvider {
     pub fn requests(&self) -> Vec<Request> {
         self.requests.lock().expect("requests").clone()
     }
+}
+
+/// Serves `handler` for every POST on a free port, with `state` as its
+/// `web::Data`; returns the base URL.
+pub fn serve_posts<S, F, Args>(state: S, handler: F) -> String
+where
+    S: Send + Sync + 'static,
+    F: actix_web::Handler<Args> + Clone + Send + 'static,
+    Args: actix_web::FromRequest + 'static,
+    F::Output: actix_web::Responder + 'static,
+{
+    let listener = TcpListener::bind("127.0.0.1:0").expect("a port");
+    let base = format!("http://{}", listener.local_addr().expect("address"));
+    let state = web::Data::new(state);
+    let server = actix_web::HttpServer::new(move || {
+        actix_web::App::new()
+            .app_data(state.clone())
+            .default_service(web::post().to(handler.clone()))
+    })
+    .workers(1)
+    .listen(listener)
+    .expect("listens")
+    .run();
+    tokio::spawn(server);
+    base
 }
 
 async fn answer(

@@ -2,6 +2,8 @@
 //! test starts on a free port.
 
 mod abuse;
+mod admin;
+mod attestation;
 mod bad_input;
 mod binary;
 mod concurrency;
@@ -11,6 +13,7 @@ mod delivery;
 mod end_user;
 mod failover;
 mod fake_provider;
+mod fake_siteverify;
 mod faults;
 mod fuzz;
 mod gateway;

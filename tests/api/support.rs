@@ -273,6 +273,8 @@ impl Drop for RedisServer {
 
 pub const API_KEY: &str = "otpd_test_key_for_every_service";
 pub const DEMO_ONLY_KEY: &str = "otpd_test_key_for_demo_only";
+/// The `demo` service's admin key (`/admin` only).
+pub const ADMIN_KEY: &str = "otpd_ops_admin_key_for_demo";
 pub const PHONE: &str = "+819012345678";
 
 /// Settings for tests of everything but the abuse limits: the default
@@ -322,6 +324,7 @@ pub fn settings_with_default_limits(redis: Option<&RedisServer>) -> Settings {
             services: vec!["*".into()],
             requests_per_second: None,
             assert_end_user: false,
+            admin: false,
         },
         ApiKeySettings {
             id: "demo-only".into(),
@@ -329,6 +332,15 @@ pub fn settings_with_default_limits(redis: Option<&RedisServer>) -> Settings {
             services: vec!["demo".into()],
             requests_per_second: None,
             assert_end_user: false,
+            admin: false,
+        },
+        ApiKeySettings {
+            id: "ops".into(),
+            sha256: config::sha256_hex(ADMIN_KEY),
+            services: vec!["demo".into()],
+            requests_per_second: None,
+            assert_end_user: false,
+            admin: true,
         },
     ];
     settings

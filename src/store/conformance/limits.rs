@@ -117,6 +117,35 @@ pub async fn a_blocking_item_blocks_its_key_for_the_block_time(fx: &Fixture) {
     assert!(take(fx, &limit).await[0].0, "the block lifts after 12 h");
 }
 
+async fn blocked(fx: &Fixture, group: &Group) -> Option<Timestamp> {
+    fx.stores
+        .limits
+        .blocked(group, fx.clock.now())
+        .await
+        .expect("read")
+}
+
+/// An operator reads a block and lifts it with what it counted.
+pub async fn a_lifted_block_is_gone_with_its_counts(fx: &Fixture) {
+    let mut range = rate(4, 2, Duration::from_secs(3600));
+    range.block = Some(Duration::from_secs(12 * 3600));
+    let limit = [group(vec![range])];
+    let limits = &fx.stores.limits;
+    assert_eq!(blocked(fx, &limit[0]).await, None);
+    for _ in 0..3 {
+        take(fx, &limit).await;
+    }
+    let until = fx.clock.now().plus(Duration::from_secs(12 * 3600));
+    assert_eq!(blocked(fx, &limit[0]).await, Some(until));
+    limits.lift(&limit[0]).await.expect("lift");
+    assert_eq!(blocked(fx, &limit[0]).await, None);
+    assert!(
+        take(fx, &limit).await[0].0,
+        "lifted, and the count starts afresh"
+    );
+    assert!(take(fx, &limit).await[0].0);
+}
+
 pub async fn a_quota_counts_within_its_window_and_refunds(fx: &Fixture) {
     let until = fx.clock.now().plus(Duration::from_secs(3600));
     let quota = Item {

@@ -64,6 +64,7 @@ macro_rules! store_conformance {
             message_ids_are_indexed_per_carrier_until_they_expire,
             an_undelivered_receipt_lifts_the_cooldown,
             wrong_codes_delay_then_lock_the_number,
+            forgotten_failures_lift_the_numbers_lockout,
             a_right_code_resets_the_numbers_failures,
             a_check_must_name_the_verifications_number);
         $crate::store_conformance!(@suite outbox $fixture;
@@ -83,6 +84,7 @@ macro_rules! store_conformance {
             a_group_is_decided_all_or_nothing,
             monitored_items_report_without_refusing,
             a_blocking_item_blocks_its_key_for_the_block_time,
+            a_lifted_block_is_gone_with_its_counts,
             a_quota_counts_within_its_window_and_refunds,
             a_destination_without_approvals_is_blocked_until_its_window_forgets,
             groups_in_one_call_are_independent);

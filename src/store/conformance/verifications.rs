@@ -549,6 +549,53 @@ async fn check_code(fx: &Fixture, id: &VerificationId, code: u8) -> Checked {
         .expect("check")
 }
 
+/// An operator reads a number's failures and forgets them: its checks
+/// go on at once.
+pub async fn forgotten_failures_lift_the_numbers_lockout(fx: &Fixture) {
+    let first = started(fx, None).await;
+    let verifications = &fx.stores.verifications;
+    let number = verifications
+        .number_of(&first.id)
+        .await
+        .expect("number_of")
+        .expect("stored");
+    assert_eq!(
+        verifications
+            .failures(&number, fx.clock.now())
+            .await
+            .expect("read"),
+        None
+    );
+    for _ in 0..GATE.free + 1 {
+        check_code(fx, &first.id, 9).await;
+    }
+    let failures = verifications
+        .failures(&number, fx.clock.now())
+        .await
+        .expect("read")
+        .expect("failures");
+    assert_eq!(
+        (failures.count, failures.last, failures.wait_until),
+        (
+            GATE.free + 1,
+            fx.clock.now(),
+            fx.clock.now().plus(GATE.delay)
+        )
+    );
+    assert!(verifications
+        .forget_failures(&number)
+        .await
+        .expect("forget"));
+    assert!(!verifications
+        .forget_failures(&number)
+        .await
+        .expect("forget"));
+    assert!(matches!(
+        check_code(fx, &first.id, 1).await,
+        Checked::Approved(_)
+    ));
+}
+
 /// SEC-8, SEC-9: a number's wrong codes, across its verifications, delay
 /// and then stop its checks; a refused check spends nothing.
 pub async fn wrong_codes_delay_then_lock_the_number(fx: &Fixture) {

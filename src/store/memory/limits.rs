@@ -49,4 +49,25 @@ impl Limits for MemoryStore {
         }
         Ok(())
     }
+
+    async fn blocked(&self, group: &Group, now: Timestamp) -> Result<Option<Timestamp>, Error> {
+        let state = self.lock();
+        Ok(group
+            .items
+            .iter()
+            .filter_map(|item| state.blocks.get(&(group.tag, item.key)).copied())
+            .filter(|until| now < *until)
+            .max())
+    }
+
+    async fn lift(&self, group: &Group) -> Result<(), Error> {
+        let mut state = self.lock();
+        for item in &group.items {
+            let key = (group.tag, item.key);
+            state.blocks.remove(&key);
+            state.limits.remove(&key);
+            state.conversions.remove(&key);
+        }
+        Ok(())
+    }
 }

@@ -10,8 +10,8 @@ use super::{Expiring, MemoryStore, State, RETENTION};
 use crate::domain::{Receipt, ServiceName, Timestamp, VerificationId};
 use crate::ratelimit::FailurePolicy;
 use crate::store::{
-    rules, Candidate, Changed, Checked, Enqueue, Error, NewVerification, NumberKey, Record,
-    ResendPolicy, Resent, Started, Verifications,
+    rules, Candidate, Changed, Checked, Enqueue, Error, Failures, NewVerification, NumberKey,
+    Record, ResendPolicy, Resent, Started, Verifications,
 };
 
 #[async_trait]
@@ -196,6 +196,23 @@ impl Verifications for MemoryStore {
         Ok(self
             .update(service, id, now, rules::cancel)
             .unwrap_or(Changed::NotFound))
+    }
+
+    async fn failures(
+        &self,
+        number: &NumberKey,
+        now: Timestamp,
+    ) -> Result<Option<Failures>, Error> {
+        let state = self.lock();
+        Ok(state
+            .failures
+            .get(number)
+            .filter(|entry| now < entry.until)
+            .map(|entry| entry.value))
+    }
+
+    async fn forget_failures(&self, number: &NumberKey) -> Result<bool, Error> {
+        Ok(self.lock().failures.remove(number).is_some())
     }
 
     async fn receipt(

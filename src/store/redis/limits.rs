@@ -30,21 +30,49 @@ impl Limits for RedisStore {
     async fn approve(&self, groups: &[Group], now: Timestamp) -> Result<(), Error> {
         self.run_limits(groups, now, "approve").await.map(drop)
     }
+
+    async fn blocked(&self, group: &Group, now: Timestamp) -> Result<Option<Timestamp>, Error> {
+        let mut latest = None;
+        for item in &group.items {
+            let (_, block) = self.item_keys(group.tag, &item.key);
+            let until: Option<i64> = self
+                .command("blocked", redis::cmd("GET").arg(block))
+                .await?;
+            let until = until
+                .map(Timestamp::from_millis)
+                .filter(|until| now < *until);
+            latest = latest.max(until);
+        }
+        Ok(latest)
+    }
+
+    async fn lift(&self, group: &Group) -> Result<(), Error> {
+        let mut command = redis::cmd("DEL");
+        for item in &group.items {
+            let (state, block) = self.item_keys(group.tag, &item.key);
+            command.arg(state).arg(block);
+        }
+        self.command::<()>("lift", &command).await
+    }
 }
 
 impl RedisStore {
+    /// An item's state and block keys, in the slot of its group's `tag`.
+    fn item_keys(&self, tag: [u8; 2], key: &[u8; 16]) -> (String, String) {
+        let prefix = self.slot(tag);
+        let key = URL_SAFE_NO_PAD.encode(key);
+        (format!("{prefix}:l:{key}"), format!("{prefix}:b:{key}"))
+    }
+
     /// `EVALSHA limit.lua` for one group: every state and block key in KEYS.
     fn limit_command(&self, group: &Group, now: Timestamp, action: &str) -> redis::Cmd {
-        let prefix = self.slot(group.tag);
         let mut command = redis::cmd("EVALSHA");
         command
             .arg(self.scripts.limit.get_hash())
             .arg(2 * group.items.len());
         for item in &group.items {
-            let key = URL_SAFE_NO_PAD.encode(item.key);
-            command
-                .arg(format!("{prefix}:l:{key}"))
-                .arg(format!("{prefix}:b:{key}"));
+            let (state, block) = self.item_keys(group.tag, &item.key);
+            command.arg(state).arg(block);
         }
         command.arg(now.millis()).arg(action);
         for item in &group.items {

@@ -172,6 +172,12 @@ impl RedisStore {
         )
     }
 
+    /// The number's consecutive wrong codes (`lua/check.lua`), in the
+    /// slot `tag` of its verifications.
+    fn failures_key(&self, tag: [u8; TAG_LEN], number: &NumberKey) -> String {
+        format!("{}:f:{}", self.slot(tag), URL_SAFE_NO_PAD.encode(number.0))
+    }
+
     fn idempotency_key(&self, key: &IdempotencyKey) -> String {
         format!(
             "{}:i:{}",

@@ -15,8 +15,8 @@ use crate::domain::{Receipt, ServiceName, Timestamp, VerificationId};
 use crate::ratelimit::FailurePolicy;
 use crate::store::memory::RETENTION;
 use crate::store::{
-    Candidate, Changed, Checked, Enqueue, Error, NewVerification, NumberKey, Record, ResendPolicy,
-    Resent, Started, Verifications, SHARDS,
+    Candidate, Changed, Checked, Enqueue, Error, Failures, NewVerification, NumberKey, Record,
+    ResendPolicy, Resent, Started, Verifications, SHARDS,
 };
 
 /// Starts tried before giving up on a number whose index keeps moving
@@ -102,11 +102,14 @@ impl Verifications for RedisStore {
         // number key the caller read (`number_of`); it checks that it is
         // the record's.
         let key = self.verification_key(id);
+        // In the verification's slot even if `number` is not its number
+        // (the script then finds it is not).
+        let failures_key = self.failures_key(id.tag(), number);
         let number = URL_SAFE_NO_PAD.encode(number.0);
         let mut invocation = self.scripts.check.prepare_invoke();
         invocation
             .key(&key)
-            .key(format!("{}:f:{number}", self.slot(id.tag())))
+            .key(failures_key)
             .arg(service.as_str())
             .arg(now.millis())
             .arg(&number)
@@ -298,6 +301,42 @@ impl Verifications for RedisStore {
             }
         }
         Ok(())
+    }
+
+    async fn failures(
+        &self,
+        number: &NumberKey,
+        _now: Timestamp,
+    ) -> Result<Option<Failures>, Error> {
+        // The hash expires when its failures decay (check.lua).
+        let fields: (Option<u32>, Option<i64>, Option<i64>) = self
+            .command(
+                "failures",
+                redis::cmd("HMGET")
+                    .arg(self.failures_key(number.shard(), number))
+                    .arg("n")
+                    .arg("l")
+                    .arg("w"),
+            )
+            .await?;
+        Ok(match fields {
+            (Some(count), Some(last), Some(wait_until)) => Some(Failures {
+                count,
+                last: Timestamp::from_millis(last),
+                wait_until: Timestamp::from_millis(wait_until),
+            }),
+            _ => None,
+        })
+    }
+
+    async fn forget_failures(&self, number: &NumberKey) -> Result<bool, Error> {
+        let deleted: u32 = self
+            .command(
+                "forget_failures",
+                redis::cmd("DEL").arg(self.failures_key(number.shard(), number)),
+            )
+            .await?;
+        Ok(deleted > 0)
     }
 }
 
