@@ -43,9 +43,10 @@ enum Command {
         admin: bool,
     },
     /// Read (`state`) or lift (`lift`) a number's failure lockout and the
-    /// blocks on its destination, through the admin API of the otpd at
+    /// blocks on its destination, or put it (or its range) on the safe
+    /// list (`safe`, `unsafe`), through the admin API of the otpd at
     /// --url, with the admin key in OTPD_ADMIN_KEY. Prints the JSON answer
-    /// (for `lift`, the state before).
+    /// (for changes, the state before).
     Admin {
         #[arg(value_enum)]
         action: AdminAction,
@@ -56,6 +57,12 @@ enum Command {
         /// The number, E.164 or national.
         #[arg(long)]
         to: String,
+        /// `safe`, `unsafe`: the number's whole range.
+        #[arg(long)]
+        range: bool,
+        /// `safe`: for this many days (1 to 366).
+        #[arg(long, default_value_t = 30)]
+        days: u32,
     },
     /// Print the OpenAPI document of HTTP API v1 (as /openapi.json serves it).
     Openapi,
@@ -71,14 +78,22 @@ enum Command {
 enum AdminAction {
     State,
     Lift,
+    Safe,
+    Unsafe,
 }
 
 /// `otpd admin`: one call of the admin API.
-async fn admin(action: AdminAction, url: &str, service: &str, to: &str) -> anyhow::Result<()> {
+async fn admin(
+    action: AdminAction,
+    url: &str,
+    service: &str,
+    body: serde_json::Value,
+) -> anyhow::Result<()> {
     let key = std::env::var("OTPD_ADMIN_KEY").context("set OTPD_ADMIN_KEY to an admin key")?;
     let path = match action {
         AdminAction::State => "state",
         AdminAction::Lift => "lift",
+        AdminAction::Safe | AdminAction::Unsafe => "safe-list",
     };
     let url = format!(
         "{}/admin/v1/services/{service}/numbers/{path}",
@@ -87,7 +102,7 @@ async fn admin(action: AdminAction, url: &str, service: &str, to: &str) -> anyho
     let answer = reqwest::Client::new()
         .post(&url)
         .bearer_auth(key)
-        .json(&serde_json::json!({ "to": to }))
+        .json(&body)
         .timeout(std::time::Duration::from_secs(10))
         .send()
         .await
@@ -126,9 +141,16 @@ async fn main() -> anyhow::Result<()> {
         url,
         service,
         to,
+        range,
+        days,
     }) = &cli.command
     {
-        return admin(*action, url, service, to).await;
+        let body = match action {
+            AdminAction::State | AdminAction::Lift => serde_json::json!({ "to": to }),
+            AdminAction::Safe => serde_json::json!({ "to": to, "range": range, "days": days }),
+            AdminAction::Unsafe => serde_json::json!({ "to": to, "range": range, "safe": false }),
+        };
+        return admin(*action, url, service, body).await;
     }
     if let Some(Command::NewApiKey {
         services,

@@ -4,6 +4,8 @@
 //! audit line (log target `otpd::audit`): which admin key did what, to
 //! which service and masked number.
 
+use std::time::Duration;
+
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpMessage, HttpRequest};
 use serde::{Deserialize, Serialize};
@@ -38,6 +40,35 @@ fn yes() -> bool {
     true
 }
 
+#[derive(Debug, Deserialize, Serialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(example = json!({"to": "090-1234-5678", "range": false, "safe": true, "days": 30}))]
+pub struct SafeBody {
+    pub to: String,
+    /// The number's whole range rather than the number (default false).
+    #[serde(default)]
+    pub range: bool,
+    /// List it (default) or take it off.
+    #[serde(default = "yes")]
+    pub safe: bool,
+    /// How long it stays listed, 1 to 366 days (default 30).
+    #[serde(default = "thirty")]
+    #[schema(minimum = 1, maximum = 366)]
+    pub days: u32,
+}
+
+fn thirty() -> u32 {
+    30
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct SafeView {
+    /// The number itself is listed.
+    pub number: bool,
+    /// Its range is listed.
+    pub range: bool,
+}
+
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct LockoutView {
     pub failures: u32,
@@ -59,6 +90,8 @@ pub struct NumberStateView {
     pub masked_to: String,
     pub lockout: Option<LockoutView>,
     pub blocks: Vec<BlockView>,
+    /// On the safe list: exempt from the range and conversion rules.
+    pub safe: SafeView,
 }
 
 impl From<NumberState> for NumberStateView {
@@ -79,6 +112,10 @@ impl From<NumberState> for NumberStateView {
                     until: block.until.to_string(),
                 })
                 .collect(),
+            safe: SafeView {
+                number: state.safe.number,
+                range: state.safe.range,
+            },
         }
     }
 }
@@ -155,5 +192,43 @@ pub async fn lift(
         service = %auth.service.name, to = phone.masked(), lockout = what.lockout,
         blocks = what.blocks, had_lockout = before.lockout.is_some(),
         had_blocks = before.blocks.len(), "admin lifted a number's lockout or blocks");
+    Ok(Answer::json(StatusCode::OK, &NumberStateView::from(before)))
+}
+
+#[utoipa::path(
+    post,
+    path = "/admin/v1/services/{service}/numbers/safe-list",
+    tag = "admin",
+    summary = "Put a number or its range on the safe list, or take it off",
+    params(("service" = String, Path, description = "The service, e.g. `demo`", example = "demo")),
+    request_body = SafeBody,
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "Done; the state as it was before", body = NumberStateView),
+        (status = 400, description = "`malformed-json`, `unknown-field`, `missing-field`, `invalid-body`, `invalid-phone-number`, `invalid-days`", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 404, description = "`service-not-found`", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 415, description = "`unsupported-media-type`: send `Content-Type: application/json`", body = ProblemDoc, content_type = "application/problem+json"),
+        CommonProblems
+    ),
+)]
+pub async fn safe_list(
+    request: HttpRequest,
+    body: web::Json<SafeBody>,
+    otp: web::Data<Otp>,
+) -> Result<Answer, Problem> {
+    let auth = admin(&request, &otp)?;
+    let phone = phone(&body.to, &auth.service)?;
+    if !(1..=366).contains(&body.days) {
+        return Err(Problem::bad_request("invalid-days", "days: 1 to 366"));
+    }
+    let period = body
+        .safe
+        .then(|| Duration::from_secs(u64::from(body.days) * 24 * 3600));
+    let before = otp
+        .list_safe(&auth.service.name, &phone, body.range, period)
+        .await?;
+    tracing::warn!(target: "otpd::audit", admin_key = %auth.api_key, action = "safe-list",
+        service = %auth.service.name, to = phone.masked(), range = body.range,
+        safe = body.safe, days = body.days, "admin changed the safe list");
     Ok(Answer::json(StatusCode::OK, &NumberStateView::from(before)))
 }

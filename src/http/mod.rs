@@ -80,7 +80,13 @@ pub fn configure(public_metrics: bool) -> impl FnOnce(&mut web::ServiceConfig) {
                 Method::POST,
                 admin::state,
             ))
-            .service(resource(ADMIN, "/numbers/lift", Method::POST, admin::lift));
+            .service(resource(ADMIN, "/numbers/lift", Method::POST, admin::lift))
+            .service(resource(
+                ADMIN,
+                "/numbers/safe-list",
+                Method::POST,
+                admin::safe_list,
+            ));
         if public_metrics {
             config.service(resource("", "/metrics", Method::GET, metrics));
         }

@@ -123,6 +123,7 @@ impl Modify for BearerAuth {
         super::receipts::receive,
         super::admin::state,
         super::admin::lift,
+        super::admin::safe_list,
     ),
     components(schemas(StartBody, CheckBody, CheckByNumberBody, VerificationView, DeliveryView, CheckView, ProblemDoc)),
     modifiers(&BearerAuth),

@@ -1,9 +1,12 @@
 //! What an operator does for the relying party (admin API, `otpd admin`):
 //! read and lift a number's failure lockout (SEC-8) and the blocks on its
 //! destination (the range limit's block, and its range's and country's
-//! conversion blocks, ABU-4, ABU-6). The transport audits each call.
+//! conversion blocks, ABU-4, ABU-6), and keep the safe list (`safe.rs`).
+//! The transport audits each call.
 
-use super::{Error, Otp};
+use std::time::Duration;
+
+use super::{Error, Listed, Otp};
 use crate::domain::{Phone, ServiceName, Timestamp};
 
 /// A number's consecutive wrong codes while they count.
@@ -32,6 +35,8 @@ pub struct NumberState {
     pub masked_to: String,
     pub lockout: Option<Lockout>,
     pub blocks: Vec<Block>,
+    /// On the safe list, itself or by its range.
+    pub safe: Listed,
 }
 
 /// What to lift.
@@ -73,6 +78,7 @@ impl Otp {
             masked_to: phone.masked().to_owned(),
             lockout,
             blocks,
+            safe: self.listed(service, phone).await?,
         })
     }
 
@@ -98,6 +104,21 @@ impl Otp {
                 self.stores.limits.lift(&group).await?;
             }
         }
+        Ok(before)
+    }
+
+    /// Puts `phone` (or, with `range`, its range) on the safe list for
+    /// `period`, or takes it off (`None`); returns the state as it was.
+    pub async fn list_safe(
+        &self,
+        service_name: &ServiceName,
+        phone: &Phone,
+        range: bool,
+        period: Option<Duration>,
+    ) -> Result<NumberState, Error> {
+        let before = self.number_state(service_name, phone).await?;
+        let service = self.service(service_name)?;
+        self.set_safe(service, phone, range, period).await?;
         Ok(before)
     }
 }

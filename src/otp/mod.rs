@@ -8,6 +8,7 @@ mod idempotency;
 mod keyring;
 mod limits;
 mod outbox;
+mod safe;
 mod service;
 
 use std::collections::BTreeMap;
@@ -20,6 +21,7 @@ pub use self::admin::{Block, Lift, Lockout, NumberState};
 pub use self::error::{Error, Kind, Limited};
 pub use self::idempotency::{Begun, Ticket};
 pub use self::keyring::{Keyring, Secret};
+pub use self::safe::Listed;
 pub use self::service::Service;
 
 use crate::attestation::{Attestation, Verdict, Verifier};
@@ -117,6 +119,7 @@ pub struct Otp {
     idempotency_retention: Duration,
     shard_cap: u64,
     attestations: Verifier,
+    safe: safe::SafeList,
 }
 
 /// Settings of the use cases that are not a service's.
@@ -156,6 +159,7 @@ impl Otp {
             idempotency_retention: options.idempotency_retention,
             shard_cap: options.max_queued.div_ceil(u64::from(store::SHARDS)).max(1),
             attestations: Verifier::default(),
+            safe: safe::SafeList::default(),
         }
     }
 
@@ -183,6 +187,7 @@ impl Otp {
             phone: &request.to,
             client: &request.client,
             sends_sms: service.test_code(&request.to).is_none(),
+            safe: self.is_safe(service, &request.to).await?,
         };
         let groups =
             service
@@ -495,6 +500,10 @@ impl Otp {
         let Some(phone) = phone.filter(|phone| service.test_code(phone).is_none()) else {
             return;
         };
+        // A safe destination's sends were not counted either.
+        if self.is_safe(service, &phone).await.unwrap_or(false) {
+            return;
+        }
         let groups = service
             .limits
             .conversion_groups(&self.keyring, service.name.as_str(), &phone);
@@ -532,6 +541,7 @@ impl Otp {
             phone: &phone,
             client: &Client::default(),
             sends_sms: test_code.is_none(),
+            safe: self.is_safe(service, &phone).await?,
         };
         let groups =
             service

@@ -26,4 +26,16 @@ pub trait Limits: Send + Sync + 'static {
     /// Lifts the group's blocks and forgets its counts (so that what was
     /// counted does not block again at once).
     async fn lift(&self, group: &Group) -> Result<(), Error>;
+
+    /// The safe list's entries (keyed hashes of numbers and ranges) that
+    /// have not expired.
+    async fn safe_list(&self, now: Timestamp) -> Result<Vec<[u8; 16]>, Error>;
+
+    /// Lists `entry` until `until`, or takes it off (`None`).
+    async fn set_safe(
+        &self,
+        entry: [u8; 16],
+        until: Option<Timestamp>,
+        now: Timestamp,
+    ) -> Result<(), Error>;
 }

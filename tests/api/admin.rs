@@ -119,3 +119,78 @@ async fn an_admin_reads_and_lifts_a_lockout_and_a_range_block() {
     let read = cli(&app, API_KEY, &["state", "--to", "+819055559999"]);
     assert!(!read.status.success(), "an API key is refused");
 }
+
+/// The safe list: a range the relying party vouches for passes the range
+/// limit and the conversion rule, never the attempt limits; taken off
+/// (here with the CLI), both apply again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_safe_range_skips_the_destination_rules_but_not_the_attempt_limits() {
+    let redis = RedisServer::start();
+    let mut settings = settings(&redis);
+    let limits = &mut settings.services.get_mut("demo").expect("demo").limits;
+    limits.conversion.range_min_sends = 10;
+    let app = TestApp::spawn(&settings).await;
+    let listed = admin(
+        &app,
+        ADMIN_KEY,
+        "safe-list",
+        json!({ "to": "+819077770000", "range": true, "days": 7 }),
+    )
+    .await;
+    assert_eq!(
+        json_of(listed).await["safe"],
+        json!({ "number": false, "range": false })
+    );
+    // 30 codes nobody enters, past the range limit (20) and the range's
+    // conversion rule (10).
+    for n in 0..30 {
+        assert_eq!(
+            app.start(&format!("+81907777{n:04}")).await.status(),
+            201,
+            "{n}"
+        );
+    }
+    let state =
+        json_of(admin(&app, ADMIN_KEY, "state", json!({ "to": "+819077770001" })).await).await;
+    assert_eq!(state["safe"], json!({ "number": false, "range": true }));
+    // The attempt limits still hold: three wrong codes lock the number.
+    let id = app.started("+819077779999").await;
+    let code = app.code_for(&id).await;
+    for _ in 0..3 {
+        assert_eq!(app.check(&id, &wrong(&code)).await.status(), 200);
+    }
+    problem(app.check(&id, &code).await, 429, "rate-limited").await;
+
+    let off = cli(
+        &app,
+        ADMIN_KEY,
+        &["unsafe", "--range", "--to", "+819077770000"],
+    );
+    assert!(
+        off.status.success(),
+        "{}",
+        String::from_utf8_lossy(&off.stderr)
+    );
+    // Counted afresh: ten more unentered codes, then the conversion block.
+    for n in 100..110 {
+        assert_eq!(
+            app.start(&format!("+81907777{n:04}")).await.status(),
+            201,
+            "{n}"
+        );
+    }
+    let refused = problem(app.start("+819077770200").await, 429, "rate-limited").await;
+    assert_eq!(refused["scope"], "conversion");
+    problem(
+        admin(
+            &app,
+            ADMIN_KEY,
+            "safe-list",
+            json!({ "to": "+819077770000", "days": 0 }),
+        )
+        .await,
+        400,
+        "invalid-days",
+    )
+    .await;
+}

@@ -125,6 +125,32 @@ async fn blocked(fx: &Fixture, group: &Group) -> Option<Timestamp> {
         .expect("read")
 }
 
+/// Safe-list entries are listed until they expire or are taken off.
+pub async fn safe_list_entries_expire_or_are_taken_off(fx: &Fixture) {
+    let limits = &fx.stores.limits;
+    let now = fx.clock.now();
+    assert!(limits.safe_list(now).await.expect("read").is_empty());
+    limits
+        .set_safe([1; 16], Some(now.plus(Duration::from_secs(60))), now)
+        .await
+        .expect("list");
+    limits
+        .set_safe([2; 16], Some(now.plus(Duration::from_secs(3600))), now)
+        .await
+        .expect("list");
+    let mut listed = limits.safe_list(now).await.expect("read");
+    listed.sort();
+    assert_eq!(listed, [[1; 16], [2; 16]]);
+    fx.clock.advance(Duration::from_secs(60));
+    let later = fx.clock.now();
+    assert_eq!(limits.safe_list(later).await.expect("read"), [[2; 16]]);
+    limits
+        .set_safe([2; 16], None, later)
+        .await
+        .expect("take off");
+    assert!(limits.safe_list(later).await.expect("read").is_empty());
+}
+
 /// An operator reads a block and lifts it with what it counted.
 pub async fn a_lifted_block_is_gone_with_its_counts(fx: &Fixture) {
     let mut range = rate(4, 2, Duration::from_secs(3600));

@@ -85,6 +85,7 @@ macro_rules! store_conformance {
             monitored_items_report_without_refusing,
             a_blocking_item_blocks_its_key_for_the_block_time,
             a_lifted_block_is_gone_with_its_counts,
+            safe_list_entries_expire_or_are_taken_off,
             a_quota_counts_within_its_window_and_refunds,
             a_destination_without_approvals_is_blocked_until_its_window_forgets,
             groups_in_one_call_are_independent);

@@ -60,6 +60,31 @@ impl Limits for MemoryStore {
             .max())
     }
 
+    async fn safe_list(&self, now: Timestamp) -> Result<Vec<[u8; 16]>, Error> {
+        let state = self.lock();
+        Ok(state
+            .safe
+            .iter()
+            .filter(|(_, until)| now < **until)
+            .map(|(entry, _)| *entry)
+            .collect())
+    }
+
+    async fn set_safe(
+        &self,
+        entry: [u8; 16],
+        until: Option<Timestamp>,
+        now: Timestamp,
+    ) -> Result<(), Error> {
+        let mut state = self.lock();
+        state.safe.retain(|_, listed| now < *listed);
+        match until {
+            Some(until) => state.safe.insert(entry, until),
+            None => state.safe.remove(&entry),
+        };
+        Ok(())
+    }
+
     async fn lift(&self, group: &Group) -> Result<(), Error> {
         let mut state = self.lock();
         for item in &group.items {

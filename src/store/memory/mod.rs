@@ -37,6 +37,8 @@ struct State {
     failures: HashMap<NumberKey, Expiring<rules::Failures>>,
     /// Conversion counts, by (tag, key).
     conversions: HashMap<([u8; 2], [u8; 16]), ConversionCounts>,
+    /// The safe list: entries and when they expire.
+    safe: HashMap<[u8; 16], Timestamp>,
     /// Blocked-until instants, by (tag, key).
     blocks: HashMap<([u8; 2], [u8; 16]), Timestamp>,
     /// Carrier message ids → (verification, send), by (carrier, id).

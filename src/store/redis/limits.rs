@@ -46,6 +46,61 @@ impl Limits for RedisStore {
         Ok(latest)
     }
 
+    async fn safe_list(&self, now: Timestamp) -> Result<Vec<[u8; 16]>, Error> {
+        let members: Vec<String> = self
+            .command(
+                "safe_list",
+                redis::cmd("ZRANGEBYSCORE")
+                    .arg(self.safe_key())
+                    .arg(format!("({}", now.millis()))
+                    .arg("+inf"),
+            )
+            .await?;
+        Ok(members
+            .iter()
+            .filter_map(|member| URL_SAFE_NO_PAD.decode(member).ok())
+            .filter_map(|bytes| bytes.try_into().ok())
+            .collect())
+    }
+
+    async fn set_safe(
+        &self,
+        entry: [u8; 16],
+        until: Option<Timestamp>,
+        now: Timestamp,
+    ) -> Result<(), Error> {
+        // A sorted set scored by expiry; the key lives as long as its
+        // latest entry.
+        let key = self.safe_key();
+        let member = URL_SAFE_NO_PAD.encode(entry);
+        let mut pipe = redis::pipe();
+        pipe.cmd("ZREMRANGEBYSCORE")
+            .arg(&key)
+            .arg("-inf")
+            .arg(now.millis())
+            .ignore();
+        match until {
+            Some(until) => {
+                pipe.cmd("ZADD")
+                    .arg(&key)
+                    .arg(until.millis())
+                    .arg(&member)
+                    .ignore();
+                for option in ["NX", "GT"] {
+                    pipe.cmd("PEXPIREAT")
+                        .arg(&key)
+                        .arg(until.millis())
+                        .arg(option)
+                        .ignore();
+                }
+            }
+            None => {
+                pipe.cmd("ZREM").arg(&key).arg(&member).ignore();
+            }
+        }
+        self.pipeline("set_safe", &pipe).await
+    }
+
     async fn lift(&self, group: &Group) -> Result<(), Error> {
         let mut command = redis::cmd("DEL");
         for item in &group.items {
@@ -57,6 +112,11 @@ impl Limits for RedisStore {
 }
 
 impl RedisStore {
+    /// The safe list (one key, its own slot).
+    fn safe_key(&self) -> String {
+        format!("{}:{{safe}}", self.prefix)
+    }
+
     /// An item's state and block keys, in the slot of its group's `tag`.
     fn item_keys(&self, tag: [u8; 2], key: &[u8; 16]) -> (String, String) {
         let prefix = self.slot(tag);
