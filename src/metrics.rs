@@ -25,6 +25,7 @@ pub struct Metrics {
     rate_limited: IntCounterVec,
     blocked: IntCounterVec,
     attestations: IntCounterVec,
+    clock_skew: prometheus::Gauge,
     budget: IntCounterVec,
     carrier_duration: HistogramVec,
     outbox_depth: IntGauge,
@@ -191,6 +192,14 @@ impl Metrics {
                 "otpd_blocked_total",
                 "Sends blocked by country, number range or conversion.",
                 &["service", "reason", "mode"],
+            ),
+            clock_skew: registered(
+                &registry,
+                prometheus::Gauge::new(
+                    "otpd_clock_skew_seconds",
+                    "This replica's clock minus Redis's, at the last readiness check.",
+                )
+                .expect("valid metric"),
             ),
             attestations: counter(
                 &registry,
@@ -462,6 +471,10 @@ impl Metrics {
         self.blocked
             .with_label_values(&[service, reason, mode(monitor)])
             .inc();
+    }
+
+    pub fn clock_skew(&self, seconds: f64) {
+        self.clock_skew.set(seconds);
     }
 
     /// A start's attestation; `monitor` when a refusal was let through.

@@ -192,6 +192,7 @@ impl App {
         let options = Options {
             idempotency_retention: settings.idempotency.retention,
             max_queued: settings.delivery.max_queued,
+            max_clock_skew: settings.redis.max_clock_skew,
         };
         let otp = Arc::new(Otp::new(
             stores(settings, &metrics)?,

@@ -37,6 +37,11 @@ impl ManualClock {
     pub fn advance(&self, by: std::time::Duration) {
         self.0.fetch_add(by.as_millis() as i64, Ordering::SeqCst);
     }
+
+    /// Jumps to `at` (forwards or back).
+    pub fn set(&self, at: Timestamp) {
+        self.0.store(at.millis(), Ordering::SeqCst);
+    }
 }
 
 #[cfg(any(test, feature = "test-support"))]

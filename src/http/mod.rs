@@ -393,8 +393,8 @@ async fn healthz() -> Answer {
 
 #[utoipa::path(get, path = "/readyz", tag = "operations", summary = "Readiness",
     responses(
-        (status = 200, description = "otpd can write to its store (every shard's primary takes a write)", body = serde_json::Value, example = json!({"status": "ready"})),
-        (status = 503, description = "`store-unavailable`", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 200, description = "otpd can write to its store (every shard's primary takes a write), and its clock is within `redis.max_clock_skew` of Redis's", body = serde_json::Value, example = json!({"status": "ready"})),
+        (status = 503, description = "`store-unavailable`, `clock-skew`", body = ProblemDoc, content_type = "application/problem+json"),
     ))]
 async fn readyz(otp: web::Data<Otp>) -> Result<Answer, Problem> {
     otp.ready().await?;

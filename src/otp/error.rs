@@ -49,6 +49,8 @@ pub enum Error {
     IdempotencyKeyReused,
     #[error("a request with this Idempotency-Key is still in progress")]
     IdempotencyKeyInUse,
+    #[error("this replica's clock is {} ms from Redis's, past redis.max_clock_skew", .0.as_millis())]
+    ClockSkew(Duration),
     #[error("verification store unavailable")]
     Store(#[from] store::Error),
 }
@@ -95,6 +97,7 @@ impl Error {
             Error::AttestationUnavailable => "attestation-unavailable",
             Error::IdempotencyKeyReused => "idempotency-key-reused",
             Error::IdempotencyKeyInUse => "idempotency-key-in-use",
+            Error::ClockSkew(_) => "clock-skew",
             Error::Store(_) => "store-unavailable",
         }
     }
@@ -113,9 +116,10 @@ impl Error {
                 Kind::Limited { retry_after: *wait }
             }
             Error::AttestationRefused(_) => Kind::Forbidden,
-            Error::Store(_) | Error::OutboxFull | Error::AttestationUnavailable => {
-                Kind::Unavailable
-            }
+            Error::Store(_)
+            | Error::OutboxFull
+            | Error::AttestationUnavailable
+            | Error::ClockSkew(_) => Kind::Unavailable,
         }
     }
 }

@@ -120,6 +120,7 @@ pub struct Otp {
     shard_cap: u64,
     attestations: Verifier,
     safe: safe::SafeList,
+    max_clock_skew: Duration,
 }
 
 /// Settings of the use cases that are not a service's.
@@ -129,6 +130,8 @@ pub struct Options {
     pub idempotency_retention: Duration,
     /// Sends the outbox may hold in all; past it starts answer 503.
     pub max_queued: u64,
+    /// How far our clock may be from the store's (readiness).
+    pub max_clock_skew: Duration,
 }
 
 /// A start that finds a pending verification resends it; if that one
@@ -160,6 +163,7 @@ impl Otp {
             shard_cap: options.max_queued.div_ceil(u64::from(store::SHARDS)).max(1),
             attestations: Verifier::default(),
             safe: safe::SafeList::default(),
+            max_clock_skew: options.max_clock_skew,
         }
     }
 
@@ -167,9 +171,24 @@ impl Otp {
         self.services.get(name).ok_or(Error::ServiceNotFound)
     }
 
-    /// Whether otpd can write to its store (readiness).
+    /// Whether otpd can write to its store, and its clock agrees with the
+    /// store's (readiness; RL-2).
     pub async fn ready(&self) -> Result<(), Error> {
-        Ok(self.stores.verifications.ping().await?)
+        self.stores.verifications.ping().await?;
+        let asked = self.clock.now();
+        let Some(theirs) = self.stores.verifications.time().await? else {
+            return Ok(());
+        };
+        // Ours at the middle of the call, when Redis read its clock.
+        let answered = self.clock.now();
+        let ours = (asked.millis() + answered.millis()) / 2;
+        let skew_ms = ours - theirs.millis();
+        self.metrics.clock_skew(skew_ms as f64 / 1000.0);
+        let skew = Duration::from_millis(skew_ms.unsigned_abs());
+        if skew > self.max_clock_skew {
+            return Err(Error::ClockSkew(skew));
+        }
+        Ok(())
     }
 
     #[tracing::instrument(skip_all, fields(service = %request.service, to = %request.to.masked()))]

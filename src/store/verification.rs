@@ -305,4 +305,8 @@ pub trait Verifications: Send + Sync + 'static {
     /// Whether otpd can write where it writes (readiness): not on a
     /// replica, a node refusing writes, or a cluster that is not whole.
     async fn ping(&self) -> Result<(), Error>;
+
+    /// The store's own clock, if it has one (Redis `TIME`), to check
+    /// otpd's against.
+    async fn time(&self) -> Result<Option<Timestamp>, Error>;
 }

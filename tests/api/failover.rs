@@ -149,18 +149,27 @@ async fn a_read_only_node_makes_otpd_not_ready_and_counts_its_errors() {
     assert_eq!(app.start(crate::support::PHONE).await.status(), 503);
     // The workers' outbox reads fail on a replica too, and are counted (the
     // worker pauses after each failure: on a loaded machine, seconds).
+    let mut missing_before = Vec::new();
     until(
         "every operation's errors to be counted",
         Duration::from_secs(30),
         async || {
             let metrics = app.metrics().await;
-            ["read_outbox", "limit", "ready"].iter().all(|operation| {
-                metrics.lines().any(|line| {
-                    line.starts_with(&format!(
-                        "otpd_redis_errors_total{{operation=\"{operation}\"}}"
-                    ))
+            let missing: Vec<&str> = ["read_outbox", "limit", "ready"]
+                .into_iter()
+                .filter(|operation| {
+                    !metrics.lines().any(|line| {
+                        line.starts_with(&format!(
+                            "otpd_redis_errors_total{{operation=\"{operation}\"}}"
+                        ))
+                    })
                 })
-            })
+                .collect();
+            if missing != missing_before {
+                eprintln!("not counted yet: {missing:?}");
+                missing_before = missing.clone();
+            }
+            missing.is_empty()
         },
     )
     .await;

@@ -65,6 +65,11 @@ CASES = {
         [(f'otpd_outbox_oldest_age_seconds{{{J},instance="otpd-1:9464"}}', "90x15")],
         [(f'otpd_outbox_oldest_age_seconds{{{J},instance="otpd-1:9464"}}', "5x15")],
     ),
+    "OtpdClockSkew": (
+        {"job": "otpd", "instance": "otpd-1:9464"}, "10m",
+        [(f'otpd_clock_skew_seconds{{{J},instance="otpd-1:9464"}}', "-0.8x15")],
+        [(f'otpd_clock_skew_seconds{{{J},instance="otpd-1:9464"}}', "0.01x15")],
+    ),
     # A day of 1 send/min to +95 with half approved, then 10 sends/min with
     # almost none approved: pumping. Against: the same surge, approved.
     "OtpdPumpingSuspected": (

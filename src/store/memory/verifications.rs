@@ -260,6 +260,10 @@ impl Verifications for MemoryStore {
             .map(|entry| entry.value))
     }
 
+    async fn time(&self) -> Result<Option<Timestamp>, Error> {
+        Ok(None)
+    }
+
     async fn ping(&self) -> Result<(), Error> {
         Ok(())
     }

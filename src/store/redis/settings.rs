@@ -26,6 +26,10 @@ pub struct RedisSettings {
     /// PEM file of the CA that signed Redis's certificates (`rediss://`),
     /// for every topology; empty: the system's roots.
     pub tls_ca_file: std::path::PathBuf,
+    /// How far a replica's clock may be from Redis's before it says it is
+    /// not ready (RL-2: limits are decided with each replica's time).
+    #[serde(with = "humantime_serde")]
+    pub max_clock_skew: Duration,
 }
 
 /// A primary and its replicas watched by Sentinel.
@@ -147,6 +151,7 @@ impl std::fmt::Debug for RedisSettings {
             .field("timeout", &self.timeout)
             .field("replicas_ack", &self.replicas_ack)
             .field("tls_ca_file", &self.tls_ca_file)
+            .field("max_clock_skew", &self.max_clock_skew)
             .finish()
     }
 }
@@ -198,6 +203,7 @@ mod tests {
             timeout: Duration::from_secs(1),
             replicas_ack: None,
             tls_ca_file: Default::default(),
+            max_clock_skew: Duration::from_secs(1),
         };
         let printed = format!("{settings:?}");
         assert!(!printed.contains("hunter"), "{printed}");

@@ -303,6 +303,11 @@ impl Verifications for RedisStore {
         Ok(())
     }
 
+    async fn time(&self) -> Result<Option<Timestamp>, Error> {
+        let (seconds, micros): (i64, i64) = self.command("time", &redis::cmd("TIME")).await?;
+        Ok(Some(Timestamp::from_millis(seconds * 1000 + micros / 1000)))
+    }
+
     async fn failures(
         &self,
         number: &NumberKey,
