@@ -127,6 +127,13 @@ async fn a_python_grpcio_client_runs_the_lifecycle_and_every_error_kind() {
         "INVALID_ARGUMENT",
         Some("invalid-phone-number"),
     );
+    // ABU-8: the attestation reaches the same rules as over HTTP (demo
+    // takes none).
+    expect(
+        "attestation-not-taken",
+        "INVALID_ARGUMENT",
+        Some("invalid-attestation"),
+    );
     expect("unknown-id", "NOT_FOUND", Some("verification-not-found"));
     expect(
         "resend-finished",

@@ -89,6 +89,9 @@ call("no-key", stub.GetVerification, otp_pb2.GetVerificationRequest(service="dem
 call("other-service", stub.GetVerification, otp_pb2.GetVerificationRequest(service="other", id=verification_id),
      metadata=[("authorization", f"Bearer {sys.argv[4]}")])
 call("bad-number", stub.StartVerification, otp_pb2.StartVerificationRequest(service="demo", to="12345", channel="sms"))
+call("attestation-not-taken", stub.StartVerification, otp_pb2.StartVerificationRequest(
+    service="demo", to="090-1234-5678", channel="sms",
+    attestation=otp_pb2.Attestation(provider="turnstile", token="0.token")))
 call("unknown-id", stub.GetVerification, otp_pb2.GetVerificationRequest(service="demo", id="AAAAAAAAAAAAAAAAAAAAAAAA"))
 call("resend-finished", stub.ResendVerification, otp_pb2.ResendVerificationRequest(service="demo", id=verification_id))
 again = call("start-again", stub.StartVerification, otp_pb2.StartVerificationRequest(
