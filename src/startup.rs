@@ -120,6 +120,7 @@ fn router(
     settings: &Settings,
     chosen: Option<Vec<Arc<dyn Carrier>>>,
     receipts: &mpsc::Sender<MessageReceipt>,
+    clock: Arc<dyn Clock>,
 ) -> anyhow::Result<Router> {
     let routing = &settings.routing;
     let circuit = CircuitSettings {
@@ -138,6 +139,7 @@ fn router(
             BTreeMap::new(),
             circuit,
             routing.failover_on_rejection,
+            clock,
         ));
     }
     let mut used: Vec<&String> = routing
@@ -173,6 +175,7 @@ fn router(
         by_region,
         circuit,
         routing.failover_on_rejection,
+        clock,
     ))
 }
 
@@ -194,9 +197,10 @@ impl App {
             max_queued: settings.delivery.max_queued,
             max_clock_skew: settings.redis.max_clock_skew,
         };
+        let clock: Arc<dyn Clock> = overrides.clock.unwrap_or_else(|| Arc::new(SystemClock));
         let otp = Arc::new(Otp::new(
             stores(settings, &metrics)?,
-            overrides.clock.unwrap_or_else(|| Arc::new(SystemClock)),
+            Arc::clone(&clock),
             Keyring::new(&validated.secrets, &validated.index_secret),
             validated.services,
             metrics.clone(),
@@ -204,7 +208,7 @@ impl App {
         ));
         let consumer = format!("replica-{}", config::random_token(6));
         let (receipts_in, receipts) = mpsc::channel(RECEIPT_QUEUE);
-        let router = Arc::new(router(settings, overrides.carriers, &receipts_in)?);
+        let router = Arc::new(router(settings, overrides.carriers, &receipts_in, clock)?);
         let worker = Arc::new(Worker::new(
             Arc::clone(&otp),
             Arc::clone(&router),

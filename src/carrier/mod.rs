@@ -19,7 +19,7 @@ pub use self::null::NullCarrier;
 pub use self::provider::form as receipt_form;
 #[cfg(any(test, feature = "test-support"))]
 pub use self::recording::RecordingCarrier;
-pub use self::route::{CircuitSettings, Hop, Router};
+pub use self::route::{Admission, CircuitSettings, Hop, Router};
 pub use self::smpp::{
     message_id_candidates, read_receipt, ReceiptState, SmppCarrier, SmppSettings,
 };

@@ -16,6 +16,7 @@ pub struct RecordingCarrier {
     calls: Arc<AtomicUsize>,
     failures: Arc<AtomicUsize>,
     rejections: Arc<AtomicUsize>,
+    throttles: Arc<AtomicUsize>,
     hangs: Arc<AtomicUsize>,
     hanging: Arc<AtomicUsize>,
 }
@@ -46,6 +47,7 @@ impl RecordingCarrier {
             calls: Arc::default(),
             failures: Arc::default(),
             rejections: Arc::default(),
+            throttles: Arc::default(),
             hangs: Arc::default(),
             hanging: Arc::default(),
         }
@@ -101,6 +103,11 @@ impl RecordingCarrier {
         self.failures.store(times, Ordering::SeqCst);
     }
 
+    /// The next `times` sends are throttled (the carrier asks to slow down).
+    pub fn throttle_next(&self, times: usize) {
+        self.throttles.store(times, Ordering::SeqCst);
+    }
+
     /// The next `times` sends are rejected, as for an invalid number.
     pub fn reject_next(&self, times: usize) {
         self.rejections.store(times, Ordering::SeqCst);
@@ -131,6 +138,11 @@ impl Carrier for RecordingCarrier {
             return Err(SendError::Temporary(
                 "the recording carrier was told to fail".into(),
             ));
+        }
+        if take_one(&self.throttles) {
+            return Err(SendError::Throttled {
+                reason: "the recording carrier was told to throttle".into(),
+            });
         }
         if take_one(&self.rejections) {
             return Err(SendError::Rejected {

@@ -9,7 +9,7 @@ use tokio::task::JoinSet;
 use tracing::{info, warn, Instrument};
 
 use super::DeliverySettings;
-use crate::carrier::{Hop, Router, SendError, Sms};
+use crate::carrier::{Admission, Hop, Router, SendError, Sms};
 use crate::domain::Timestamp;
 use crate::metrics::Metrics;
 use crate::otp::Otp;
@@ -163,27 +163,34 @@ impl Worker {
     async fn send_with_retries(&self, sms: &mut Sms, expires_at: Timestamp) -> Finish {
         let mut attempt = 0;
         loop {
-            let route = self.router.route(sms.to.region());
-            let wait = if route.is_empty() {
-                self.settings.retry_max
-            } else {
-                attempt += 1;
-                for hop in route {
-                    sms.valid_for = self.otp.now().until(expires_at);
-                    match self.try_carrier(&hop, sms).await {
-                        Ok(message_id) => {
-                            return Finish::Sent {
-                                carrier: hop.name,
-                                message_id,
-                            }
-                        }
-                        Err(SendError::Rejected { .. }) if !self.router.failover_on_rejection => {
-                            return self.give_up();
-                        }
-                        Err(_) => {}
-                    }
+            let mut tried = false;
+            for hop in self.router.route(sms.to.region()) {
+                // Admitted only now: a carrier never tried keeps its probe.
+                let Some(admission) = self.router.admit(hop.at) else {
+                    continue;
+                };
+                if !tried {
+                    tried = true;
+                    attempt += 1;
                 }
+                sms.valid_for = self.otp.now().until(expires_at);
+                match self.try_carrier(&hop, admission, sms).await {
+                    Ok(message_id) => {
+                        return Finish::Sent {
+                            carrier: hop.name,
+                            message_id,
+                        }
+                    }
+                    Err(SendError::Rejected { .. }) if !self.router.failover_on_rejection => {
+                        return self.give_up();
+                    }
+                    Err(_) => {}
+                }
+            }
+            let wait = if tried {
                 self.backoff(attempt)
+            } else {
+                self.settings.retry_max
             };
             if attempt >= self.settings.attempts || self.otp.now().plus(wait) >= expires_at {
                 break;
@@ -199,8 +206,14 @@ impl Worker {
         Finish::Failed { dead: true }
     }
 
-    /// One call to one carrier, with its metrics, logs and circuit.
-    async fn try_carrier(&self, hop: &Hop, sms: &Sms) -> Result<String, SendError> {
+    /// One call to one carrier, with its metrics, logs and circuit (the
+    /// admission is settled by the answer).
+    async fn try_carrier(
+        &self,
+        hop: &Hop,
+        admission: Admission<'_>,
+        sms: &Sms,
+    ) -> Result<String, SendError> {
         let started = Instant::now();
         let span = tracing::info_span!("carrier", carrier = %hop.name);
         let result = tokio::time::timeout(self.settings.carrier_timeout, hop.carrier.send(sms))
@@ -228,7 +241,7 @@ impl Worker {
         let carrier = hop.name.as_str();
         match &result {
             Ok(accepted) => {
-                self.router.succeeded(hop.at);
+                admission.succeeded();
                 if hop.carrier.receipts_by_message_id() {
                     if let Err(error) = self
                         .otp
@@ -241,14 +254,15 @@ impl Worker {
                 info!(verification_id = %sms.verification, send = sms.send, carrier, message_id = %accepted.message_id, "message accepted");
             }
             Err(error @ SendError::Rejected { .. }) => {
-                self.router.succeeded(hop.at);
+                admission.succeeded();
                 warn!(verification_id = %sms.verification, carrier, error = %error, "message rejected");
             }
             Err(error @ SendError::Throttled { .. }) => {
+                drop(admission);
                 info!(verification_id = %sms.verification, carrier, error = %error, "carrier throttled; next carrier or retry");
             }
             Err(error) => {
-                self.router.failed(hop.at);
+                admission.failed();
                 warn!(verification_id = %sms.verification, carrier, error = %error, "send failed; next carrier or retry");
             }
         }

@@ -142,3 +142,45 @@ async fn a_rejection_fails_over_when_configured() {
     assert_eq!(delivery_of(&app, &id).await["carrier"], "secondary");
     assert_eq!(secondary.bodies_for(&id).len(), 1);
 }
+
+/// The incident of issue 14: both carriers fail, the primary recovers
+/// first and ends the send. The backup's probe was never settled, so the
+/// next primary outage had no failover; now the backup takes the send.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backup_skipped_while_half_open_still_takes_the_next_outage() {
+    let redis = RedisServer::start();
+    let mut settings = settings(Some(&redis));
+    settings.routing.circuit_failures = 1;
+    settings.routing.circuit_cooldown = std::time::Duration::ZERO;
+    let (app, primary, secondary) = routed(&settings).await;
+    primary.fail_next(1);
+    secondary.fail_next(1);
+    let first = app.started(PHONE).await;
+    assert_eq!(delivery_of(&app, &first).await["carrier"], "primary");
+    primary.fail_next(100);
+    let second = app.started("+819011110000").await;
+    let delivery = delivery_of(&app, &second).await;
+    assert_eq!(
+        (delivery["status"].clone(), delivery["carrier"].clone()),
+        (serde_json::json!("sent"), serde_json::json!("secondary")),
+        "{delivery}"
+    );
+}
+
+/// A throttled probe is settled too: the primary gets the next probe.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_throttled_probe_does_not_shut_the_carrier_out() {
+    let redis = RedisServer::start();
+    let mut settings = settings(Some(&redis));
+    settings.routing.circuit_failures = 1;
+    settings.routing.circuit_cooldown = std::time::Duration::ZERO;
+    let (app, primary, _secondary) = routed(&settings).await;
+    primary.fail_next(1);
+    let first = app.started(PHONE).await;
+    assert_eq!(delivery_of(&app, &first).await["carrier"], "secondary");
+    primary.throttle_next(1);
+    let second = app.started("+819011110000").await;
+    assert_eq!(delivery_of(&app, &second).await["carrier"], "secondary");
+    let third = app.started("+819022220000").await;
+    assert_eq!(delivery_of(&app, &third).await["carrier"], "primary");
+}
