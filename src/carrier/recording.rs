@@ -19,6 +19,8 @@ pub struct RecordingCarrier {
     throttles: Arc<AtomicUsize>,
     hangs: Arc<AtomicUsize>,
     hanging: Arc<AtomicUsize>,
+    /// The next sends take this long, each (`slow_next`).
+    slow: Arc<Mutex<(usize, std::time::Duration)>>,
 }
 
 struct Recorded {
@@ -50,6 +52,7 @@ impl RecordingCarrier {
             throttles: Arc::default(),
             hangs: Arc::default(),
             hanging: Arc::default(),
+            slow: Arc::default(),
         }
     }
 
@@ -93,6 +96,15 @@ impl RecordingCarrier {
         self.hangs.store(times, Ordering::SeqCst);
     }
 
+    /// The next `times` sends answer only after `delay`, like a carrier
+    /// under load.
+    pub fn slow_next(&self, times: usize, delay: std::time::Duration) {
+        *self
+            .slow
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner()) = (times, delay);
+    }
+
     /// Sends that are hanging now.
     pub fn hanging(&self) -> usize {
         self.hanging.load(Ordering::SeqCst)
@@ -133,6 +145,19 @@ impl Carrier for RecordingCarrier {
         if take_one(&self.hangs) {
             self.hanging.fetch_add(1, Ordering::SeqCst);
             std::future::pending::<()>().await;
+        }
+        let delay = {
+            let mut slow = self
+                .slow
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner());
+            (slow.0 > 0).then(|| {
+                slow.0 -= 1;
+                slow.1
+            })
+        };
+        if let Some(delay) = delay {
+            tokio::time::sleep(delay).await;
         }
         if take_one(&self.failures) {
             return Err(SendError::Temporary(

@@ -433,13 +433,7 @@ impl Settings {
             ));
         }
         self.validate_routing()?;
-        let delivery = &self.delivery;
-        if delivery.max_queued == 0 || delivery.attempts == 0 || delivery.concurrency == 0 {
-            return Err(invalid(
-                "delivery",
-                "max_queued, attempts and concurrency must be at least 1",
-            ));
-        }
+        self.delivery.validate()?;
         if self.http.max_body_bytes < 256 {
             return Err(invalid("http.max_body_bytes", "must be at least 256"));
         }

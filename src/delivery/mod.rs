@@ -10,6 +10,8 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use crate::config::{invalid, ConfigError};
+
 pub use self::worker::Worker;
 
 /// `[delivery]` in the configuration.
@@ -35,4 +37,54 @@ pub struct DeliverySettings {
     pub carrier_timeout: Duration,
     /// Sends in flight per replica.
     pub concurrency: usize,
+}
+
+impl DeliverySettings {
+    /// Every count at least 1 and every timing one that lets sends go out:
+    /// a claim kept fresh (every third of `claim_idle`, at least 1 s), a
+    /// backoff that grows, a carrier given time to answer.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.max_queued == 0 || self.attempts == 0 || self.concurrency == 0 {
+            return Err(invalid(
+                "delivery",
+                "max_queued, attempts and concurrency must be at least 1",
+            ));
+        }
+        if self.claim_idle < Duration::from_secs(1) {
+            return Err(invalid("delivery.claim_idle", "at least 1s"));
+        }
+        if self.retry_base.is_zero() || self.retry_max < self.retry_base {
+            return Err(invalid(
+                "delivery.retry_base",
+                "more than 0, and at most retry_max",
+            ));
+        }
+        if self.carrier_timeout.is_zero() {
+            return Err(invalid("delivery.carrier_timeout", "more than 0"));
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    /// Issue 14: `claim_idle = "0s"` was accepted, and then no SMS was ever
+    /// sent. Every timing that stops delivery is refused at start-up.
+    #[test]
+    fn timings_that_stop_delivery_are_refused() {
+        let shipped = crate::config::Settings::dev("k").expect("dev").delivery;
+        assert!(shipped.validate().is_ok());
+        let refused = |change: fn(&mut super::DeliverySettings)| {
+            let mut settings = shipped.clone();
+            change(&mut settings);
+            settings.validate().expect_err("refused").to_string()
+        };
+        assert!(refused(|s| s.claim_idle = Duration::ZERO).contains("delivery.claim_idle"));
+        assert!(refused(|s| s.retry_base = Duration::ZERO).contains("delivery.retry_base"));
+        assert!(refused(|s| s.retry_max = s.retry_base / 2).contains("delivery.retry_base"));
+        assert!(refused(|s| s.carrier_timeout = Duration::ZERO).contains("carrier_timeout"));
+        assert!(refused(|s| s.concurrency = 0).contains("concurrency"));
+    }
 }

@@ -15,7 +15,7 @@ use crate::metrics::Metrics;
 use crate::otp::Otp;
 use crate::store::{Claimed, Finish};
 
-/// Sends claimed per read.
+/// The most sends claimed per read (fewer when fewer permits are free).
 const BATCH: usize = 16;
 /// The longest a read waits for a new send before looking around again.
 const POLL: Duration = Duration::from_secs(1);
@@ -57,14 +57,28 @@ impl Worker {
         // Take over what a dead replica left straight away, then regularly.
         let mut next_takeover = Instant::now();
         while !*stop.borrow() {
-            let batch = tokio::select! {
-                batch = self.next_batch(&mut next_takeover) => batch,
+            // Permits first: a send is claimed only when it can start at
+            // once, so that no claim waits unkept for another replica to
+            // take over.
+            let first = tokio::select! {
+                permit = Arc::clone(&permits).acquire_owned() => match permit {
+                    Ok(permit) => permit,
+                    Err(_) => return,
+                },
                 _ = stop.changed() => break,
             };
-            for claimed in batch {
-                let Ok(permit) = Arc::clone(&permits).acquire_owned().await else {
-                    return;
-                };
+            let mut free = vec![first];
+            while free.len() < BATCH {
+                match Arc::clone(&permits).try_acquire_owned() {
+                    Ok(permit) => free.push(permit),
+                    Err(_) => break,
+                }
+            }
+            let batch = tokio::select! {
+                batch = self.next_batch(&mut next_takeover, free.len()) => batch,
+                _ = stop.changed() => break,
+            };
+            for (claimed, permit) in batch.into_iter().zip(free) {
                 let worker = Arc::clone(&self);
                 sending.spawn(async move {
                     worker.deliver(claimed).await;
@@ -84,15 +98,17 @@ impl Worker {
         info!(consumer = %self.consumer, "delivery stopped");
     }
 
-    async fn next_batch(&self, next_takeover: &mut Instant) -> Vec<Claimed> {
+    /// At most `max` sends: taken over from a dead replica now and then,
+    /// else new ones.
+    async fn next_batch(&self, next_takeover: &mut Instant, max: usize) -> Vec<Claimed> {
         let batch = if Instant::now() >= *next_takeover {
             *next_takeover = Instant::now() + self.settings.claim_idle / 2;
             self.report_depth().await;
             self.otp
-                .reclaim_sends(&self.consumer, self.settings.claim_idle, BATCH)
+                .reclaim_sends(&self.consumer, self.settings.claim_idle, max)
                 .await
         } else {
-            self.otp.claim_sends(&self.consumer, BATCH, POLL).await
+            self.otp.claim_sends(&self.consumer, max, POLL).await
         };
         match batch {
             Ok(batch) => batch,
@@ -148,8 +164,10 @@ impl Worker {
             tokio::select! {
                 finish = &mut sending => return finish,
                 _ = beat.tick() => {
-                    if let Err(error) = self.otp.keep_claimed(&self.consumer, claimed).await {
-                        warn!(verification_id = %claimed.send.id, error = %error, "claim not kept; another replica may take the send over");
+                    match self.otp.keep_claimed(&self.consumer, claimed).await {
+                        Ok(true) => {}
+                        Ok(false) => warn!(verification_id = %claimed.send.id, "the send was taken over by another replica; it may be sent twice"),
+                        Err(error) => warn!(verification_id = %claimed.send.id, error = %error, "claim not kept; another replica may take the send over"),
                     }
                 }
             }

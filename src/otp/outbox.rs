@@ -9,7 +9,7 @@ use super::{Error, Otp};
 use crate::carrier::{message_id_candidates, Sms};
 use crate::domain::{MessageReceipt, Receipt};
 use crate::domain::{Phone, Status, Timestamp};
-use crate::store::{Claimed, Finish};
+use crate::store::{Claimed, DeliveryStatus, Finish};
 
 /// How long a carrier's message id leads back to its send.
 const MESSAGE_INDEX_TTL: Duration = Duration::from_secs(86_400);
@@ -35,8 +35,9 @@ impl Otp {
         Ok(self.stores.outbox.reclaim(consumer, idle, max).await?)
     }
 
-    /// Keeps a send this replica is still working on from being taken over.
-    pub async fn keep_claimed(&self, consumer: &str, claimed: &Claimed) -> Result<(), Error> {
+    /// Keeps a send this replica is still working on from being taken over;
+    /// false if another replica took it over meanwhile.
+    pub async fn keep_claimed(&self, consumer: &str, claimed: &Claimed) -> Result<bool, Error> {
         Ok(self.stores.outbox.keep(consumer, claimed).await?)
     }
 
@@ -124,8 +125,13 @@ impl Otp {
             .verifications
             .get(&service.name, &send.id, self.clock.now())
             .await?;
-        let Some(record) = record.filter(|r| r.status == Status::Pending && r.sends == send.number)
-        else {
+        // A send already out (taken over after its carrier accepted it) is
+        // not sent again.
+        let Some(record) = record.filter(|r| {
+            r.status == Status::Pending
+                && r.sends == send.number
+                && r.delivery.status == DeliveryStatus::Queued
+        }) else {
             return Ok(None);
         };
         let code = self.keyring.open_code(

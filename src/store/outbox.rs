@@ -67,8 +67,8 @@ pub trait Outbox: Send + Sync + 'static {
         wait: Duration,
     ) -> Result<Vec<Claimed>, Error>;
 
-    /// Up to `max` sends claimed by any consumer but not finished for
-    /// `idle` (a replica died holding them), now claimed by `consumer`.
+    /// Up to `max` sends in all claimed by any consumer but not finished
+    /// for `idle` (a replica died holding them), now claimed by `consumer`.
     async fn reclaim(
         &self,
         consumer: &str,
@@ -77,8 +77,10 @@ pub trait Outbox: Send + Sync + 'static {
     ) -> Result<Vec<Claimed>, Error>;
 
     /// Marks a send `consumer` is still working on (retries, slow carriers)
-    /// as fresh, so that no replica takes it over while it lives.
-    async fn keep(&self, consumer: &str, claimed: &Claimed) -> Result<(), Error>;
+    /// as fresh, so that no replica takes it over while it lives; false if
+    /// `consumer` no longer holds it (taken over, or finished), which never
+    /// takes it back.
+    async fn keep(&self, consumer: &str, claimed: &Claimed) -> Result<bool, Error>;
 
     /// Removes the send from the outbox and records how it went on its
     /// verification, if that send is still the latest, in one step.

@@ -126,3 +126,42 @@ async fn the_oldest_send_age_is_reported(backend: &Backend) {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+/// Issue 14: a send claimed while every worker of its replica was busy
+/// waited for a permit with its claim unkept, so another replica took it
+/// over and both sent it. Now a replica claims only what it can start, and
+/// a send already out is never sent again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_busy_replica_holds_no_send_it_cannot_start() {
+    let redis = crate::support::RedisServer::start();
+    let mut settings = crate::support::settings(Some(&redis));
+    settings.delivery.concurrency = 1;
+    let (slow, other) = (RecordingCarrier::new(), RecordingCarrier::new());
+    slow.slow_next(1, Duration::from_millis(2500));
+    let clock = ManualClock::new();
+    let a = TestApp::spawn_with(&settings, slow.clone(), clock.clone()).await;
+    let first = a.started(PHONE).await;
+    until(
+        "A busy with the first send",
+        Duration::from_secs(10),
+        async || slow.calls() == 1,
+    )
+    .await;
+    let second = a.started("+819011110000").await;
+    let _b = TestApp::spawn_with(&settings, other.clone(), clock).await;
+    until("B sends the second", Duration::from_secs(10), async || {
+        other.bodies_for(&second).len() == 1
+    })
+    .await;
+    // A's next send shows it is done with anything it held.
+    let third = a.started("+819022220000").await;
+    until("A free again", Duration::from_secs(10), async || {
+        slow.bodies_for(&first).len() == 1
+            && slow.bodies_for(&third).len() + other.bodies_for(&third).len() == 1
+    })
+    .await;
+    assert!(
+        slow.bodies_for(&second).is_empty(),
+        "the second went out twice"
+    );
+}

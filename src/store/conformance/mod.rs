@@ -72,6 +72,8 @@ macro_rules! store_conformance {
             a_newer_send_supersedes_an_older_one,
             a_failed_send_is_taken_back,
             idle_claims_are_taken_over,
+            a_claim_taken_over_is_not_kept_by_its_old_holder,
+            takeover_is_bounded_in_total,
             kept_claims_are_not_taken_over,
             a_full_outbox_refuses_starts_and_resends,
             a_test_number_is_stored_but_never_queued,

@@ -115,23 +115,13 @@ pub async fn kept_claims_are_not_taken_over(fx: &Fixture) {
     let kept_until = std::time::Instant::now() + 3 * IDLE;
     while std::time::Instant::now() < kept_until {
         fx.stores.outbox.keep("a", &held[0]).await.expect("keep");
-        let taken = fx
-            .stores
-            .outbox
-            .reclaim("b", IDLE, 10)
-            .await
-            .expect("reclaim");
+        let taken = reclaim(fx, "b", IDLE, 10).await;
         assert!(taken.is_empty(), "a kept send was taken over");
         tokio::time::sleep(IDLE / 8).await;
     }
     let deadline = std::time::Instant::now() + Duration::from_secs(5);
     loop {
-        let taken = fx
-            .stores
-            .outbox
-            .reclaim("b", IDLE, 10)
-            .await
-            .expect("reclaim");
+        let taken = reclaim(fx, "b", IDLE, 10).await;
         if let [claimed] = taken.as_slice() {
             assert_eq!(claimed.entry, held[0].entry);
             break;
@@ -144,23 +134,60 @@ pub async fn kept_claims_are_not_taken_over(fx: &Fixture) {
     }
 }
 
+async fn reclaim(fx: &Fixture, consumer: &str, idle: Duration, max: usize) -> Vec<Claimed> {
+    fx.stores
+        .outbox
+        .reclaim(consumer, idle, max)
+        .await
+        .expect("reclaim")
+}
+
+/// A replica that lost a send to a takeover cannot take it back by keeping
+/// it: the new holder keeps it, the old one learns it lost it.
+pub async fn a_claim_taken_over_is_not_kept_by_its_old_holder(fx: &Fixture) {
+    started(fx, None).await;
+    let held = claim_all(fx, "a").await;
+    let taken = reclaim(fx, "b", Duration::ZERO, 10).await;
+    assert_eq!(taken.len(), 1);
+    let outbox = &fx.stores.outbox;
+    assert!(
+        !outbox.keep("a", &held[0]).await.expect("keep"),
+        "a lost it"
+    );
+    assert!(
+        outbox.keep("b", &taken[0]).await.expect("keep"),
+        "b holds it"
+    );
+    let again = reclaim(fx, "c", Duration::from_secs(3600), 10).await;
+    assert!(again.is_empty(), "b's claim is fresh");
+}
+
+/// Takeover claims at most `max` sends in all, whatever the shards.
+pub async fn takeover_is_bounded_in_total(fx: &Fixture) {
+    for n in 0..6u8 {
+        let mut new = new_verification(&fx.clock, "demo", None);
+        new.record.number = NumberKey([n; 16]);
+        new.record.id = VerificationId::generate(new.record.number.shard());
+        created(fx, &new).await;
+    }
+    assert_eq!(claim_all(fx, "dead-replica").await.len(), 6);
+    let outbox = &fx.stores.outbox;
+    let first = reclaim(fx, "b", Duration::ZERO, 4).await;
+    assert_eq!(first.len(), 4, "at most max in all");
+    for claimed in &first {
+        assert!(outbox.keep("b", claimed).await.expect("keep"));
+    }
+    let rest = reclaim(fx, "c", Duration::from_millis(100), 4).await;
+    assert!(rest.len() <= 2, "b's fresh claims stay b's: {rest:?}");
+}
+
 pub async fn idle_claims_are_taken_over(fx: &Fixture) {
     started(fx, None).await;
     let lost = claim_all(fx, "dead-replica").await;
     assert_eq!(lost.len(), 1);
-    let kept = fx
-        .stores
-        .outbox
-        .reclaim("b", Duration::from_secs(3600), 10)
-        .await
-        .expect("reclaim");
+    let kept = reclaim(fx, "b", Duration::from_secs(3600), 10).await;
     assert!(kept.is_empty(), "not idle long enough");
-    let taken = fx
-        .stores
-        .outbox
-        .reclaim("b", Duration::ZERO, 10)
-        .await
-        .expect("reclaim");
+    let taken = reclaim(fx, "b", Duration::ZERO, 10).await;
     assert_eq!(
         taken
             .iter()

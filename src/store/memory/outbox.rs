@@ -15,10 +15,18 @@ use crate::store::{rules, Claimed, Enqueue, Error, Finish, Outbox, QueuedSend, R
 #[derive(Default)]
 pub(super) struct Queue {
     queued: VecDeque<Claimed>,
-    claimed: HashMap<String, (Instant, Claimed)>,
+    /// By entry: since when, by whom.
+    claimed: HashMap<String, Held>,
     /// Sends that exhausted their attempts, newest last.
     dead: VecDeque<QueuedSend>,
     next_entry: u64,
+}
+
+/// A claimed send: since when (its idle time), by which consumer.
+struct Held {
+    since: Instant,
+    consumer: String,
+    claimed: Claimed,
 }
 
 /// Dead letters kept, as the Redis stream's MAXLEN.
@@ -31,7 +39,7 @@ impl Queue {
 
     /// When the oldest send still here was queued.
     pub fn oldest(&self) -> Option<Timestamp> {
-        let claimed = self.claimed.values().map(|(_, claimed)| claimed);
+        let claimed = self.claimed.values().map(|held| &held.claimed);
         self.queued
             .iter()
             .chain(claimed)
@@ -50,7 +58,7 @@ impl Queue {
             + self
                 .claimed
                 .values()
-                .filter(|(_, claimed)| claimed.send.id.tag() == shard)
+                .filter(|held| held.claimed.send.id.tag() == shard)
                 .count()
     }
 
@@ -62,53 +70,58 @@ impl Queue {
         });
     }
 
-    /// Up to `max` queued sends, now claimed.
-    pub fn take(&mut self, max: usize) -> Vec<Claimed> {
+    /// Up to `max` queued sends, now claimed by `consumer`.
+    pub fn take(&mut self, consumer: &str, max: usize) -> Vec<Claimed> {
         let count = max.min(self.queued.len());
         let taken: Vec<Claimed> = self.queued.drain(..count).collect();
         for claimed in &taken {
-            self.claimed
-                .insert(claimed.entry.clone(), (Instant::now(), claimed.clone()));
+            let held = Held {
+                since: Instant::now(),
+                consumer: consumer.to_owned(),
+                claimed: claimed.clone(),
+            };
+            self.claimed.insert(claimed.entry.clone(), held);
         }
         taken
     }
 
-    /// Up to `max` sends claimed at least `idle` ago, claimed afresh.
-    pub fn take_over(&mut self, idle: Duration, max: usize) -> Vec<Claimed> {
+    /// Up to `max` sends claimed at least `idle` ago, now `consumer`'s.
+    pub fn take_over(&mut self, consumer: &str, idle: Duration, max: usize) -> Vec<Claimed> {
         let now = Instant::now();
-        let mut stale: Vec<&mut (Instant, Claimed)> = self
-            .claimed
+        self.claimed
             .values_mut()
-            .filter(|(since, _)| now.duration_since(*since) >= idle)
+            .filter(|held| now.duration_since(held.since) >= idle)
             .take(max)
-            .collect();
-        stale
-            .iter_mut()
-            .map(|(since, claimed)| {
-                *since = now;
-                claimed.clone()
+            .map(|held| {
+                held.since = now;
+                held.consumer = consumer.to_owned();
+                held.claimed.clone()
             })
             .collect()
     }
 
-    /// Restarts the idle time of a claimed send.
-    pub fn keep(&mut self, entry: &str) {
-        if let Some((since, _)) = self.claimed.get_mut(entry) {
-            *since = Instant::now();
+    /// Restarts the idle time of a send `consumer` holds; whether it does.
+    pub fn keep(&mut self, consumer: &str, entry: &str) -> bool {
+        match self.claimed.get_mut(entry) {
+            Some(held) if held.consumer == consumer => {
+                held.since = Instant::now();
+                true
+            }
+            _ => false,
         }
     }
 
     /// Removes a finished send, keeping a dead letter if asked; whether it
     /// was still in the outbox (a finish is idempotent).
     pub fn remove(&mut self, entry: &str, finish: &Finish) -> bool {
-        let Some((_, claimed)) = self.claimed.remove(entry) else {
+        let Some(held) = self.claimed.remove(entry) else {
             return false;
         };
         if matches!(finish, Finish::Failed { dead: true }) {
             if self.dead.len() == DEAD_LETTERS {
                 self.dead.pop_front();
             }
-            self.dead.push_back(claimed.send);
+            self.dead.push_back(held.claimed.send);
         }
         true
     }
@@ -118,7 +131,7 @@ impl Queue {
 impl Outbox for MemoryStore {
     async fn claim(
         &self,
-        _consumer: &str,
+        consumer: &str,
         max: usize,
         wait: Duration,
     ) -> Result<Vec<Claimed>, Error> {
@@ -127,7 +140,7 @@ impl Outbox for MemoryStore {
             let queued = self.queued.notified();
             tokio::pin!(queued);
             queued.as_mut().enable();
-            let taken = self.lock().outbox.take(max);
+            let taken = self.lock().outbox.take(consumer, max);
             if !taken.is_empty() {
                 return Ok(taken);
             }
@@ -139,16 +152,15 @@ impl Outbox for MemoryStore {
 
     async fn reclaim(
         &self,
-        _consumer: &str,
+        consumer: &str,
         idle: Duration,
         max: usize,
     ) -> Result<Vec<Claimed>, Error> {
-        Ok(self.lock().outbox.take_over(idle, max))
+        Ok(self.lock().outbox.take_over(consumer, idle, max))
     }
 
-    async fn keep(&self, _consumer: &str, claimed: &Claimed) -> Result<(), Error> {
-        self.lock().outbox.keep(&claimed.entry);
-        Ok(())
+    async fn keep(&self, consumer: &str, claimed: &Claimed) -> Result<bool, Error> {
+        Ok(self.lock().outbox.keep(consumer, &claimed.entry))
     }
 
     async fn finish(

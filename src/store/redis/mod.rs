@@ -65,6 +65,7 @@ struct Scripts {
     limit: Script,
     finish: Script,
     receipt: Script,
+    keep: Script,
 }
 
 /// Prepended to every script by `declared_keys_only`: each `redis.call`
@@ -103,6 +104,7 @@ impl Scripts {
             limit: script(include_str!("../lua/limit.lua")),
             finish: script(include_str!("../lua/finish.lua")),
             receipt: script(include_str!("../lua/receipt.lua")),
+            keep: script(include_str!("../lua/keep.lua")),
         }
     }
 }

@@ -15,7 +15,9 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use redis::streams::{StreamAutoClaimReply, StreamId, StreamRangeReply, StreamReadReply};
+use redis::streams::{
+    StreamClaimReply, StreamId, StreamPendingCountReply, StreamRangeReply, StreamReadReply,
+};
 use redis::{Cmd, FromRedisValue, RedisResult, Value};
 
 use super::{millis, unavailable, RedisStore};
@@ -172,54 +174,79 @@ impl RedisStore {
         ))
     }
 
+    /// Up to `max` sends in all, idle for `idle`, now `consumer`'s: one
+    /// round trip finds the idle entries of every shard (`XPENDING IDLE`),
+    /// another claims at most `max` of them (`XCLAIM` with the same idle
+    /// time, so an entry kept meanwhile stays with its holder).
     pub(super) async fn take_over(
         &self,
         consumer: &str,
         idle: Duration,
         max: usize,
     ) -> Result<Vec<Claimed>, Error> {
-        let commands: Vec<Cmd> = self
-            .shard_streams()
-            .into_iter()
+        let streams = self.shard_streams();
+        let finds: Vec<Cmd> = streams
+            .iter()
             .map(|stream| {
-                let mut autoclaim = redis::cmd("XAUTOCLAIM");
-                autoclaim
+                let mut pending = redis::cmd("XPENDING");
+                pending
                     .arg(stream)
                     .arg(GROUP)
-                    .arg(consumer)
+                    .arg("IDLE")
                     .arg(millis(idle))
-                    .arg("0-0")
-                    .arg("COUNT")
+                    .arg("-")
+                    .arg("+")
                     .arg(max);
-                autoclaim
+                pending
             })
             .collect();
-        let replies: Vec<StreamAutoClaimReply> = self.each_shard("take_over", &commands).await?;
+        let found: Vec<StreamPendingCountReply> = self.each_shard("take_over", &finds).await?;
+        let mut left = max;
+        let mut claims = Vec::new();
+        for (stream, pending) in streams.iter().zip(found) {
+            let ids: Vec<String> = pending.ids.into_iter().take(left).map(|p| p.id).collect();
+            if ids.is_empty() {
+                continue;
+            }
+            left -= ids.len();
+            let mut claim = redis::cmd("XCLAIM");
+            claim
+                .arg(stream)
+                .arg(GROUP)
+                .arg(consumer)
+                .arg(millis(idle))
+                .arg(&ids);
+            claims.push(claim);
+            if left == 0 {
+                break;
+            }
+        }
+        if claims.is_empty() {
+            return Ok(Vec::new());
+        }
+        let replies: Vec<StreamClaimReply> = self.each_shard("take_over", &claims).await?;
         Ok(replies
             .into_iter()
-            .flat_map(|reply| reply.claimed)
+            .flat_map(|reply| reply.ids)
             .filter_map(claimed)
             .collect())
     }
 
-    /// XCLAIM … JUSTID by the same consumer: resets the entry's idle time
-    /// (an entry already finished is not brought back).
+    /// Resets the idle time of a send `consumer` still holds (`keep.lua`);
+    /// whether it does.
     pub(super) async fn keep_claimed(
         &self,
         consumer: &str,
         claimed: &Claimed,
-    ) -> Result<(), Error> {
-        let mut command = redis::cmd("XCLAIM");
-        command
-            .arg(self.outbox_key(claimed.send.id.tag()))
+    ) -> Result<bool, Error> {
+        let mut invocation = self.scripts.keep.prepare_invoke();
+        invocation
+            .key(self.outbox_key(claimed.send.id.tag()))
             .arg(GROUP)
             .arg(consumer)
-            .arg(0)
-            .arg(&claimed.entry)
-            .arg("JUSTID");
-        self.command::<Value>("keep_claimed", &command)
-            .await
-            .map(drop)
+            .arg(&claimed.entry);
+        let kept = self.invoke("keep_claimed", invocation).await?;
+        Ok(matches!(kept, Value::Int(1)))
     }
 
     pub(super) async fn finish_send(
@@ -309,7 +336,7 @@ impl Outbox for RedisStore {
         self.take_over(consumer, idle, max).await
     }
 
-    async fn keep(&self, consumer: &str, claimed: &Claimed) -> Result<(), Error> {
+    async fn keep(&self, consumer: &str, claimed: &Claimed) -> Result<bool, Error> {
         self.keep_claimed(consumer, claimed).await
     }
 
