@@ -232,3 +232,33 @@ async fn a_restarted_smsc_is_bound_again_and_shutdown_unbinds() {
     app.stop();
     smsc.until("unbind", 1).await;
 }
+
+/// Issue 14: a multi-part message whose second part fails is final. The
+/// retry used to resend the part the SMSC had already accepted; now the
+/// send fails and no part goes out twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_partly_accepted_message_is_never_resent_in_part() {
+    let redis = RedisServer::start();
+    let mut smsc = Smsc::start();
+    let mut settings = with_smsc(&smsc, &redis);
+    let demo = settings.services.get_mut("demo").expect("demo");
+    demo.templates.insert(
+        "en".into(),
+        format!(
+            "Your Demo code is {{code}}. {}",
+            "Keep it to yourself. ".repeat(8)
+        ),
+    );
+    demo.max_segments = 3;
+    let app = bound(&smsc, &settings).await;
+    // ESME_RMSGQFUL on the second part: temporary for a whole message.
+    smsc.command(json!({ "cmd": "statuses", "statuses": [0, 0x14] }));
+    let id = start(&app, PHONE, "en").await;
+    assert_eq!(delivery(&app, &id).await["status"], "failed");
+    let texts: Vec<Value> = smsc
+        .events("submit_sm")
+        .iter()
+        .map(|submit| submit["text"].clone())
+        .collect();
+    assert_eq!(texts.len(), 2, "{texts:?}");
+}

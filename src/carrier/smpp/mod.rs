@@ -11,7 +11,9 @@
 //! no longer than the code's remaining life. At most `window` PDUs are
 //! outstanding (SMPP-4). `submit_sm_resp` statuses are classified
 //! (SMPP-3): throttled (0x58) pauses the bind; queue full, system error and
-//! no answer are temporary; bad addresses and submit failures reject.
+//! no answer are temporary; bad addresses and submit failures reject. A
+//! multi-part message is all or nothing: once a part is accepted, a later
+//! part's failure makes the send final (rejected), never resent in part.
 //!
 //! Every `deliver_sm` is answered at once (SMPP-6); receipts (TLVs first,
 //! then the `id:… stat:…` text) go to otpd, which finds the send by the
@@ -414,12 +416,23 @@ impl Carrier for SmppCarrier {
             .acquire()
             .await
             .map_err(|_| SendError::Temporary("smpp: closing".into()))?;
+        let parts = submits.len();
         let mut first = None;
-        for submit in submits {
-            let response = client
-                .submit_sm(submit)
-                .await
-                .map_err(|e| self.classify(e))?;
+        for (part, submit) in submits.into_iter().enumerate() {
+            let response = client.submit_sm(submit).await.map_err(|e| {
+                let error = self.classify(e);
+                if part == 0 {
+                    return error;
+                }
+                // Some parts are on their way: all or nothing, so this
+                // message is final, never resent in part.
+                SendError::Rejected {
+                    reason: format!(
+                        "smpp: part {} of {parts} failed after the first were accepted ({error})",
+                        part + 1
+                    ),
+                }
+            })?;
             first.get_or_insert_with(|| receipt::normalise(response.message_id().as_str()));
         }
         let message_id =
