@@ -80,6 +80,8 @@ fn stores(settings: &Settings, metrics: &Metrics) -> anyhow::Result<Stores> {
 
 /// Receipts waiting for otpd to find their send (SMPP).
 const RECEIPT_QUEUE: usize = 10_000;
+/// How long shutdown waits for the receipts read to be recorded.
+const RECEIPT_DRAIN: std::time::Duration = std::time::Duration::from_secs(10);
 
 fn carrier(
     name: &str,
@@ -329,11 +331,27 @@ impl App {
                 tokio::spawn(async move { carrier.connect(disconnected).await })
             })
             .collect();
+        let (drain, draining) = tokio::sync::oneshot::channel::<()>();
         let receipts = tokio::spawn(async move {
-            while let Some(receipt) = receipts.recv().await {
+            let record = async |receipt: MessageReceipt| {
                 if let Err(error) = otp.receipt_for_message(&receipt).await {
                     tracing::warn!(carrier = %receipt.carrier, error = %error, "receipt not recorded");
                 }
+            };
+            tokio::pin!(draining);
+            loop {
+                tokio::select! {
+                    receipt = receipts.recv() => match receipt {
+                        Some(receipt) => record(receipt).await,
+                        None => return,
+                    },
+                    _ = &mut draining => break,
+                }
+            }
+            // The links are closed: record what they read, then stop.
+            receipts.close();
+            while let Some(receipt) = receipts.recv().await {
+                record(receipt).await;
             }
         });
         let reloads: Vec<_> = tls
@@ -373,7 +391,10 @@ impl App {
         for link in links {
             let _ = link.await;
         }
-        receipts.abort();
+        let _ = drain.send(());
+        if tokio::time::timeout(RECEIPT_DRAIN, receipts).await.is_err() {
+            tracing::warn!("receipts still unrecorded at shutdown were dropped");
+        }
         for reload in reloads {
             reload.abort();
         }

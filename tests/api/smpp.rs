@@ -262,3 +262,46 @@ async fn a_partly_accepted_message_is_never_resent_in_part() {
         .collect();
     assert_eq!(texts.len(), 2, "{texts:?}");
 }
+
+/// Issue 14: receipts otpd had read but not yet recorded were dropped at
+/// shutdown. Here Redis pauses writes while 60 receipts arrive, then otpd
+/// stops: every receipt is still recorded.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn receipts_read_before_shutdown_are_all_recorded() {
+    const SENDS: usize = 60;
+    let redis = RedisServer::start();
+    let mut smsc = Smsc::start();
+    let settings = with_smsc(&smsc, &redis);
+    let app = bound(&smsc, &settings).await;
+    let mut sent = Vec::new();
+    for n in 0..SENDS {
+        let id = start(&app, &format!("+8190{:04}0000", 4000 + n), "ja").await;
+        sent.push(id);
+    }
+    let mut message_ids = Vec::new();
+    for id in &sent {
+        message_ids.push(
+            delivery(&app, id).await["message_id"]
+                .as_str()
+                .expect("id")
+                .to_owned(),
+        );
+    }
+    let paused: String = redis
+        .query(redis::cmd("CLIENT").arg("PAUSE").arg(600).arg("WRITE"))
+        .expect("pause");
+    assert_eq!(paused, "OK");
+    for message_id in &message_ids {
+        smsc.command(json!({ "cmd": "receipt", "message_id": format!("{:0>8}", message_id.to_uppercase()), "stat": "DELIVRD" }));
+    }
+    smsc.until("deliver_sm_resp", SENDS).await;
+    app.stop_and_wait().await;
+    let reader = TestApp::spawn(&settings).await;
+    let mut delivered = 0;
+    for id in &sent {
+        if json_of(reader.status(id).await).await["delivery"]["status"] == "delivered" {
+            delivered += 1;
+        }
+    }
+    assert_eq!(delivered, SENDS, "receipts dropped at shutdown");
+}

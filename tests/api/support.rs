@@ -365,6 +365,8 @@ pub struct TestApp {
     pub clock: ManualClock,
     otp: Arc<Otp>,
     stop: std::sync::Mutex<Option<tokio::sync::oneshot::Sender<()>>>,
+    /// The replica's run, to wait for its shutdown.
+    running: std::sync::Mutex<Option<tokio::task::JoinHandle<std::io::Result<()>>>>,
 }
 
 impl Drop for TestApp {
@@ -432,7 +434,7 @@ impl TestApp {
         let grpc_addr = app.grpc_addr();
         let otp = app.otp();
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        tokio::spawn(app.run_until_stopped(async {
+        let running = tokio::spawn(app.run_until_stopped(async {
             let _ = stopped.await;
         }));
         TestApp {
@@ -444,6 +446,7 @@ impl TestApp {
             clock,
             otp,
             stop: std::sync::Mutex::new(Some(stop)),
+            running: std::sync::Mutex::new(Some(running)),
         }
     }
 
@@ -520,6 +523,15 @@ impl TestApp {
     pub fn stop(&self) {
         if let Some(stop) = self.stop.lock().expect("stop").take() {
             let _ = stop.send(());
+        }
+    }
+
+    /// Stops, and waits until the replica has shut down.
+    pub async fn stop_and_wait(&self) {
+        self.stop();
+        let running = self.running.lock().expect("running").take();
+        if let Some(running) = running {
+            running.await.expect("ran").expect("shut down cleanly");
         }
     }
 

@@ -17,7 +17,8 @@
 //!
 //! Every `deliver_sm` is answered at once (SMPP-6); receipts (TLVs first,
 //! then the `id:… stat:…` text) go to otpd, which finds the send by the
-//! message id it indexed. PDUs are never logged: they carry the code.
+//! message id it indexed. While otpd is behind on receipts the link waits
+//! (back-pressure), and otpd records every receipt read before shutdown. PDUs are never logged: they carry the code.
 
 mod receipt;
 
@@ -232,7 +233,7 @@ impl SmppCarrier {
                     .deliver_sm_resp(command.sequence_number(), DeliverSmResp::default())
                     .await;
                 if let Some(Pdu::DeliverSm(deliver)) = command.pdu() {
-                    self.receipt(deliver);
+                    self.receipt(deliver).await;
                 }
                 true
             }
@@ -245,7 +246,9 @@ impl SmppCarrier {
         }
     }
 
-    fn receipt(&self, deliver: &rusmpp::pdus::DeliverSm) {
+    /// Hands a receipt to otpd; while otpd is behind, waits (the SMSC's
+    /// further PDUs wait in the link) rather than dropping it.
+    async fn receipt(&self, deliver: &rusmpp::pdus::DeliverSm) {
         if deliver.esm_class.message_type != MessageType::ShortMessageContainsMCDeliveryReceipt {
             return; // A mobile-originated message: not handled here.
         }
@@ -263,8 +266,8 @@ impl SmppCarrier {
             message_id,
             delivered,
         };
-        if self.receipts.try_send(receipt).is_err() {
-            warn!(carrier = %self.name, "receipt dropped: otpd is behind on receipts");
+        if self.receipts.send(receipt).await.is_err() {
+            warn!(carrier = %self.name, "receipt dropped: otpd has stopped recording receipts");
         }
     }
 
