@@ -20,9 +20,7 @@ pub use self::provider::form as receipt_form;
 #[cfg(any(test, feature = "test-support"))]
 pub use self::recording::RecordingCarrier;
 pub use self::route::{Admission, CircuitSettings, Hop, Router};
-pub use self::smpp::{
-    message_id_candidates, read_receipt, ReceiptState, SmppCarrier, SmppSettings,
-};
+pub use self::smpp::{read_receipt, ReceiptIds, ReceiptState, SmppCarrier, SmppSettings};
 pub use self::twilio::{twilio_signature, TwilioCarrier, TwilioSettings};
 pub use self::vonage::{vonage_signature, VonageCarrier, VonageSettings};
 pub use self::webhook::{

@@ -6,7 +6,7 @@ use std::time::Duration;
 use tracing::{info, warn};
 
 use super::{Error, Otp};
-use crate::carrier::{message_id_candidates, Sms};
+use crate::carrier::Sms;
 use crate::domain::{MessageReceipt, Receipt};
 use crate::domain::{Phone, Status, Timestamp};
 use crate::store::{Claimed, DeliveryStatus, Finish};
@@ -83,24 +83,22 @@ impl Otp {
     /// the forms an SMSC may write it in (hex or decimal).
     pub async fn receipt_for_message(&self, from: &MessageReceipt) -> Result<(), Error> {
         let now = self.clock.now();
-        for message_id in message_id_candidates(&from.message_id) {
-            let found = self
-                .stores
-                .verifications
-                .find_message(&from.carrier, &message_id, now)
-                .await?;
-            if let Some((verification, send)) = found {
-                let receipt = Receipt {
-                    verification,
-                    send,
-                    message_id,
-                    delivered: from.delivered,
-                };
-                return self.receipt(&from.carrier, &receipt).await;
-            }
-        }
-        self.metrics.receipt(&from.carrier, "ignored", None);
-        Ok(())
+        let found = self
+            .stores
+            .verifications
+            .find_message(&from.carrier, &from.message_id, now)
+            .await?;
+        let Some((verification, send)) = found else {
+            self.metrics.receipt(&from.carrier, "ignored", None);
+            return Ok(());
+        };
+        let receipt = Receipt {
+            verification,
+            send,
+            message_id: from.message_id.clone(),
+            delivered: from.delivered,
+        };
+        self.receipt(&from.carrier, &receipt).await
     }
 
     /// When the oldest send still in the outbox was queued.

@@ -79,7 +79,11 @@ fn smpp_receipts() {
         if let Ok((deliver, _)) = DeliverSm::decode(&mut buffer, bytes.len()) {
             if let Some((id, state)) = read_receipt(&deliver) {
                 let _: ReceiptState = state;
-                assert!(!otpd::carrier::message_id_candidates(&id).is_empty());
+                use otpd::carrier::ReceiptIds;
+                assert!(ReceiptIds::Exact.answered_as(&id).is_some());
+                for base in [ReceiptIds::DecimalOfHex, ReceiptIds::HexOfDecimal] {
+                    let _ = base.answered_as(&id);
+                }
             }
         }
     });

@@ -31,6 +31,7 @@ fn with_smsc(smsc: &Smsc, redis: &RedisServer) -> Settings {
             reconnect_min: Duration::from_millis(50),
             reconnect_max: Duration::from_millis(200),
             throttle_pause: Duration::from_millis(50),
+            receipt_ids: Default::default(),
         }),
     );
     settings.routing.default = vec!["smsc".into()];
@@ -304,4 +305,36 @@ async fn receipts_read_before_shutdown_are_all_recorded() {
         }
     }
     assert_eq!(delivered, SENDS, "receipts dropped at shutdown");
+}
+
+/// Issue 14: a receipt id that is not one otpd indexed was matched by a
+/// guess to another send (here "16", read as decimal, to message 0x10).
+/// Ids match exactly unless the carrier is configured to write receipt
+/// ids in another base.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_receipt_id_never_matches_another_send_by_guess() {
+    let redis = RedisServer::start();
+    let mut smsc = Smsc::start();
+    let app = bound(&smsc, &with_smsc(&smsc, &redis)).await;
+    let mut sent = Vec::new();
+    for n in 0..16 {
+        sent.push(start(&app, &format!("+8190{:04}0000", 5000 + n), "ja").await);
+    }
+    let sixteenth = delivery(&app, &sent[15]).await;
+    assert_eq!(sixteenth["message_id"], "10", "the SMSC counts in hex");
+    smsc.command(json!({ "cmd": "receipt", "message_id": "16", "stat": "DELIVRD" }));
+    smsc.until("deliver_sm_resp", 1).await;
+    crate::support::until(
+        "the receipt to be read",
+        Duration::from_secs(10),
+        async || {
+            app.metrics()
+                .await
+                .contains(r#"otpd_delivery_receipts_total{carrier="smsc",status="ignored"} 1"#)
+        },
+    )
+    .await;
+    for id in &sent {
+        assert_eq!(delivery(&app, id).await["status"], "sent", "{id}");
+    }
 }

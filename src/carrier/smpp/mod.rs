@@ -45,7 +45,7 @@ use super::{Accepted, Carrier, SendError, Sms};
 use crate::domain::MessageReceipt;
 use crate::sms::{segments, Encoding};
 
-pub use self::receipt::candidates as message_id_candidates;
+pub use self::receipt::ReceiptIds;
 pub use self::receipt::State as ReceiptState;
 
 /// The message id and state a delivery receipt reports: from its TLVs
@@ -104,6 +104,10 @@ pub struct SmppSettings {
     /// How long the bind pauses after `ESME_RTHROTTLED`.
     #[serde(default = "one_second", with = "humantime_serde")]
     pub throttle_pause: Duration,
+    /// How the SMSC writes receipt ids (`exact`, `decimal-of-hex`,
+    /// `hex-of-decimal`).
+    #[serde(default)]
+    pub receipt_ids: ReceiptIds,
 }
 
 fn alphanumeric() -> u8 {
@@ -260,6 +264,10 @@ impl SmppCarrier {
             receipt::State::Delivered => true,
             receipt::State::Failed => false,
             receipt::State::Pending => return,
+        };
+        let Some(message_id) = self.settings.receipt_ids.answered_as(&message_id) else {
+            warn!(carrier = %self.name, "a receipt id not in the configured base; ignored");
+            return;
         };
         let receipt = MessageReceipt {
             carrier: self.name.clone(),

@@ -62,19 +62,31 @@ pub fn normalise(id: &str) -> String {
     }
 }
 
-/// The ids a receipt's id may have been answered as: itself, and its
-/// decimal reading written in hex or its hex reading in decimal.
-pub fn candidates(id: &str) -> Vec<String> {
-    let id = normalise(id);
-    let mut all = vec![id.clone()];
-    if let Ok(decimal) = id.parse::<u128>() {
-        all.push(format!("{decimal:x}"));
+/// How an SMSC writes the message ids of its receipts, against the ids
+/// its `submit_sm_resp` gave: the same (the norm), or the same number in
+/// the other base. Never guessed: a guess can match another send.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ReceiptIds {
+    #[default]
+    Exact,
+    /// Answers in hex, receipts in decimal.
+    DecimalOfHex,
+    /// Answers in decimal, receipts in hex.
+    HexOfDecimal,
+}
+
+impl ReceiptIds {
+    /// The id a receipt's id was answered as, as otpd indexed it; `None`
+    /// when it cannot be read in the configured base.
+    pub fn answered_as(self, id: &str) -> Option<String> {
+        let id = normalise(id);
+        match self {
+            ReceiptIds::Exact => Some(id),
+            ReceiptIds::DecimalOfHex => id.parse::<u128>().ok().map(|n| format!("{n:x}")),
+            ReceiptIds::HexOfDecimal => u128::from_str_radix(&id, 16).ok().map(|n| n.to_string()),
+        }
     }
-    if let Ok(hex) = u128::from_str_radix(&id, 16) {
-        all.push(hex.to_string());
-    }
-    all.dedup();
-    all
 }
 
 #[cfg(test)]
@@ -122,12 +134,19 @@ mod tests {
     }
 
     #[test]
-    fn hex_and_decimal_ids_meet() {
+    fn receipt_ids_are_read_as_configured_never_guessed() {
         assert_eq!(normalise("000A1B"), "a1b");
         assert_eq!(normalise("0000"), "0");
+        let answered = |ids: ReceiptIds, id: &str| ids.answered_as(id);
+        assert_eq!(answered(ReceiptIds::Exact, "0000001F"), Some("1f".into()));
+        assert_eq!(answered(ReceiptIds::Exact, "31"), Some("31".into()));
         // submit_sm_resp said "0000001F"; the receipt says "31".
-        assert!(candidates("31").contains(&normalise("0000001F")));
+        assert_eq!(
+            answered(ReceiptIds::DecimalOfHex, "31"),
+            Some(normalise("0000001F"))
+        );
+        assert_eq!(answered(ReceiptIds::DecimalOfHex, "1f"), None);
         // And the other way round.
-        assert!(candidates("1f").contains(&normalise("31")));
+        assert_eq!(answered(ReceiptIds::HexOfDecimal, "1f"), Some("31".into()));
     }
 }
