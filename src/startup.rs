@@ -19,7 +19,7 @@ use crate::carrier::{
 use crate::config::{self, CarrierSettings, GrpcSettings, HttpSettings, Mode, Settings};
 use crate::delivery::Worker;
 use crate::descriptors::{self, ConnectionCaps};
-use crate::domain::{Clock, MessageReceipt, Phone, SystemClock};
+use crate::domain::{CarrierReceipt, Clock, Phone, SystemClock};
 use crate::grpc::{self, VerificationServiceServer, Verifications};
 use crate::http::{self, BodyLimits, ConnectionLimits, Refusals, RejectionLog};
 use crate::metrics::Metrics;
@@ -51,7 +51,7 @@ pub struct App {
     worker: Arc<Worker>,
     router: Arc<Router>,
     /// Receipts that name only a message id, from the SMPP binds.
-    receipts: mpsc::Receiver<MessageReceipt>,
+    receipts: mpsc::Receiver<CarrierReceipt>,
 }
 
 /// The gRPC API's bound listener, its service, limits and TLS.
@@ -87,7 +87,7 @@ fn carrier(
     name: &str,
     settings: &CarrierSettings,
     mode: Mode,
-    receipts: &mpsc::Sender<MessageReceipt>,
+    receipts: &mpsc::Sender<CarrierReceipt>,
 ) -> anyhow::Result<Arc<dyn Carrier>> {
     Ok(match settings {
         CarrierSettings::Console if mode == Mode::Production => {
@@ -121,7 +121,7 @@ fn carrier(
 fn router(
     settings: &Settings,
     chosen: Option<Vec<Arc<dyn Carrier>>>,
-    receipts: &mpsc::Sender<MessageReceipt>,
+    receipts: &mpsc::Sender<CarrierReceipt>,
     clock: Arc<dyn Clock>,
 ) -> anyhow::Result<Router> {
     let routing = &settings.routing;
@@ -333,8 +333,8 @@ impl App {
             .collect();
         let (drain, draining) = tokio::sync::oneshot::channel::<()>();
         let receipts = tokio::spawn(async move {
-            let record = async |receipt: MessageReceipt| {
-                if let Err(error) = otp.receipt_for_message(&receipt).await {
+            let record = async |receipt: CarrierReceipt| {
+                if let Err(error) = otp.record_receipt(&receipt).await {
                     tracing::warn!(carrier = %receipt.carrier, error = %error, "receipt not recorded");
                 }
             };

@@ -21,7 +21,7 @@ pub use code::{Code, CodeError};
 pub use id::{IdError, VerificationId, TAG_LEN};
 pub use locale::{Locale, LocaleError};
 pub use phone::{Phone, PhoneError, Region};
-pub use receipt::{MessageReceipt, Receipt};
+pub use receipt::{CarrierReceipt, Receipt};
 pub use service::{ServiceName, ServiceNameError};
 pub use status::Status;
 pub use time::Timestamp;

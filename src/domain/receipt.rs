@@ -13,11 +13,28 @@ pub struct Receipt {
     pub delivered: bool,
 }
 
-/// A receipt that names only the carrier's message id (SMPP): otpd finds
-/// the send by the index it kept when the carrier accepted the message.
+/// A carrier's receipt as it reached otpd, whatever the way in (an HTTP
+/// callback, an SMPP `deliver_sm`): the one input of the receipt use case
+/// (`Otp::record_receipt`).
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct MessageReceipt {
+pub struct CarrierReceipt {
     pub carrier: String,
     pub message_id: String,
     pub delivered: bool,
+    /// The send it is about when the carrier echoes otpd's reference (the
+    /// HTTP providers); else otpd finds it by the index of message ids it
+    /// kept when the carrier accepted the message (SMPP).
+    pub send: Option<(VerificationId, u32)>,
+}
+
+impl CarrierReceipt {
+    /// What an HTTP provider's callback said of one of otpd's sends.
+    pub fn for_send(carrier: &str, receipt: Receipt) -> Self {
+        CarrierReceipt {
+            carrier: carrier.to_owned(),
+            message_id: receipt.message_id,
+            delivered: receipt.delivered,
+            send: Some((receipt.verification, receipt.send)),
+        }
+    }
 }

@@ -1,11 +1,14 @@
 //! Delivery receipts from HTTP carriers: `POST /v1/carriers/{carrier}/receipts`.
-//! No API key: the carrier's own signature authenticates the request, and
-//! an unsigned or badly signed one is refused before anything is read.
+//! No API key: the carrier's own signature authenticates the request (its
+//! adapter checks it), and an unsigned or badly signed one is refused
+//! before anything is read; what it says goes to the receipt use case
+//! (`Otp::record_receipt`), as SMPP receipts do.
 
 use actix_web::{web, HttpRequest, HttpResponse};
 
 use super::problem::{Kind, Problem};
 use crate::carrier::{Callback, ReceiptError, Router};
+use crate::domain::CarrierReceipt;
 use crate::otp::Otp;
 
 #[utoipa::path(
@@ -55,7 +58,10 @@ pub async fn receive(
         body: &body,
     };
     match adapter.receipt(&callback) {
-        Ok(Some(receipt)) => otp.receipt(&carrier, &receipt).await?,
+        Ok(Some(receipt)) => {
+            otp.record_receipt(&CarrierReceipt::for_send(&carrier, receipt))
+                .await?
+        }
         Ok(None) => {}
         Err(ReceiptError::NotSupported) => return Err(unknown()),
         Err(ReceiptError::BadSignature) => {

@@ -7,7 +7,7 @@ use tracing::{info, warn};
 
 use super::{Error, Otp};
 use crate::carrier::Sms;
-use crate::domain::{MessageReceipt, Receipt};
+use crate::domain::{CarrierReceipt, Receipt};
 use crate::domain::{Phone, Status, Timestamp};
 use crate::store::{Claimed, DeliveryStatus, Finish};
 
@@ -41,15 +41,37 @@ impl Otp {
         Ok(self.stores.outbox.keep(consumer, claimed).await?)
     }
 
-    /// Records a carrier's receipt (already authenticated by the carrier)
-    /// and counts it; a duplicate or a receipt for a superseded send is
-    /// counted `ignored` and changes nothing.
-    pub async fn receipt(&self, carrier: &str, receipt: &Receipt) -> Result<(), Error> {
+    /// The receipt use case, for every carrier and way in (HTTP callbacks
+    /// already authenticated by their carrier, SMPP receipts): finds the
+    /// send, records the receipt if that send is still the latest, and
+    /// counts it; a duplicate, a superseded send or an unknown message id
+    /// is counted `ignored` and changes nothing.
+    pub async fn record_receipt(&self, from: &CarrierReceipt) -> Result<(), Error> {
         let now = self.clock.now();
+        let carrier = from.carrier.as_str();
+        let send = match from.send {
+            Some(send) => Some(send),
+            None => {
+                self.stores
+                    .verifications
+                    .find_message(carrier, &from.message_id, now)
+                    .await?
+            }
+        };
+        let Some((verification, send)) = send else {
+            self.metrics.receipt(carrier, "ignored", None);
+            return Ok(());
+        };
+        let receipt = Receipt {
+            verification,
+            send,
+            message_id: from.message_id.clone(),
+            delivered: from.delivered,
+        };
         let sent_at = self
             .stores
             .verifications
-            .receipt(carrier, receipt, now)
+            .receipt(carrier, &receipt, now)
             .await?;
         let status = match (sent_at, receipt.delivered) {
             (None, _) => "ignored",
@@ -77,28 +99,6 @@ impl Otp {
             .verifications
             .index_message(carrier, message_id, send, MESSAGE_INDEX_TTL, now)
             .await?)
-    }
-
-    /// Records a receipt that names only the carrier's message id, trying
-    /// the forms an SMSC may write it in (hex or decimal).
-    pub async fn receipt_for_message(&self, from: &MessageReceipt) -> Result<(), Error> {
-        let now = self.clock.now();
-        let found = self
-            .stores
-            .verifications
-            .find_message(&from.carrier, &from.message_id, now)
-            .await?;
-        let Some((verification, send)) = found else {
-            self.metrics.receipt(&from.carrier, "ignored", None);
-            return Ok(());
-        };
-        let receipt = Receipt {
-            verification,
-            send,
-            message_id: from.message_id.clone(),
-            delivered: from.delivered,
-        };
-        self.receipt(&from.carrier, &receipt).await
     }
 
     /// When the oldest send still in the outbox was queued.

@@ -42,7 +42,7 @@ use tokio::sync::{mpsc, watch, Semaphore};
 use tracing::{info, warn};
 
 use super::{Accepted, Carrier, SendError, Sms};
-use crate::domain::MessageReceipt;
+use crate::domain::CarrierReceipt;
 use crate::sms::{segments, Encoding};
 
 pub use self::receipt::ReceiptIds;
@@ -147,14 +147,14 @@ pub struct SmppCarrier {
     bound: watch::Sender<Option<Client>>,
     window: Semaphore,
     throttled_until: Mutex<Option<Instant>>,
-    receipts: mpsc::Sender<MessageReceipt>,
+    receipts: mpsc::Sender<CarrierReceipt>,
 }
 
 impl SmppCarrier {
     pub fn new(
         name: &str,
         settings: &SmppSettings,
-        receipts: mpsc::Sender<MessageReceipt>,
+        receipts: mpsc::Sender<CarrierReceipt>,
     ) -> Result<Self, String> {
         if !(settings.url.starts_with("smpp://") || settings.url.starts_with("smpps://")) {
             return Err("url: use smpp://host:port or smpps://host:port".into());
@@ -269,10 +269,11 @@ impl SmppCarrier {
             warn!(carrier = %self.name, "a receipt id not in the configured base; ignored");
             return;
         };
-        let receipt = MessageReceipt {
+        let receipt = CarrierReceipt {
             carrier: self.name.clone(),
             message_id,
             delivered,
+            send: None,
         };
         if self.receipts.send(receipt).await.is_err() {
             warn!(carrier = %self.name, "receipt dropped: otpd has stopped recording receipts");
