@@ -79,12 +79,6 @@ pub struct Rules {
     pub providers: BTreeMap<Provider, Check>,
 }
 
-impl Rules {
-    pub fn is_empty(&self) -> bool {
-        self.providers.is_empty()
-    }
-}
-
 /// Why a token was refused.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Refusal {

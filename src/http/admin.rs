@@ -7,13 +7,13 @@
 use std::time::Duration;
 
 use actix_web::http::StatusCode;
-use actix_web::{web, HttpMessage, HttpRequest};
+use actix_web::{web, HttpRequest};
 use serde::{Deserialize, Serialize};
 
 use super::answer::Answer;
-use super::auth::Caller;
+use super::auth::authorize_admin_request;
 use super::openapi::{CommonProblems, ProblemDoc};
-use crate::api::{authorize_admin, phone, Authorized, Problem};
+use crate::api::{phone, Problem};
 use crate::otp::{Lift, NumberState, Otp};
 
 #[derive(Debug, Deserialize, Serialize, utoipa::ToSchema)]
@@ -120,17 +120,6 @@ impl From<NumberState> for NumberStateView {
     }
 }
 
-/// The path's service, for an admin key.
-fn admin(request: &HttpRequest, otp: &Otp) -> Result<Authorized, Problem> {
-    let caller = request
-        .extensions()
-        .get::<Caller>()
-        .cloned()
-        .ok_or_else(Problem::unauthorized)?;
-    let raw = request.match_info().get("service").unwrap_or_default();
-    authorize_admin(otp, caller.key(), raw)
-}
-
 #[utoipa::path(
     post,
     path = "/admin/v1/services/{service}/numbers/state",
@@ -152,7 +141,7 @@ pub async fn state(
     body: web::Json<NumberBody>,
     otp: web::Data<Otp>,
 ) -> Result<Answer, Problem> {
-    let auth = admin(&request, &otp)?;
+    let auth = authorize_admin_request(&request)?;
     let phone = phone(&body.to, &auth.service)?;
     let state = otp.number_state(&auth.service.name, &phone).await?;
     tracing::info!(target: "otpd::audit", admin_key = %auth.api_key, action = "read",
@@ -181,7 +170,7 @@ pub async fn lift(
     body: web::Json<LiftBody>,
     otp: web::Data<Otp>,
 ) -> Result<Answer, Problem> {
-    let auth = admin(&request, &otp)?;
+    let auth = authorize_admin_request(&request)?;
     let phone = phone(&body.to, &auth.service)?;
     let what = Lift {
         lockout: body.lockout,
@@ -216,7 +205,7 @@ pub async fn safe_list(
     body: web::Json<SafeBody>,
     otp: web::Data<Otp>,
 ) -> Result<Answer, Problem> {
-    let auth = admin(&request, &otp)?;
+    let auth = authorize_admin_request(&request)?;
     let phone = phone(&body.to, &auth.service)?;
     if !(1..=366).contains(&body.days) {
         return Err(Problem::bad_request("invalid-days", "days: 1 to 366"));

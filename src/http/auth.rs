@@ -9,19 +9,13 @@ use actix_web::middleware::Next;
 use actix_web::{web, FromRequest, HttpMessage, HttpRequest};
 
 use super::problem::{refuse, Problem};
-use crate::api::{authorize, ApiKeys, Authorized};
+use crate::api::{authorize, authorize_admin, ApiKeys, Authorized};
 use crate::config::ApiKey;
 use crate::otp::Otp;
 
 /// The authenticated caller, put in request extensions by `authenticate`.
 #[derive(Clone, Debug)]
-pub struct Caller(ApiKey);
-
-impl Caller {
-    pub fn key(&self) -> &ApiKey {
-        &self.0
-    }
-}
+struct Caller(ApiKey);
 
 /// Middleware for `/v1`: no valid key, no further work (401).
 pub async fn authenticate(
@@ -57,6 +51,20 @@ impl FromRequest for Authorized {
 }
 
 fn authorize_request(request: &HttpRequest) -> Result<Authorized, Problem> {
+    authorized_by(request, authorize)
+}
+
+/// The path's service for an admin key (the `/admin` routes).
+pub fn authorize_admin_request(request: &HttpRequest) -> Result<Authorized, Problem> {
+    authorized_by(request, authorize_admin)
+}
+
+/// The caller `authenticate` admitted, and the path's `{service}`, as
+/// `check` judges them.
+fn authorized_by(
+    request: &HttpRequest,
+    check: fn(&Otp, &ApiKey, &str) -> Result<Authorized, Problem>,
+) -> Result<Authorized, Problem> {
     let caller = request
         .extensions()
         .get::<Caller>()
@@ -66,5 +74,5 @@ fn authorize_request(request: &HttpRequest) -> Result<Authorized, Problem> {
         .app_data::<web::Data<Otp>>()
         .expect("Otp is registered");
     let raw = request.match_info().get("service").unwrap_or_default();
-    authorize(otp, &caller.0, raw)
+    check(otp, &caller.0, raw)
 }

@@ -13,10 +13,7 @@ use crate::domain::{Phone, Timestamp};
 
 /// How stale this replica's copy may be (changes made through this
 /// replica apply at once).
-pub const REFRESH: Duration = Duration::from_secs(5);
-
-/// The longest an entry may be listed for.
-pub const MAX_LISTING: Duration = Duration::from_secs(366 * 24 * 3600);
+const REFRESH: Duration = Duration::from_secs(5);
 
 /// This replica's copy of the safe list.
 #[derive(Default)]
@@ -100,7 +97,7 @@ impl Otp {
                 .limits
                 .safe_entries(&self.keyring, service.name.as_str(), phone);
         let entry = if range { range_entry } else { number_entry };
-        let until = period.map(|period| now.plus(period.min(MAX_LISTING)));
+        let until = period.map(|period| now.plus(period));
         self.stores.limits.set_safe(entry, until, now).await?;
         self.safe.forget();
         Ok(())

@@ -22,6 +22,15 @@ async fn routed(settings: &Settings) -> (TestApp, RecordingCarrier, RecordingCar
     (app, primary, secondary)
 }
 
+/// Circuits that open at the first failure and let a probe through at
+/// once.
+fn tripping_at_once(redis: &RedisServer) -> Settings {
+    let mut settings = settings(Some(redis));
+    settings.routing.circuit_failures = 1;
+    settings.routing.circuit_cooldown = std::time::Duration::ZERO;
+    settings
+}
+
 async fn assert_metrics(app: &TestApp, lines: &[&str]) {
     assert_has_lines(&app.metrics().await, lines);
 }
@@ -100,9 +109,7 @@ async fn an_open_circuit_skips_the_dead_carrier() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_successful_probe_closes_the_circuit() {
     let redis = RedisServer::start();
-    let mut settings = settings(Some(&redis));
-    settings.routing.circuit_failures = 1;
-    settings.routing.circuit_cooldown = std::time::Duration::ZERO;
+    let settings = tripping_at_once(&redis);
     let (app, primary, secondary) = routed(&settings).await;
     primary.fail_next(1);
     let first = app.started(PHONE).await;
@@ -149,9 +156,7 @@ async fn a_rejection_fails_over_when_configured() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_backup_skipped_while_half_open_still_takes_the_next_outage() {
     let redis = RedisServer::start();
-    let mut settings = settings(Some(&redis));
-    settings.routing.circuit_failures = 1;
-    settings.routing.circuit_cooldown = std::time::Duration::ZERO;
+    let settings = tripping_at_once(&redis);
     let (app, primary, secondary) = routed(&settings).await;
     primary.fail_next(1);
     secondary.fail_next(1);
@@ -171,9 +176,7 @@ async fn a_backup_skipped_while_half_open_still_takes_the_next_outage() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_throttled_probe_does_not_shut_the_carrier_out() {
     let redis = RedisServer::start();
-    let mut settings = settings(Some(&redis));
-    settings.routing.circuit_failures = 1;
-    settings.routing.circuit_cooldown = std::time::Duration::ZERO;
+    let settings = tripping_at_once(&redis);
     let (app, primary, _secondary) = routed(&settings).await;
     primary.fail_next(1);
     let first = app.started(PHONE).await;

@@ -40,6 +40,19 @@ fn with_smsc(smsc: &Smsc, redis: &RedisServer) -> Settings {
     settings
 }
 
+/// An English template long enough for three GSM-7 segments.
+fn three_segment_english(settings: &mut Settings) {
+    let demo = settings.services.get_mut("demo").expect("demo");
+    demo.templates.insert(
+        "en".into(),
+        format!(
+            "Your Demo code is {{code}}. {}",
+            "Keep it to yourself. ".repeat(8)
+        ),
+    );
+    demo.max_segments = 3;
+}
+
 async fn bound(smsc: &Smsc, settings: &Settings) -> TestApp {
     let app = TestApp::spawn_configured(settings).await;
     let binds = smsc.until("bind", 1).await;
@@ -124,15 +137,7 @@ async fn gsm7_and_concatenated_bodies() {
     assert_approves(&app, &id, submit["text"].as_str().expect("text")).await;
     app.stop();
 
-    let demo = settings.services.get_mut("demo").expect("demo");
-    demo.templates.insert(
-        "en".into(),
-        format!(
-            "Your Demo code is {{code}}. {}",
-            "Keep it to yourself. ".repeat(8)
-        ),
-    );
-    demo.max_segments = 3;
+    three_segment_english(&mut settings);
     let app = TestApp::spawn_configured(&settings).await;
     smsc.until("bind", 2).await;
     let id = start(&app, "+819011112222", "en").await;
@@ -242,15 +247,7 @@ async fn a_partly_accepted_message_is_never_resent_in_part() {
     let redis = RedisServer::start();
     let mut smsc = Smsc::start();
     let mut settings = with_smsc(&smsc, &redis);
-    let demo = settings.services.get_mut("demo").expect("demo");
-    demo.templates.insert(
-        "en".into(),
-        format!(
-            "Your Demo code is {{code}}. {}",
-            "Keep it to yourself. ".repeat(8)
-        ),
-    );
-    demo.max_segments = 3;
+    three_segment_english(&mut settings);
     let app = bound(&smsc, &settings).await;
     // ESME_RMSGQFUL on the second part: temporary for a whole message.
     smsc.command(json!({ "cmd": "statuses", "statuses": [0, 0x14] }));
