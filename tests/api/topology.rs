@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use otpd::config::Settings;
 
-use crate::support::{RedisServer, Security};
+use crate::support::{free_port, RedisServer, Security};
 
 /// Polls `ready` until it holds or `within` passes (the one wait helper of
 /// the topology tests).
@@ -43,10 +43,15 @@ impl RedisCluster {
     pub fn start_secured(primaries: usize, replicas_each: usize, security: Security) -> Self {
         let nodes: Vec<RedisServer> = (0..primaries * (1 + replicas_each))
             .map(|_| {
+                // A bus port of its own: the default, port + 10000, may be
+                // another process's ephemeral port.
+                let bus = free_port().to_string();
                 RedisServer::start_secured(
                     &[
                         "--cluster-enabled",
                         "yes",
+                        "--cluster-port",
+                        &bus,
                         "--cluster-config-file",
                         "nodes.conf",
                         "--cluster-node-timeout",
