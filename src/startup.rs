@@ -88,6 +88,7 @@ fn carrier(
     settings: &CarrierSettings,
     mode: Mode,
     receipts: &mpsc::Sender<CarrierReceipt>,
+    clock: &Arc<dyn Clock>,
 ) -> anyhow::Result<Arc<dyn Carrier>> {
     Ok(match settings {
         CarrierSettings::Console if mode == Mode::Production => {
@@ -108,7 +109,7 @@ fn carrier(
                 .map_err(|e| anyhow::anyhow!("carriers.{name}: {e}"))?,
         ),
         CarrierSettings::Smpp(smpp) => Arc::new(
-            SmppCarrier::new(name, smpp, receipts.clone())
+            SmppCarrier::new(name, smpp, receipts.clone(), Arc::clone(clock))
                 .map_err(|e| anyhow::anyhow!("carriers.{name}: {e}"))?,
         ),
         CarrierSettings::Webhook(webhook) => {
@@ -156,7 +157,13 @@ fn router(
         .map(|name| {
             Ok((
                 (*name).clone(),
-                carrier(name, &settings.carriers[*name], settings.mode, receipts)?,
+                carrier(
+                    name,
+                    &settings.carriers[*name],
+                    settings.mode,
+                    receipts,
+                    &clock,
+                )?,
             ))
         })
         .collect::<anyhow::Result<Vec<_>>>()?;

@@ -26,6 +26,7 @@ fn with_smsc(smsc: &Smsc, redis: &RedisServer) -> Settings {
             source_addr_ton: 5,
             source_addr_npi: 0,
             window: 4,
+            tps: None,
             enquire_link_interval: Duration::from_secs(30),
             response_timeout: Duration::from_secs(2),
             reconnect_min: Duration::from_millis(50),
@@ -333,5 +334,28 @@ async fn a_receipt_id_never_matches_another_send_by_guess() {
     .await;
     for id in &sent {
         assert_eq!(delivery(&app, id).await["status"], "sent", "{id}");
+    }
+}
+
+/// SMPP-4, issue 14: a bind sends no faster than its contracted TPS.
+/// At `tps = 1` and with the clock standing still, one of three messages
+/// goes out; each second the clock moves lets exactly one more through.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bind_sends_no_faster_than_its_tps() {
+    let redis = RedisServer::start();
+    let smsc = Smsc::start();
+    let mut settings = with_smsc(&smsc, &redis);
+    if let Some(CarrierSettings::Smpp(smpp)) = settings.carriers.get_mut("smsc") {
+        smpp.tps = Some(1);
+    }
+    let app = bound(&smsc, &settings).await;
+    for n in 0..3 {
+        start(&app, &format!("+8190{:04}0000", 6000 + n), "ja").await;
+    }
+    for second in 1..=3 {
+        smsc.until("submit_sm", second).await;
+        smsc.stays("submit_sm", second, Duration::from_millis(300))
+            .await;
+        app.clock.advance(Duration::from_secs(1));
     }
 }

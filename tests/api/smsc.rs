@@ -103,6 +103,15 @@ impl Smsc {
         }
     }
 
+    /// Asserts that no more than `count` events of `kind` come during
+    /// `during`.
+    pub async fn stays(&self, kind: &str, count: usize, during: Duration) {
+        crate::support::holds(&format!("{count} {kind}"), during, async || {
+            self.events(kind).len() <= count
+        })
+        .await;
+    }
+
     pub fn kill(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();

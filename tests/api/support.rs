@@ -621,6 +621,17 @@ pub async fn until(what: &str, within: Duration, mut ready: impl AsyncFnMut() ->
     }
 }
 
+/// Asserts that `holding` stays true for `during`: the one way tests show
+/// that something does not happen (it can miss a late event, never invent
+/// one).
+pub async fn holds(what: &str, during: Duration, mut holding: impl AsyncFnMut() -> bool) {
+    let end = Instant::now() + during;
+    while Instant::now() < end {
+        assert!(holding().await, "no longer holds: {what}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
 /// The six-digit code in an SMS body (it may stand twice: in the text and
 /// in the origin-bound line).
 pub fn code_in(body: &str) -> String {

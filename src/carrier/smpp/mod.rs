@@ -9,7 +9,8 @@
 //! concatenation with `esm_class` 0x40 when the body needs several
 //! segments, `registered_delivery` 0x01, and a relative `validity_period`
 //! no longer than the code's remaining life. At most `window` PDUs are
-//! outstanding (SMPP-4). `submit_sm_resp` statuses are classified
+//! outstanding, and `submit_sm` PDUs are paced evenly to the bind's `tps`
+//! when one is set (SMPP-4). `submit_sm_resp` statuses are classified
 //! (SMPP-3): throttled (0x58) pauses the bind; queue full, system error and
 //! no answer are temporary; bad addresses and submit failures reject. A
 //! multi-part message is all or nothing: once a part is accepted, a later
@@ -22,12 +23,17 @@
 
 mod receipt;
 
+use std::num::NonZeroU32;
 use std::str::FromStr;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use futures_util::StreamExt;
+use governor::clock::Clock as _;
+use governor::middleware::NoOpMiddleware;
+use governor::state::{InMemoryState, NotKeyed};
+use governor::{Quota, RateLimiter};
 use rand::Rng;
 use rusmpp::extra::concatenation::SubmitSmMultipartExt;
 use rusmpp::extra::encoding::ucs2::Ucs2;
@@ -42,7 +48,7 @@ use tokio::sync::{mpsc, watch, Semaphore};
 use tracing::{info, warn};
 
 use super::{Accepted, Carrier, SendError, Sms};
-use crate::domain::CarrierReceipt;
+use crate::domain::{CarrierReceipt, Clock};
 use crate::sms::{segments, Encoding};
 
 pub use self::receipt::ReceiptIds;
@@ -92,6 +98,10 @@ pub struct SmppSettings {
     /// PDUs outstanding at once on the bind (carrier-agreed).
     #[serde(default = "default_window")]
     pub window: usize,
+    /// The bind's contracted throughput: `submit_sm` PDUs per second,
+    /// evenly paced (SMPP-4); none for no limit.
+    #[serde(default)]
+    pub tps: Option<u32>,
     #[serde(default = "thirty_seconds", with = "humantime_serde")]
     pub enquire_link_interval: Duration,
     #[serde(default = "ten_seconds", with = "humantime_serde")]
@@ -140,12 +150,30 @@ impl std::fmt::Debug for SmppSettings {
     }
 }
 
+/// otpd's clock as the TPS limiter's time source, so that tests pace a
+/// bind with the manual clock.
+#[derive(Clone)]
+struct PaceClock(Arc<dyn Clock>);
+
+impl governor::clock::Clock for PaceClock {
+    type Instant = Duration;
+
+    fn now(&self) -> Duration {
+        Duration::from_millis(u64::try_from(self.0.now().millis()).unwrap_or(0))
+    }
+}
+
+type Pace = RateLimiter<NotKeyed, InMemoryState, PaceClock, NoOpMiddleware<Duration>>;
+
 pub struct SmppCarrier {
     name: String,
     settings: SmppSettings,
     /// The bound client, while there is one.
     bound: watch::Sender<Option<Client>>,
     window: Semaphore,
+    /// One `submit_sm` at a time, `tps` a second (SMPP-4).
+    pace: Option<Pace>,
+    clock: PaceClock,
     throttled_until: Mutex<Option<Instant>>,
     receipts: mpsc::Sender<CarrierReceipt>,
 }
@@ -155,6 +183,7 @@ impl SmppCarrier {
         name: &str,
         settings: &SmppSettings,
         receipts: mpsc::Sender<CarrierReceipt>,
+        clock: Arc<dyn Clock>,
     ) -> Result<Self, String> {
         if !(settings.url.starts_with("smpp://") || settings.url.starts_with("smpps://")) {
             return Err("url: use smpp://host:port or smpps://host:port".into());
@@ -165,11 +194,22 @@ impl SmppCarrier {
         if settings.window == 0 {
             return Err("window: at least 1".into());
         }
+        let clock = PaceClock(clock);
+        let pace = match settings.tps.map(NonZeroU32::new) {
+            None => None,
+            Some(None) => return Err("tps: at least 1 (or leave it out for no limit)".into()),
+            Some(Some(tps)) => Some(RateLimiter::direct_with_clock(
+                Quota::per_second(tps).allow_burst(NonZeroU32::MIN),
+                clock.clone(),
+            )),
+        };
         Ok(SmppCarrier {
             name: name.to_owned(),
             settings: settings.clone(),
             bound: watch::channel(None).0,
             window: Semaphore::new(settings.window),
+            pace,
+            clock,
             throttled_until: Mutex::new(None),
             receipts,
         })
@@ -339,6 +379,16 @@ impl SmppCarrier {
         parts
     }
 
+    /// Waits for the bind's next `submit_sm` slot under its TPS.
+    async fn paced(&self) {
+        let Some(pace) = &self.pace else {
+            return;
+        };
+        while let Err(not_until) = pace.check() {
+            tokio::time::sleep(not_until.wait_time_from(self.clock.now())).await;
+        }
+    }
+
     fn throttled(&self) -> bool {
         let until = *self
             .throttled_until
@@ -431,6 +481,7 @@ impl Carrier for SmppCarrier {
         let parts = submits.len();
         let mut first = None;
         for (part, submit) in submits.into_iter().enumerate() {
+            self.paced().await;
             let response = client.submit_sm(submit).await.map_err(|e| {
                 let error = self.classify(e);
                 if part == 0 {
