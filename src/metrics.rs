@@ -30,6 +30,7 @@ pub struct Metrics {
     carrier_duration: HistogramVec,
     outbox_depth: IntGauge,
     dead_letters: IntCounter,
+    reroutes: IntCounterVec,
     circuits: IntGaugeVec,
     receipts: IntCounterVec,
     send_to_delivery: HistogramVec,
@@ -277,6 +278,17 @@ impl Metrics {
                 )
                 .expect("valid metric"),
             ),
+            reroutes: registered(
+                &registry,
+                IntCounterVec::new(
+                    Opts::new(
+                        "otpd_delivery_reroutes_total",
+                        "Accepted sends sent once more through the next carrier (REL-4), by the carrier that accepted them, why (undelivered, no_receipt) and how the second send ended (sent, failed, skipped).",
+                    ),
+                    &["from", "reason", "outcome"],
+                )
+                .expect("valid metric"),
+            ),
             circuits: registered(
                 &registry,
                 IntGaugeVec::new(
@@ -429,6 +441,13 @@ impl Metrics {
 
     pub fn dead_letter(&self) {
         self.dead_letters.inc();
+    }
+
+    /// A re-routed send finished (REL-4).
+    pub fn reroute(&self, from: &str, reason: &str, outcome: &str) {
+        self.reroutes
+            .with_label_values(&[from, reason, outcome])
+            .inc();
     }
 
     /// An approval, and how long it took from the start (the user's wait

@@ -201,12 +201,21 @@ impl App {
         for service in validated.services.values() {
             metrics.prepare(service);
         }
+        let clock: Arc<dyn Clock> = overrides.clock.unwrap_or_else(|| Arc::new(SystemClock));
+        let (receipts_in, receipts) = mpsc::channel(RECEIPT_QUEUE);
+        let router = Arc::new(router(
+            settings,
+            overrides.carriers,
+            &receipts_in,
+            Arc::clone(&clock),
+        )?);
         let options = Options {
             idempotency_retention: settings.idempotency.retention,
             max_queued: settings.delivery.max_queued,
             max_clock_skew: settings.redis.max_clock_skew,
+            receipt_timeout: settings.delivery.receipt_timeout,
+            receipt_carriers: router.giving_receipts(),
         };
-        let clock: Arc<dyn Clock> = overrides.clock.unwrap_or_else(|| Arc::new(SystemClock));
         let otp = Arc::new(Otp::new(
             stores(settings, &metrics)?,
             Arc::clone(&clock),
@@ -216,8 +225,6 @@ impl App {
             options,
         ));
         let consumer = format!("replica-{}", config::random_token(6));
-        let (receipts_in, receipts) = mpsc::channel(RECEIPT_QUEUE);
-        let router = Arc::new(router(settings, overrides.carriers, &receipts_in, clock)?);
         let worker = Arc::new(Worker::new(
             Arc::clone(&otp),
             Arc::clone(&router),

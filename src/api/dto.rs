@@ -321,15 +321,25 @@ pub struct VerificationView {
     pub delivery: DeliveryView,
 }
 
-/// The latest send: `queued`, `sent` (with the carrier and its message id)
-/// or `failed`.
+/// The latest send: `queued`, `sent` (with the carrier and its message
+/// id), `delivered` or `undelivered` (its receipt said so),
+/// `delivery_unknown` (no receipt within `delivery.receipt_timeout`) or
+/// `failed`. A send that went once more through the next carrier (REL-4)
+/// names the carrier it was re-routed from and why.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct DeliveryView {
+    #[schema(value_type = String, example = "sent")]
     pub status: &'static str,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub carrier: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub message_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rerouted_from: Option<String>,
+    /// `undelivered` or `no_receipt`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>)]
+    pub reroute_reason: Option<&'static str>,
 }
 
 impl From<&Verification> for VerificationView {
@@ -349,6 +359,8 @@ impl From<&Verification> for VerificationView {
                 status: v.delivery.status.as_str(),
                 carrier: v.delivery.carrier.clone(),
                 message_id: v.delivery.message_id.clone(),
+                rerouted_from: v.delivery.rerouted.as_ref().map(|r| r.from.clone()),
+                reroute_reason: v.delivery.rerouted.as_ref().map(|r| r.reason.as_str()),
             },
         }
     }

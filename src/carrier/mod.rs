@@ -98,6 +98,18 @@ pub enum ReceiptError {
     Malformed(String),
 }
 
+/// How a carrier's delivery receipts name the send they are about.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Receipts {
+    /// It gives none (console, null).
+    None,
+    /// They echo otpd's reference to the send (HTTP providers).
+    ByReference,
+    /// They name only the carrier's message id, so otpd indexes the id of
+    /// every accepted message (SMPP).
+    ByMessageId,
+}
+
 #[async_trait]
 pub trait Carrier: Send + Sync + 'static {
     /// Config key and metric label: "console", …
@@ -110,10 +122,10 @@ pub trait Carrier: Send + Sync + 'static {
         Err(ReceiptError::NotSupported)
     }
 
-    /// Whether receipts name only the message id, so that otpd must index
-    /// the id of every accepted message (SMPP).
-    fn receipts_by_message_id(&self) -> bool {
-        false
+    /// Whether the carrier reports delivery, and how its receipts name
+    /// the send.
+    fn receipts(&self) -> Receipts {
+        Receipts::None
     }
 
     /// Keeps the carrier's link (an SMPP bind) until `stop` turns true,

@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 
-use super::{Accepted, Carrier, SendError, Sms};
+use super::{Accepted, Carrier, Receipts, SendError, Sms};
 
 /// Clones share the same outbox.
 #[derive(Clone)]
@@ -21,6 +21,8 @@ pub struct RecordingCarrier {
     hanging: Arc<AtomicUsize>,
     /// The next sends take this long, each (`slow_next`).
     slow: Arc<Mutex<(usize, std::time::Duration)>>,
+    /// Whether it gives receipts naming its message ids (`with_receipts`).
+    receipts: Receipts,
 }
 
 struct Recorded {
@@ -53,7 +55,15 @@ impl RecordingCarrier {
             hangs: Arc::default(),
             hanging: Arc::default(),
             slow: Arc::default(),
+            receipts: Receipts::None,
         }
+    }
+
+    /// The same carrier, giving receipts by message id like an SMSC (the
+    /// test hands them to otpd).
+    pub fn with_receipts(mut self) -> Self {
+        self.receipts = Receipts::ByMessageId;
+        self
     }
 
     /// Every call to `send`, whatever it answered.
@@ -138,6 +148,10 @@ fn take_one(left: &AtomicUsize) -> bool {
 impl Carrier for RecordingCarrier {
     fn name(&self) -> &str {
         &self.name
+    }
+
+    fn receipts(&self) -> Receipts {
+        self.receipts
     }
 
     async fn send(&self, sms: &Sms) -> Result<Accepted, SendError> {

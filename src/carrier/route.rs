@@ -149,6 +149,15 @@ impl Router {
         self.carriers.iter().map(|(_, carrier)| carrier)
     }
 
+    /// The names of the carriers that give delivery receipts.
+    pub fn giving_receipts(&self) -> std::collections::BTreeSet<String> {
+        self.carriers
+            .iter()
+            .filter(|(_, carrier)| carrier.receipts() != super::Receipts::None)
+            .map(|(name, _)| name.clone())
+            .collect()
+    }
+
     /// The carrier configured under `name`.
     pub fn carrier(&self, name: &str) -> Option<&Arc<dyn Carrier>> {
         self.carriers

@@ -29,7 +29,7 @@ use subtle::ConstantTimeEq;
 use zeroize::Zeroizing;
 
 use super::provider::{self, form, parse_reference, reference, transport};
-use super::{Accepted, Callback, Carrier, ReceiptError, SendError, Sms};
+use super::{Accepted, Callback, Carrier, ReceiptError, Receipts, SendError, Sms};
 use crate::domain::Receipt;
 
 /// `[carriers.<name>]` with `kind = "twilio"`.
@@ -179,6 +179,10 @@ impl Carrier for TwilioCarrier {
             return Err(SendError::Temporary(reason.into()));
         }
         Err(provider::failure(status, reason))
+    }
+
+    fn receipts(&self) -> Receipts {
+        Receipts::ByReference
     }
 
     fn receipt(&self, callback: &Callback<'_>) -> Result<Option<Receipt>, ReceiptError> {

@@ -27,7 +27,7 @@ use subtle::ConstantTimeEq;
 use zeroize::Zeroizing;
 
 use super::provider::{self, form, parse_reference, reference, transport};
-use super::{Accepted, Callback, Carrier, ReceiptError, SendError, Sms};
+use super::{Accepted, Callback, Carrier, ReceiptError, Receipts, SendError, Sms};
 use crate::domain::Receipt;
 use crate::sms::Encoding;
 
@@ -197,6 +197,10 @@ impl Carrier for VonageCarrier {
             ("0", Some(message_id)) => Ok(Accepted { message_id }),
             (status, _) => Err(classify(status)),
         }
+    }
+
+    fn receipts(&self) -> Receipts {
+        Receipts::ByReference
     }
 
     fn receipt(&self, callback: &Callback<'_>) -> Result<Option<Receipt>, ReceiptError> {

@@ -23,7 +23,7 @@ use zeroize::Zeroizing;
 use subtle::ConstantTimeEq;
 
 use super::provider::{self, transport};
-use super::{Accepted, Callback, Carrier, ReceiptError, SendError, Sms};
+use super::{Accepted, Callback, Carrier, ReceiptError, Receipts, SendError, Sms};
 use crate::domain::Receipt;
 
 /// `[carriers.<name>]` with `kind = "webhook"`.
@@ -170,6 +170,10 @@ impl Carrier for WebhookCarrier {
             status,
             format!("webhook answered {status}"),
         ))
+    }
+
+    fn receipts(&self) -> Receipts {
+        Receipts::ByReference
     }
 
     fn receipt(&self, callback: &Callback<'_>) -> Result<Option<Receipt>, ReceiptError> {

@@ -1,7 +1,8 @@
 //! Delivery: workers in every replica take queued sends from the outbox,
 //! hand them to the carrier with retries (exponential backoff with full
 //! jitter, never past the code's expiry), take over the sends a dead replica
-//! left, and record each outcome. Retries, send metrics and send logging
+//! left, record each outcome, and send once more through the next carrier
+//! what a carrier accepted but did not deliver (REL-4, when configured). Retries, send metrics and send logging
 //! happen here, once, for every carrier.
 
 mod worker;
@@ -37,6 +38,16 @@ pub struct DeliverySettings {
     pub carrier_timeout: Duration,
     /// Sends in flight per replica.
     pub concurrency: usize,
+    /// How long after a carrier that gives receipts accepted a message
+    /// its receipt may take; past it the delivery is `delivery_unknown`
+    /// (SMPP-7).
+    #[serde(with = "humantime_serde")]
+    pub receipt_timeout: Duration,
+    /// Whether a send accepted by a carrier that gives receipts goes once
+    /// more through the next carrier of its route when the receipt says
+    /// `undelivered` or none comes within `receipt_timeout`, while the code
+    /// lives (REL-4).
+    pub reroute: bool,
 }
 
 impl DeliverySettings {
@@ -62,6 +73,9 @@ impl DeliverySettings {
         if self.carrier_timeout.is_zero() {
             return Err(invalid("delivery.carrier_timeout", "more than 0"));
         }
+        if self.receipt_timeout < Duration::from_secs(1) {
+            return Err(invalid("delivery.receipt_timeout", "at least 1s"));
+        }
         Ok(())
     }
 }
@@ -86,5 +100,6 @@ mod tests {
         assert!(refused(|s| s.retry_max = s.retry_base / 2).contains("delivery.retry_base"));
         assert!(refused(|s| s.carrier_timeout = Duration::ZERO).contains("carrier_timeout"));
         assert!(refused(|s| s.concurrency = 0).contains("concurrency"));
+        assert!(refused(|s| s.receipt_timeout = Duration::ZERO).contains("receipt_timeout"));
     }
 }

@@ -9,11 +9,11 @@ use tokio::task::JoinSet;
 use tracing::{info, warn, Instrument};
 
 use super::DeliverySettings;
-use crate::carrier::{Admission, Hop, Router, SendError, Sms};
+use crate::carrier::{Admission, Hop, Receipts, Router, SendError, Sms};
 use crate::domain::Timestamp;
 use crate::metrics::Metrics;
 use crate::otp::Otp;
-use crate::store::{Claimed, Finish};
+use crate::store::{Claimed, Finish, Reroute};
 
 /// The most sends claimed per read (fewer when fewer permits are free).
 const BATCH: usize = 16;
@@ -21,6 +21,8 @@ const BATCH: usize = 16;
 const POLL: Duration = Duration::from_secs(1);
 /// Pause after the store failed, before trying again.
 const STORE_PAUSE: Duration = Duration::from_millis(500);
+/// How often a replica looks for watched sends whose receipt is overdue.
+const OVERDUE_EVERY: Duration = Duration::from_secs(1);
 
 pub struct Worker {
     otp: Arc<Otp>,
@@ -56,6 +58,7 @@ impl Worker {
         let mut sending = JoinSet::new();
         // Take over what a dead replica left straight away, then regularly.
         let mut next_takeover = Instant::now();
+        let mut next_overdue = Instant::now();
         while !*stop.borrow() {
             // Permits first: a send is claimed only when it can start at
             // once, so that no claim waits unkept for another replica to
@@ -72,6 +75,12 @@ impl Worker {
                 match Arc::clone(&permits).try_acquire_owned() {
                     Ok(permit) => free.push(permit),
                     Err(_) => break,
+                }
+            }
+            if self.settings.reroute && Instant::now() >= next_overdue {
+                next_overdue = Instant::now() + OVERDUE_EVERY;
+                if let Err(error) = self.otp.reroute_overdue(BATCH).await {
+                    warn!(error = ?error, "overdue receipts not looked at; retrying");
                 }
             }
             let batch = tokio::select! {
@@ -134,10 +143,11 @@ impl Worker {
     /// One send, start to finish. If the store fails on the way, the send
     /// stays claimed and is taken over later: at least once, never lost.
     async fn deliver(&self, claimed: Claimed) {
+        let reroute = claimed.send.reroute.as_ref();
         let finish = match self.otp.prepare_send(&claimed).await {
             Ok(Some((mut sms, expires_at))) => {
-                self.keeping(&claimed, self.send_with_retries(&mut sms, expires_at))
-                    .await
+                let sending = self.send_with_retries(&mut sms, expires_at, reroute);
+                self.keeping(&claimed, sending).await
             }
             Ok(None) => Finish::Skipped,
             Err(error) => {
@@ -147,6 +157,16 @@ impl Worker {
         };
         if let Err(error) = self.otp.finish_send(&claimed, &finish).await {
             warn!(verification_id = %claimed.send.id, error = %error, "send outcome not recorded; it will be retried");
+            return;
+        }
+        if let Some(reroute) = reroute {
+            let outcome = match finish {
+                Finish::Sent { .. } => "sent",
+                Finish::Failed { .. } => "failed",
+                Finish::Skipped => "skipped",
+            };
+            self.metrics
+                .reroute(&reroute.from, reroute.reason.as_str(), outcome);
         }
     }
 
@@ -177,12 +197,23 @@ impl Worker {
     /// Tries the route's carriers in turn (a temporary error moves on to the
     /// next at once); when a whole pass fails, backs off and tries again,
     /// while attempts and the code's life last. While every carrier of the
-    /// route has its circuit open, waits without spending an attempt.
-    async fn send_with_retries(&self, sms: &mut Sms, expires_at: Timestamp) -> Finish {
+    /// route has its circuit open, waits without spending an attempt. A
+    /// re-routed send's route starts after the carrier it was accepted by.
+    async fn send_with_retries(
+        &self,
+        sms: &mut Sms,
+        expires_at: Timestamp,
+        reroute: Option<&Reroute>,
+    ) -> Finish {
+        let mut route = self.router.route(sms.to.region());
+        if let Some(reroute) = reroute {
+            let after = route.iter().position(|hop| hop.name == reroute.from);
+            route.drain(..after.map_or(0, |at| at + 1));
+        }
         let mut attempt = 0;
         loop {
             let mut tried = false;
-            for hop in self.router.route(sms.to.region()) {
+            for (at, hop) in route.iter().enumerate() {
                 // Admitted only now: a carrier never tried keeps its probe.
                 let Some(admission) = self.router.admit(hop.at) else {
                     continue;
@@ -192,12 +223,18 @@ impl Worker {
                     attempt += 1;
                 }
                 sms.valid_for = self.otp.now().until(expires_at);
-                match self.try_carrier(&hop, admission, sms).await {
+                match self.try_carrier(hop, admission, sms).await {
                     Ok(message_id) => {
+                        let has_next = at + 1 < route.len();
                         return Finish::Sent {
-                            carrier: hop.name,
+                            carrier: hop.name.clone(),
                             message_id,
-                        }
+                            watch_until: self.watch_until(
+                                hop,
+                                has_next && reroute.is_none(),
+                                expires_at,
+                            ),
+                        };
                     }
                     Err(SendError::Rejected { .. }) if !self.router.failover_on_rejection => {
                         return self.give_up();
@@ -216,6 +253,19 @@ impl Worker {
             tokio::time::sleep(wait).await;
         }
         self.give_up()
+    }
+
+    /// Until when a send `hop` accepted is watched for its receipt, to go
+    /// once more through the next carrier (REL-4): only with `reroute` on,
+    /// a carrier that gives receipts, a next carrier to go to, and a code
+    /// that still lives then.
+    fn watch_until(&self, hop: &Hop, has_next: bool, expires_at: Timestamp) -> Option<Timestamp> {
+        let until = self.otp.now().plus(self.settings.receipt_timeout);
+        let watched = self.settings.reroute
+            && has_next
+            && hop.carrier.receipts() != Receipts::None
+            && until < expires_at;
+        watched.then_some(until)
     }
 
     /// Every route gave up: the send goes to the dead letters.
@@ -260,7 +310,7 @@ impl Worker {
         match &result {
             Ok(accepted) => {
                 admission.succeeded();
-                if hop.carrier.receipts_by_message_id() {
+                if hop.carrier.receipts() == Receipts::ByMessageId {
                     if let Err(error) = self
                         .otp
                         .index_message(&hop.name, &accepted.message_id, sms)

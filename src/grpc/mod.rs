@@ -171,6 +171,7 @@ fn verification(view: VerificationView) -> pb::Verification {
         "delivered" => DeliveryStatus::Delivered,
         "undelivered" => DeliveryStatus::Undelivered,
         "failed" => DeliveryStatus::Failed,
+        "delivery_unknown" => DeliveryStatus::DeliveryUnknown,
         _ => DeliveryStatus::Unspecified,
     };
     pb::Verification {
@@ -188,6 +189,8 @@ fn verification(view: VerificationView) -> pb::Verification {
             status: delivery.into(),
             carrier: view.delivery.carrier.unwrap_or_default(),
             message_id: view.delivery.message_id.unwrap_or_default(),
+            rerouted_from: view.delivery.rerouted_from.unwrap_or_default(),
+            reroute_reason: view.delivery.reroute_reason.unwrap_or_default().to_owned(),
         }),
     }
 }

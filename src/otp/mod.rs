@@ -11,7 +11,7 @@ mod outbox;
 mod safe;
 mod service;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -32,8 +32,8 @@ use crate::metrics::{CheckOutcome, Metrics};
 use crate::ratelimit::{Client, Scope, Subject};
 use crate::sms::AppHash;
 use crate::store::{
-    self, Checked, Enqueue, NewVerification, NumberKey, Record, ResendPolicy, Resent, Started,
-    Stores,
+    self, Checked, DeliveryStatus, Enqueue, NewVerification, NumberKey, Record, ResendPolicy,
+    Resent, Started, Stores,
 };
 
 /// A verification as callers see it: no digests, no sealed number.
@@ -121,10 +121,12 @@ pub struct Otp {
     attestations: Verifier,
     safe: safe::SafeList,
     max_clock_skew: Duration,
+    receipt_timeout: Duration,
+    receipt_carriers: BTreeSet<String>,
 }
 
 /// Settings of the use cases that are not a service's.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 pub struct Options {
     /// How long an Idempotency-Key and its answer are kept.
     pub idempotency_retention: Duration,
@@ -132,6 +134,11 @@ pub struct Options {
     pub max_queued: u64,
     /// How far our clock may be from the store's (readiness).
     pub max_clock_skew: Duration,
+    /// How long a receipt may take (`delivery.receipt_timeout`).
+    pub receipt_timeout: Duration,
+    /// The carriers that give receipts: only their sends become
+    /// `delivery_unknown`.
+    pub receipt_carriers: BTreeSet<String>,
 }
 
 /// A start that finds a pending verification resends it; if that one
@@ -164,6 +171,8 @@ impl Otp {
             attestations: Verifier::default(),
             safe: safe::SafeList::default(),
             max_clock_skew: options.max_clock_skew,
+            receipt_timeout: options.receipt_timeout,
+            receipt_carriers: options.receipt_carriers,
         }
     }
 
@@ -671,6 +680,23 @@ impl Otp {
             .verifications
             .get(&service.name, id, self.clock.now())
             .await?;
-        record.map(Verification::from).ok_or(Error::NotFound)
+        let mut verification = record.map(Verification::from).ok_or(Error::NotFound)?;
+        if self.receipt_overdue(&verification.delivery) {
+            verification.delivery.status = DeliveryStatus::Unknown;
+        }
+        Ok(verification)
+    }
+
+    /// Whether a carrier that gives receipts accepted the send more than
+    /// `receipt_timeout` ago and no receipt came (SMPP-7).
+    fn receipt_overdue(&self, delivery: &store::Delivery) -> bool {
+        let from_receipt_carrier = delivery
+            .carrier
+            .as_ref()
+            .is_some_and(|carrier| self.receipt_carriers.contains(carrier));
+        let overdue = delivery
+            .sent_at
+            .is_some_and(|at| at.plus(self.receipt_timeout) <= self.clock.now());
+        delivery.status == DeliveryStatus::Sent && from_receipt_carrier && overdue
     }
 }

@@ -101,6 +101,16 @@ impl Otp {
             .await?)
     }
 
+    /// Queues once more, for the next carrier, up to `max` watched sends
+    /// whose receipt is overdue (REL-4); how many.
+    pub async fn reroute_overdue(&self, max: usize) -> Result<usize, Error> {
+        Ok(self
+            .stores
+            .outbox
+            .reroute_overdue(self.clock.now(), max)
+            .await?)
+    }
+
     /// When the oldest send still in the outbox was queued.
     pub async fn outbox_oldest(&self) -> Result<Option<Timestamp>, Error> {
         Ok(self.stores.outbox.oldest().await?)

@@ -28,6 +28,46 @@ pub struct QueuedSend {
     pub sealed_code: Vec<u8>,
     pub key_id: KeyId,
     pub queued_at: Timestamp,
+    /// Set when this is the send once more after a carrier accepted it
+    /// (REL-4): the route starts after that carrier.
+    pub reroute: Option<Reroute>,
+}
+
+/// Why an accepted send goes once more through the next carrier (REL-4).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RerouteReason {
+    /// Its receipt said it did not reach the phone.
+    Undelivered,
+    /// No receipt came within `delivery.receipt_timeout`.
+    NoReceipt,
+}
+
+impl RerouteReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RerouteReason::Undelivered => "undelivered",
+            RerouteReason::NoReceipt => "no_receipt",
+        }
+    }
+}
+
+impl std::str::FromStr for RerouteReason {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, String> {
+        match text {
+            "undelivered" => Ok(RerouteReason::Undelivered),
+            "no_receipt" => Ok(RerouteReason::NoReceipt),
+            other => Err(format!("unknown reroute reason {other:?}")),
+        }
+    }
+}
+
+/// A send going once more: which carrier accepted it first, and why.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Reroute {
+    pub from: String,
+    pub reason: RerouteReason,
 }
 
 /// A send handed to one worker, until it finishes it.
@@ -44,12 +84,14 @@ pub enum Finish {
     Sent {
         carrier: String,
         message_id: String,
+        /// Watch for the receipt until then (REL-4): an `undelivered`
+        /// receipt, or none by then, queues the send once more for the next
+        /// carrier (`Outbox::reroute_overdue`, `Verifications::receipt`).
+        watch_until: Option<Timestamp>,
     },
     /// Gave up: recorded as failed, and the send is taken back (the user
     /// may resend at once). `dead` keeps a copy in the dead-letter stream.
-    Failed {
-        dead: bool,
-    },
+    Failed { dead: bool },
     /// Not sent and nothing to record: the verification expired, finished
     /// or was resent since (a newer send supersedes it).
     Skipped,
@@ -86,6 +128,12 @@ pub trait Outbox: Send + Sync + 'static {
     /// verification, if that send is still the latest, in one step.
     async fn finish(&self, claimed: &Claimed, finish: &Finish, now: Timestamp)
         -> Result<(), Error>;
+
+    /// Queues once more, for the next carrier, up to `max` watched sends
+    /// whose watch ended by `now` without a receipt (REL-4); how many. A
+    /// send is queued again at most once, and only while its verification
+    /// is pending and its code lives.
+    async fn reroute_overdue(&self, now: Timestamp, max: usize) -> Result<usize, Error>;
 
     /// When the oldest send queued or claimed, not finished, was queued.
     async fn oldest(&self) -> Result<Option<Timestamp>, Error>;

@@ -5,8 +5,8 @@
 use subtle::ConstantTimeEq;
 
 use super::{
-    Candidate, Changed, Checked, Delivery, DeliveryStatus, Digest, Finish, Record, ResendPolicy,
-    Resent,
+    Candidate, Changed, Checked, Delivery, DeliveryStatus, Digest, Finish, Record, Reroute,
+    RerouteReason, ResendPolicy, Resent,
 };
 use crate::domain::Receipt;
 use crate::domain::{Status, Timestamp};
@@ -126,21 +126,23 @@ pub(super) fn cancel(record: &mut Record) -> Changed {
 }
 
 /// Records how send number `number` went, if it is still the latest send
-/// of a pending verification (the twin of `lua/finish.lua`).
-pub(super) fn finish(record: &mut Record, number: u32, finish: &Finish, now: Timestamp) {
+/// of a pending verification (the twin of `lua/finish.lua`); whether it was.
+pub(super) fn finish(record: &mut Record, number: u32, finish: &Finish, now: Timestamp) -> bool {
     if record.sends != number || record.status != Status::Pending {
-        return;
+        return false;
     }
     match finish {
         Finish::Sent {
             carrier,
             message_id,
+            ..
         } => {
             record.delivery = Delivery {
                 status: DeliveryStatus::Sent,
                 carrier: Some(carrier.clone()),
                 message_id: Some(message_id.clone()),
                 sent_at: Some(now),
+                rerouted: record.delivery.rerouted.take(),
             };
         }
         Finish::Failed { .. } => {
@@ -151,6 +153,37 @@ pub(super) fn finish(record: &mut Record, number: u32, finish: &Finish, now: Tim
         }
         Finish::Skipped => {}
     }
+    true
+}
+
+/// Marks send `number` as queued once more for the carrier after the one
+/// that accepted it, if it is still the latest send of a pending, living
+/// verification and was not re-routed before (the twin of `reroute` in
+/// `lua/common.lua`); the carrier that accepted it.
+pub(super) fn reroute(
+    record: &mut Record,
+    number: u32,
+    reason: RerouteReason,
+    now: Timestamp,
+) -> Option<String> {
+    let delivery = &record.delivery;
+    let eligible = record.status == Status::Pending
+        && record.sends == number
+        && now < record.expires_at
+        && matches!(
+            delivery.status,
+            DeliveryStatus::Sent | DeliveryStatus::Undelivered
+        )
+        && delivery.rerouted.is_none();
+    let from = delivery.carrier.clone().filter(|_| eligible)?;
+    record.delivery = Delivery {
+        rerouted: Some(Reroute {
+            from: from.clone(),
+            reason,
+        }),
+        ..Delivery::queued()
+    };
+    Some(from)
 }
 
 /// Records a receipt on the send it names (the twin of `lua/receipt.lua`);

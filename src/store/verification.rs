@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 
-use super::{Digest, Enqueue, Error, Failures, KeyId, NumberKey};
+use super::{Digest, Enqueue, Error, Failures, KeyId, NumberKey, Reroute};
 use crate::domain::{Locale, Receipt, ServiceName, Status, Timestamp, VerificationId};
 use crate::ratelimit::FailurePolicy;
 use crate::sms::AppHash;
@@ -71,6 +71,9 @@ pub enum DeliveryStatus {
     Undelivered,
     /// Every attempt on every route failed.
     Failed,
+    /// Sent by a carrier that gives receipts, and none came within
+    /// `delivery.receipt_timeout` (SMPP-7): shown, never stored.
+    Unknown,
 }
 
 impl DeliveryStatus {
@@ -81,6 +84,7 @@ impl DeliveryStatus {
             DeliveryStatus::Delivered => "delivered",
             DeliveryStatus::Undelivered => "undelivered",
             DeliveryStatus::Failed => "failed",
+            DeliveryStatus::Unknown => "delivery_unknown",
         }
     }
 }
@@ -108,6 +112,8 @@ pub struct Delivery {
     pub message_id: Option<String>,
     /// When the carrier accepted it.
     pub sent_at: Option<Timestamp>,
+    /// Set when the send went once more through another carrier (REL-4).
+    pub rerouted: Option<Reroute>,
 }
 
 impl Delivery {
@@ -117,6 +123,7 @@ impl Delivery {
             carrier: None,
             message_id: None,
             sent_at: None,
+            rerouted: None,
         }
     }
 }
@@ -275,7 +282,9 @@ pub trait Verifications: Send + Sync + 'static {
     /// send as sent by `carrier` under that message id; when it changed
     /// something, the time the send was accepted (a duplicate, or a receipt
     /// for a superseded send, changes nothing). An undelivered message lifts
-    /// the resend cooldown.
+    /// the resend cooldown and, if the send was watched
+    /// (`Finish::Sent::watch_until`), queues it once more for the next
+    /// carrier (REL-4); a delivered one ends the watch.
     async fn receipt(
         &self,
         carrier: &str,

@@ -29,6 +29,7 @@ mod privacy;
 mod prometheus;
 mod receipts;
 mod rejections;
+mod reroute;
 mod routing;
 mod secured;
 mod slow_clients;

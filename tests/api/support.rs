@@ -542,6 +542,18 @@ impl TestApp {
 
     /// The Prometheus exposition at `/metrics`.
     /// `/metrics`, from the metrics listener when there is one.
+    /// A carrier's receipt naming only its message id, as its adapter hands
+    /// it to otpd.
+    pub async fn receipt(&self, carrier: &str, message_id: &str, delivered: bool) {
+        let receipt = otpd::domain::CarrierReceipt {
+            carrier: carrier.into(),
+            message_id: message_id.into(),
+            delivered,
+            send: None,
+        };
+        self.otp.record_receipt(&receipt).await.expect("recorded");
+    }
+
     pub async fn metrics(&self) -> String {
         let base = self.metrics_base.as_ref().unwrap_or(&self.base);
         let answer = self.http.get(format!("{base}/metrics")).send().await;

@@ -47,7 +47,7 @@ use serde::Deserialize;
 use tokio::sync::{mpsc, watch, Semaphore};
 use tracing::{info, warn};
 
-use super::{Accepted, Carrier, SendError, Sms};
+use super::{Accepted, Carrier, Receipts, SendError, Sms};
 use crate::domain::{CarrierReceipt, Clock};
 use crate::sms::{segments, Encoding};
 
@@ -457,8 +457,8 @@ impl Carrier for SmppCarrier {
         &self.name
     }
 
-    fn receipts_by_message_id(&self) -> bool {
-        true
+    fn receipts(&self) -> Receipts {
+        Receipts::ByMessageId
     }
 
     async fn send(&self, sms: &Sms) -> Result<Accepted, SendError> {

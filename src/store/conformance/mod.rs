@@ -77,7 +77,10 @@ macro_rules! store_conformance {
             kept_claims_are_not_taken_over,
             a_full_outbox_refuses_starts_and_resends,
             a_test_number_is_stored_but_never_queued,
-            a_send_is_finished_once);
+            a_send_is_finished_once,
+            an_overdue_watched_send_is_queued_once_more_for_the_next_carrier,
+            an_undelivered_receipt_queues_a_watched_send_at_once,
+            a_delivered_receipt_or_a_finished_verification_ends_the_watch);
         $crate::store_conformance!(@suite idempotency $fixture;
             idempotency_reserves_completes_and_replays,
             idempotency_release_and_lock_expiry_free_the_key);
@@ -223,5 +226,15 @@ fn sent() -> Finish {
     Finish::Sent {
         carrier: "recording".into(),
         message_id: "m-1".into(),
+        watch_until: None,
+    }
+}
+
+/// Sent, and watched for its receipt for a minute (REL-4).
+fn sent_watched(fx: &Fixture) -> Finish {
+    Finish::Sent {
+        carrier: "recording".into(),
+        message_id: "m-1".into(),
+        watch_until: Some(fx.clock.now().plus(Duration::from_secs(60))),
     }
 }

@@ -2,6 +2,7 @@
 //! claimed, kept, taken over and finished once.
 
 use super::*;
+use crate::store::{Reroute, RerouteReason};
 
 /// A start stores the verification and queues its first send, in one step.
 pub async fn a_start_queues_its_send_and_a_finish_records_it(fx: &Fixture) {
@@ -37,6 +38,7 @@ pub async fn a_start_queues_its_send_and_a_finish_records_it(fx: &Fixture) {
             carrier: Some("recording".into()),
             message_id: Some("m-1".into()),
             sent_at: Some(fx.clock.now()),
+            rerouted: None,
         }
     );
 }
@@ -326,4 +328,107 @@ pub async fn a_test_number_is_stored_but_never_queued(fx: &Fixture) {
         .map(|claimed| claimed.send.id)
         .collect();
     assert_eq!(queued, [filler.record.id], "only the real send");
+}
+
+/// The receipt of the send `sent_watched` recorded.
+fn receipt_for(record: &Record, delivered: bool) -> Receipt {
+    Receipt {
+        verification: record.id,
+        send: 1,
+        message_id: "m-1".into(),
+        delivered,
+    }
+}
+
+async fn overdue(fx: &Fixture) -> usize {
+    fx.stores
+        .outbox
+        .reroute_overdue(fx.clock.now(), 100)
+        .await
+        .expect("reroute")
+}
+
+/// REL-4: a watched send whose watch ends without a receipt is queued once
+/// more, with the same sealed code and the carrier it follows; the
+/// delivery says so; it is never queued a third time.
+pub async fn an_overdue_watched_send_is_queued_once_more_for_the_next_carrier(fx: &Fixture) {
+    let record = started(fx, None).await;
+    let first = claim_all(fx, "a").await;
+    finish(fx, &first[0], sent_watched(fx)).await;
+    assert_eq!(overdue(fx).await, 0, "the watch has not ended");
+    fx.clock.advance(Duration::from_secs(60));
+    assert_eq!(overdue(fx).await, 1);
+    assert_eq!(overdue(fx).await, 0, "once");
+    let again = claim_all(fx, "a").await;
+    assert_eq!(again.len(), 1);
+    let send = &again[0].send;
+    assert_eq!(
+        (send.number, &send.sealed_code, &send.key_id),
+        (1, &first[0].send.sealed_code, &first[0].send.key_id)
+    );
+    let reroute = Reroute {
+        from: "recording".into(),
+        reason: RerouteReason::NoReceipt,
+    };
+    assert_eq!(send.reroute, Some(reroute.clone()));
+    let delivery = stored(fx, &record.id).await.delivery;
+    assert_eq!(
+        (delivery.status, delivery.rerouted.as_ref()),
+        (DeliveryStatus::Queued, Some(&reroute))
+    );
+    finish(fx, &again[0], sent_watched(fx)).await;
+    let delivery = stored(fx, &record.id).await.delivery;
+    assert_eq!(
+        (delivery.status, delivery.rerouted),
+        (DeliveryStatus::Sent, Some(reroute))
+    );
+    fx.clock.advance(Duration::from_secs(60));
+    assert_eq!(
+        overdue(fx).await,
+        0,
+        "a re-routed send is not re-routed again"
+    );
+}
+
+/// REL-4: an `undelivered` receipt for a watched send queues it at once.
+pub async fn an_undelivered_receipt_queues_a_watched_send_at_once(fx: &Fixture) {
+    let record = started(fx, None).await;
+    let first = claim_all(fx, "a").await;
+    finish(fx, &first[0], sent_watched(fx)).await;
+    let verifications = &fx.stores.verifications;
+    let now = fx.clock.now();
+    let recorded = verifications
+        .receipt("recording", &receipt_for(&record, false), now)
+        .await;
+    assert!(recorded.expect("receipt").is_some());
+    let again = claim_all(fx, "a").await;
+    assert_eq!(again.len(), 1);
+    let reason = again[0].send.reroute.as_ref().map(|r| r.reason);
+    assert_eq!(reason, Some(RerouteReason::Undelivered));
+    fx.clock.advance(Duration::from_secs(60));
+    assert_eq!(overdue(fx).await, 0, "no longer watched");
+}
+
+/// A delivered receipt ends the watch, and so does a verification that
+/// finished (approved) or expired meanwhile: nothing is queued again.
+pub async fn a_delivered_receipt_or_a_finished_verification_ends_the_watch(fx: &Fixture) {
+    let delivered = started(fx, None).await;
+    let first = claim_all(fx, "a").await;
+    finish(fx, &first[0], sent_watched(fx)).await;
+    let now = fx.clock.now();
+    let verifications = &fx.stores.verifications;
+    let recorded = verifications
+        .receipt("recording", &receipt_for(&delivered, true), now)
+        .await;
+    assert!(recorded.expect("receipt").is_some());
+    let canceled = started(fx, Some(2)).await;
+    let second = claim_all(fx, "a").await;
+    finish(fx, &second[0], sent_watched(fx)).await;
+    verifications
+        .cancel(&service("demo"), &canceled.id, fx.clock.now())
+        .await
+        .expect("cancel");
+    fx.clock.advance(Duration::from_secs(60));
+    assert_eq!(overdue(fx).await, 0);
+    assert!(claim_all(fx, "a").await.is_empty());
 }

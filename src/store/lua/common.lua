@@ -3,8 +3,10 @@
 -- st sealed number, lc locale, c created, e expires, r resend after
 -- (milliseconds), n sends, a attempts left, k secret id, d code digest,
 -- b binding digest ('' when unbound), nk the number key, cc the country
--- calling code, ah the Android app hash ('' when none), ds/dc/dm the latest
--- send's status, carrier and message id. "now" always comes from the caller's
+-- calling code, ah the Android app hash ('' when none), ds/dc/dm/da the
+-- latest send's status, carrier, message id and acceptance time, rf/rw the
+-- carrier it was re-routed from and why ('' when it was not), wc/wk the
+-- sealed code and its key while the send is watched for its receipt. "now" always comes from the caller's
 -- clock; key TTLs are housekeeping only.
 
 -- Constant-time equality (SEC-12): the loop never exits early.
@@ -165,10 +167,32 @@ local function approve(now, first)
   return {}
 end
 
--- Queues one send on the shard's stream. The code is sealed (AES-GCM) by
--- the caller: it is never in clear at rest. The stream lives while sends
--- arrive (a day after the last one).
-local function enqueue(stream, id, service, number, sealed_code, key_id, now)
-  redis.call('XADD', stream, '*', 'v', id, 'sv', service, 'n', number, 'c', sealed_code, 'k', key_id, 'q', now)
+-- Queues one send on the shard's stream (a re-route names the carrier it
+-- follows and why). The code is sealed (AES-GCM) by the caller: it is
+-- never in clear at rest. The stream lives while sends arrive (a day after
+-- the last one).
+local function enqueue(stream, id, service, number, sealed_code, key_id, now, from, reason)
+  if from then
+    redis.call('XADD', stream, '*', 'v', id, 'sv', service, 'n', number, 'c', sealed_code, 'k', key_id, 'q', now, 'rf', from, 'rw', reason)
+  else
+    redis.call('XADD', stream, '*', 'v', id, 'sv', service, 'n', number, 'c', sealed_code, 'k', key_id, 'q', now)
+  end
   redis.call('PEXPIRE', stream, 86400000)
+end
+
+-- Queues send n of the verification at `key` once more, for the carrier
+-- after the one that accepted it, if it is still watched (in the shard's
+-- `due` set) and still the latest send of a pending, living verification
+-- that was not re-routed before (the twin of rules::reroute); 1 if it did.
+local function reroute(key, stream, due, n, reason, now)
+  local id = string.match(key, ':v:(.+)$')
+  if redis.call('ZREM', due, id .. '.' .. n) == 0 then return 0 end
+  local f = redis.call('HMGET', key, 's', 'n', 'e', 'ds', 'dc', 'rf', 'wc', 'wk', 'sv')
+  local eligible = f[1] == 'pending' and tonumber(f[2]) == tonumber(n) and tonumber(f[3]) > now
+    and (f[4] == 'sent' or f[4] == 'undelivered') and (not f[6] or f[6] == '') and f[7]
+  if not eligible then return 0 end
+  redis.call('HSET', key, 'ds', 'queued', 'dc', '', 'dm', '', 'da', '', 'rf', f[5], 'rw', reason)
+  redis.call('HDEL', key, 'wc', 'wk')
+  enqueue(stream, id, f[9], n, f[7], f[8], now, f[5], reason)
+  return 1
 end

@@ -1,16 +1,28 @@
--- KEYS[1] the verification. ARGV: send number, carrier, message id,
--- status ('delivered' | 'undelivered'), now.
+-- KEYS[1] the verification, KEYS[2] the shard's outbox stream, KEYS[3] the
+-- shard's watched sends. ARGV: send number, carrier, message id, status
+-- ('delivered' | 'undelivered'), now.
 -- Records a carrier's receipt if the verification still holds that send as
 -- sent by that carrier under that message id (the twin of rules::receipt);
 -- returns when the send was accepted, or -1 when nothing changed (a
--- duplicate, a superseded send, an unknown message).
+-- duplicate, a superseded send, an unknown message). A delivered receipt
+-- ends a watched send's watch; an undelivered one queues it once more for
+-- the next carrier (REL-4).
 local f = redis.call('HMGET', KEYS[1], 'n', 'ds', 'dc', 'dm', 'da', 's', 'r')
 if not f[1] or tonumber(f[1]) ~= tonumber(ARGV[1]) or f[2] ~= 'sent'
     or f[3] ~= ARGV[2] or f[4] ~= ARGV[3] then
   return -1
 end
+local now = tonumber(ARGV[5])
 redis.call('HSET', KEYS[1], 'ds', ARGV[4])
-if ARGV[4] == 'undelivered' and f[6] == 'pending' and tonumber(f[7]) > tonumber(ARGV[5]) then
-  redis.call('HSET', KEYS[1], 'r', ARGV[5])
+if ARGV[4] == 'undelivered' then
+  if f[6] == 'pending' and tonumber(f[7]) > now then
+    redis.call('HSET', KEYS[1], 'r', ARGV[5])
+  end
+  reroute(KEYS[1], KEYS[2], KEYS[3], ARGV[1], 'undelivered', now)
+else
+  local id = string.match(KEYS[1], ':v:(.+)$')
+  if redis.call('ZREM', KEYS[3], id .. '.' .. ARGV[1]) == 1 then
+    redis.call('HDEL', KEYS[1], 'wc', 'wk')
+  end
 end
-return tonumber(f[5]) or tonumber(ARGV[5])
+return tonumber(f[5]) or now

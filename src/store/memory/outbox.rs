@@ -9,8 +9,12 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 
 use super::MemoryStore;
-use crate::domain::Timestamp;
-use crate::store::{rules, Claimed, Enqueue, Error, Finish, Outbox, QueuedSend, Record};
+use super::State;
+use crate::domain::{Timestamp, VerificationId};
+use crate::store::{
+    rules, Claimed, Enqueue, Error, Finish, KeyId, Outbox, QueuedSend, Record, Reroute,
+    RerouteReason,
+};
 
 #[derive(Default)]
 pub(super) struct Queue {
@@ -19,7 +23,17 @@ pub(super) struct Queue {
     claimed: HashMap<String, Held>,
     /// Sends that exhausted their attempts, newest last.
     dead: VecDeque<QueuedSend>,
+    /// Accepted sends watched for their receipt, by (verification, send).
+    watched: HashMap<(VerificationId, u32), Watched>,
     next_entry: u64,
+}
+
+/// A send watched for its receipt until `until`, with its code sealed as
+/// it was queued, to queue it once more (REL-4).
+struct Watched {
+    until: Timestamp,
+    sealed_code: Vec<u8>,
+    key_id: KeyId,
 }
 
 /// A claimed send: since when (its idle time), by which consumer.
@@ -111,19 +125,92 @@ impl Queue {
         }
     }
 
-    /// Removes a finished send, keeping a dead letter if asked; whether it
-    /// was still in the outbox (a finish is idempotent).
-    pub fn remove(&mut self, entry: &str, finish: &Finish) -> bool {
-        let Some(held) = self.claimed.remove(entry) else {
-            return false;
-        };
+    /// Removes a finished send, keeping a dead letter if asked; the send if
+    /// it was still in the outbox (a finish is idempotent).
+    pub fn remove(&mut self, entry: &str, finish: &Finish) -> Option<QueuedSend> {
+        let held = self.claimed.remove(entry)?;
         if matches!(finish, Finish::Failed { dead: true }) {
             if self.dead.len() == DEAD_LETTERS {
                 self.dead.pop_front();
             }
-            self.dead.push_back(held.claimed.send);
+            self.dead.push_back(held.claimed.send.clone());
         }
+        Some(held.claimed.send)
+    }
+
+    /// Watches an accepted send for its receipt until `until`.
+    fn watch(&mut self, send: QueuedSend, until: Timestamp) {
+        let watched = Watched {
+            until,
+            sealed_code: send.sealed_code,
+            key_id: send.key_id,
+        };
+        self.watched.insert((send.id, send.number), watched);
+    }
+
+    /// Stops watching a send; what was kept to queue it again, if it was
+    /// watched.
+    fn unwatch(&mut self, id: VerificationId, number: u32) -> Option<Watched> {
+        self.watched.remove(&(id, number))
+    }
+
+    /// Up to `max` watched sends whose watch ended by `now`.
+    fn overdue(&self, now: Timestamp, max: usize) -> Vec<(VerificationId, u32)> {
+        self.watched
+            .iter()
+            .filter(|(_, watched)| watched.until <= now)
+            .map(|(send, _)| *send)
+            .take(max)
+            .collect()
+    }
+}
+
+impl State {
+    /// Queues a watched send once more for the next carrier, if it still
+    /// should go (the twin of `reroute` in `lua/common.lua`); whether it was.
+    pub(super) fn reroute(
+        &mut self,
+        id: VerificationId,
+        number: u32,
+        reason: RerouteReason,
+        now: Timestamp,
+    ) -> bool {
+        let Some(watched) = self.outbox.unwatch(id, number) else {
+            return false;
+        };
+        let Some(entry) = self.verifications.get_mut(&id) else {
+            return false;
+        };
+        let Some(from) = rules::reroute(&mut entry.value, number, reason, now) else {
+            return false;
+        };
+        let send = QueuedSend {
+            id,
+            service: entry.value.service.clone(),
+            number,
+            sealed_code: watched.sealed_code,
+            key_id: watched.key_id,
+            queued_at: now,
+            reroute: Some(Reroute { from, reason }),
+        };
+        self.outbox.push(send);
         true
+    }
+
+    /// What a receipt means for a watched send: delivered ends the watch,
+    /// undelivered queues it once more.
+    pub(super) fn receipt_watched(
+        &mut self,
+        id: VerificationId,
+        number: u32,
+        delivered: bool,
+        now: Timestamp,
+    ) {
+        if delivered {
+            self.outbox.unwatch(id, number);
+        } else {
+            self.reroute(id, number, RerouteReason::Undelivered, now);
+        }
     }
 }
 
@@ -170,13 +257,33 @@ impl Outbox for MemoryStore {
         now: Timestamp,
     ) -> Result<(), Error> {
         let mut state = self.lock();
-        if !state.outbox.remove(&claimed.entry, finish) {
+        let Some(send) = state.outbox.remove(&claimed.entry, finish) else {
             return Ok(());
-        }
-        if let Some(entry) = state.verifications.get_mut(&claimed.send.id) {
-            rules::finish(&mut entry.value, claimed.send.number, finish, now);
+        };
+        let recorded = state
+            .verifications
+            .get_mut(&claimed.send.id)
+            .is_some_and(|entry| rules::finish(&mut entry.value, send.number, finish, now));
+        if let (
+            true,
+            Finish::Sent {
+                watch_until: Some(until),
+                ..
+            },
+        ) = (recorded, finish)
+        {
+            state.outbox.watch(send, *until);
         }
         Ok(())
+    }
+
+    async fn reroute_overdue(&self, now: Timestamp, max: usize) -> Result<usize, Error> {
+        let mut state = self.lock();
+        let overdue = state.outbox.overdue(now, max);
+        Ok(overdue
+            .into_iter()
+            .filter(|(id, number)| state.reroute(*id, *number, RerouteReason::NoReceipt, now))
+            .count())
     }
 
     async fn oldest(&self) -> Result<Option<Timestamp>, Error> {
@@ -197,5 +304,6 @@ pub(super) fn queued_send(record: &Record, enqueue: &Enqueue, now: Timestamp) ->
         sealed_code: enqueue.sealed_code.clone(),
         key_id: enqueue.key_id.clone(),
         queued_at: now,
+        reroute: None,
     }
 }

@@ -222,10 +222,14 @@ impl Verifications for MemoryStore {
         now: Timestamp,
     ) -> Result<Option<Timestamp>, Error> {
         let mut state = self.lock();
-        Ok(state
+        let sent_at = state
             .verifications
             .get_mut(&receipt.verification)
-            .and_then(|entry| rules::receipt(&mut entry.value, carrier, receipt, now)))
+            .and_then(|entry| rules::receipt(&mut entry.value, carrier, receipt, now));
+        if sent_at.is_some() {
+            state.receipt_watched(receipt.verification, receipt.send, receipt.delivered, now);
+        }
+        Ok(sent_at)
     }
 
     async fn index_message(

@@ -10,6 +10,9 @@
 //! `p:{T}:v:<id>` the verification (a hash, see `lua/common.lua`),
 //! `p:{T}:n:<number key>` the id of the number's latest verification,
 //! `p:{T}:i:<idempotency key>` an idempotency record,
+//! `p:{T}:outbox` and `p:{T}:dead` the shard's outbox and dead letters,
+//! `p:{T}:watched` its sends watched for a receipt (`<id>.<send>` by the
+//! end of the watch),
 //! `p:{m:<carrier>:<message id>}` the send a carrier's message id belongs
 //! to (`<id>.<send>.<until>`), for receipts that name only that id (its own slot).
 
@@ -65,6 +68,7 @@ struct Scripts {
     limit: Script,
     finish: Script,
     receipt: Script,
+    reroute: Script,
     keep: Script,
 }
 
@@ -104,6 +108,7 @@ impl Scripts {
             limit: script(include_str!("../lua/limit.lua")),
             finish: script(include_str!("../lua/finish.lua")),
             receipt: script(include_str!("../lua/receipt.lua")),
+            reroute: script(include_str!("../lua/reroute.lua")),
             keep: script(include_str!("../lua/keep.lua")),
         }
     }
@@ -156,6 +161,11 @@ impl RedisStore {
 
     fn outbox_key(&self, tag: [u8; TAG_LEN]) -> String {
         format!("{}:outbox", self.slot(tag))
+    }
+
+    /// The shard's sends watched for their receipt (REL-4).
+    fn watched_key(&self, tag: [u8; TAG_LEN]) -> String {
+        format!("{}:watched", self.slot(tag))
     }
 
     fn verification_prefix(&self, tag: [u8; TAG_LEN]) -> String {

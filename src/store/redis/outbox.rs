@@ -8,8 +8,9 @@
 //! `max` shards at a time for one send each, the next shards in turn, so it
 //! never claims more than its caller can take. A worker keeps what it is still sending fresh with XCLAIM JUSTID; sends a
 //! dead replica held are taken over with XAUTOCLAIM; `finish.lua` acks,
-//! deletes and records in one step, and keeps exhausted sends in
-//! `p:{T}:dead`.
+//! deletes and records in one step, keeps exhausted sends in `p:{T}:dead`
+//! and watched ones in `p:{T}:watched`, which `reroute.lua` and
+//! `receipt.lua` read (REL-4).
 
 use std::sync::atomic::Ordering;
 use std::time::Duration;
@@ -21,8 +22,8 @@ use redis::streams::{
 use redis::{Cmd, FromRedisValue, RedisResult, Value};
 
 use super::{millis, unavailable, RedisStore};
-use crate::domain::Timestamp;
-use crate::store::{Claimed, Error, Finish, Outbox, QueuedSend, SHARDS};
+use crate::domain::{Timestamp, VerificationId};
+use crate::store::{Claimed, Error, Finish, Outbox, QueuedSend, Reroute, SHARDS};
 
 const GROUP: &str = "otpd";
 /// How long an idle outbox stream (and its group) is kept.
@@ -256,19 +257,27 @@ impl RedisStore {
         now: Timestamp,
     ) -> Result<(), Error> {
         let tag = claimed.send.id.tag();
-        let (outcome, carrier, message_id, dead) = match finish {
+        let (outcome, carrier, message_id, dead, watch_until) = match finish {
             Finish::Sent {
                 carrier,
                 message_id,
-            } => ("sent", carrier.as_str(), message_id.as_str(), false),
-            Finish::Failed { dead } => ("failed", "", "", *dead),
-            Finish::Skipped => ("skipped", "", "", false),
+                watch_until,
+            } => (
+                "sent",
+                carrier.as_str(),
+                message_id.as_str(),
+                false,
+                watch_until.map(|until| until.millis().to_string()),
+            ),
+            Finish::Failed { dead } => ("failed", "", "", *dead, None),
+            Finish::Skipped => ("skipped", "", "", false, None),
         };
         let mut invocation = self.scripts.finish.prepare_invoke();
         invocation
             .key(self.outbox_key(tag))
             .key(self.verification_key(&claimed.send.id))
             .key(format!("{}:dead", self.slot(tag)))
+            .key(self.watched_key(tag))
             .arg(GROUP)
             .arg(&claimed.entry)
             .arg(claimed.send.number)
@@ -276,8 +285,57 @@ impl RedisStore {
             .arg(carrier)
             .arg(message_id)
             .arg(if dead { "1" } else { "0" })
-            .arg(now.millis());
+            .arg(now.millis())
+            .arg(watch_until.unwrap_or_default());
         self.invoke("finish_send", invocation).await.map(drop)
+    }
+
+    /// One round trip finds up to `max` overdue watched sends on every
+    /// shard; each is then queued again by `reroute.lua` (which checks it
+    /// still should go).
+    pub(super) async fn reroute_watched(&self, now: Timestamp, max: usize) -> Result<usize, Error> {
+        let shards: Vec<[u8; 2]> = (0..SHARDS).map(|shard| [0, shard]).collect();
+        let finds: Vec<Cmd> = shards
+            .iter()
+            .map(|tag| {
+                let mut due = redis::cmd("ZRANGEBYSCORE");
+                due.arg(self.watched_key(*tag))
+                    .arg("-inf")
+                    .arg(now.millis())
+                    .arg("LIMIT")
+                    .arg(0)
+                    .arg(max);
+                due
+            })
+            .collect();
+        let mut found = Vec::new();
+        for reply in self.run_all("watched", &finds).await? {
+            let members: Vec<String> = reply
+                .and_then(|value| redis::from_redis_value(value).map_err(Into::into))
+                .map_err(unavailable)?;
+            found.extend(members);
+        }
+        let mut rerouted = 0;
+        for member in found.into_iter().take(max) {
+            let Some((id, number)) = member.rsplit_once('.') else {
+                continue;
+            };
+            let (Ok(id), Ok(number)) = (id.parse::<VerificationId>(), number.parse::<u32>()) else {
+                continue;
+            };
+            let tag = id.tag();
+            let mut invocation = self.scripts.reroute.prepare_invoke();
+            invocation
+                .key(self.verification_key(&id))
+                .key(self.outbox_key(tag))
+                .key(self.watched_key(tag))
+                .arg(number)
+                .arg(now.millis());
+            if matches!(self.invoke("reroute", invocation).await?, Value::Int(1)) {
+                rerouted += 1;
+            }
+        }
+        Ok(rerouted)
     }
 
     /// The first entry of every stream (entries leave a stream only when
@@ -349,6 +407,10 @@ impl Outbox for RedisStore {
         self.finish_send(claimed, finish, now).await
     }
 
+    async fn reroute_overdue(&self, now: Timestamp, max: usize) -> Result<usize, Error> {
+        self.reroute_watched(now, max).await
+    }
+
     async fn oldest(&self) -> Result<Option<Timestamp>, Error> {
         self.oldest().await
     }
@@ -372,6 +434,13 @@ fn claimed(entry: StreamId) -> Option<Claimed> {
         },
         key_id: text("k")?,
         queued_at: Timestamp::from_millis(text("q")?.parse().ok()?),
+        reroute: match (text("rf"), text("rw")) {
+            (Some(from), Some(reason)) => Some(Reroute {
+                from,
+                reason: reason.parse().ok()?,
+            }),
+            _ => None,
+        },
     };
     Some(Claimed {
         entry: entry.id,

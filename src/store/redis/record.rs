@@ -8,7 +8,7 @@ use redis::Value;
 
 use crate::domain::{Status, Timestamp, VerificationId};
 use crate::sms::AppHash;
-use crate::store::{Delivery, Digest, Error, NumberKey, Record};
+use crate::store::{Delivery, Digest, Error, NumberKey, Record, Reroute};
 
 /// Decodes `{outcome, field, value, …}` for the record `id`.
 pub(super) fn outcome(
@@ -107,6 +107,14 @@ pub(super) fn decode(id: &VerificationId, fields: Vec<Value>) -> Result<Record, 
             sent_at: take("da")
                 .and_then(|at| std::str::from_utf8(&at).ok()?.parse().ok())
                 .map(Timestamp::from_millis),
+            rerouted: match (take("rf"), take("rw")) {
+                (Some(from), Some(reason)) if !from.is_empty() => Some(Reroute {
+                    from: String::from_utf8(from)
+                        .map_err(|_| Error::Corrupt("field rf unreadable".into()))?,
+                    reason: parsed("rw", Some(reason))?,
+                }),
+                _ => None,
+            },
         },
     })
 }
@@ -168,6 +176,24 @@ pub(super) fn encode(record: &Record) -> Vec<(&'static str, Vec<u8>)> {
                 .delivery
                 .sent_at
                 .map(|at| at.millis().to_string().into_bytes())
+                .unwrap_or_default(),
+        ),
+        (
+            "rf",
+            record
+                .delivery
+                .rerouted
+                .as_ref()
+                .map(|reroute| reroute.from.clone().into_bytes())
+                .unwrap_or_default(),
+        ),
+        (
+            "rw",
+            record
+                .delivery
+                .rerouted
+                .as_ref()
+                .map(|reroute| reroute.reason.as_str().into())
                 .unwrap_or_default(),
         ),
     ]

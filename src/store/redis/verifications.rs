@@ -214,9 +214,12 @@ impl Verifications for RedisStore {
         receipt: &Receipt,
         now: Timestamp,
     ) -> Result<Option<Timestamp>, Error> {
+        let tag = receipt.verification.tag();
         let mut invocation = self.scripts.receipt.prepare_invoke();
         invocation
             .key(self.verification_key(&receipt.verification))
+            .key(self.outbox_key(tag))
+            .key(self.watched_key(tag))
             .arg(receipt.send)
             .arg(carrier)
             .arg(&receipt.message_id)
