@@ -1,6 +1,7 @@
-//! A local HTTP server that answers like Twilio's Messages API and the
-//! Vonage SMS API: it records every request and plays a script of answers
-//! (success when the script is empty), so each error class can be shown.
+//! A local HTTP server that answers like Twilio's Messages API, the Vonage
+//! SMS API and an operator's webhook gateway (`/sms`, JSON): it records
+//! every request and plays a script of answers (success when the script is
+//! empty), so each error class can be shown.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::net::TcpListener;
@@ -80,7 +81,14 @@ async fn answer(
     fake: web::Data<FakeProvider>,
 ) -> HttpResponse {
     let path = request.path().to_owned();
-    let form: BTreeMap<String, String> = serde_urlencoded::from_bytes(&body).expect("a form body");
+    // A form (Twilio, Vonage), or the top-level strings of a JSON body.
+    let form: BTreeMap<String, String> = match serde_json::from_slice::<Value>(&body) {
+        Ok(Value::Object(fields)) => fields
+            .into_iter()
+            .filter_map(|(name, value)| Some((name, value.as_str()?.to_owned())))
+            .collect(),
+        _ => serde_urlencoded::from_bytes(&body).expect("a form body"),
+    };
     let authorization = request
         .headers()
         .get("authorization")
@@ -109,6 +117,9 @@ async fn answer(
             actix_web::http::StatusCode::from_u16(status).expect("a status"),
         )
         .json(body),
+        Reply::Accept | Reply::Slow(_) if path == "/sms" => {
+            HttpResponse::Ok().json(json!({ "message_id": format!("gw-{count}") }))
+        }
         Reply::Accept | Reply::Slow(_) if path.ends_with("/Messages.json") => {
             HttpResponse::Created().json(json!({ "sid": format!("SM{count:032}"), "status": "queued" }))
         }

@@ -18,9 +18,9 @@ use crate::support::{
     assert_has_lines, code_in, json_of, problem, settings, RedisServer, TestApp, PHONE,
 };
 
-const PUBLIC_URL: &str = "https://otpd.example.com";
-const TOKEN: &str = "twilio-auth-token-for-tests";
-const SIGNATURE_SECRET: &str = "vonage-signature-secret";
+pub const PUBLIC_URL: &str = "https://otpd.example.com";
+pub const TOKEN: &str = "twilio-auth-token-for-tests";
+pub const SIGNATURE_SECRET: &str = "vonage-signature-secret";
 
 /// otpd routing every send to `carrier`, served by a fake provider.
 async fn app_with(redis: &RedisServer, carrier: CarrierSettings) -> TestApp {
@@ -30,7 +30,7 @@ async fn app_with(redis: &RedisServer, carrier: CarrierSettings) -> TestApp {
     TestApp::spawn_configured(&settings).await
 }
 
-fn twilio(api_url: String) -> CarrierSettings {
+pub fn twilio(api_url: String) -> CarrierSettings {
     CarrierSettings::Twilio(TwilioSettings {
         account_sid: "AC0123456789".into(),
         auth_token: TOKEN.into(),
@@ -42,7 +42,7 @@ fn twilio(api_url: String) -> CarrierSettings {
     })
 }
 
-fn vonage(api_url: String) -> CarrierSettings {
+pub fn vonage(api_url: String) -> CarrierSettings {
     CarrierSettings::Vonage(VonageSettings {
         api_key: "vonage-key".into(),
         api_secret: "vonage-secret".into(),
@@ -167,7 +167,7 @@ async fn twilio_rejections_are_final() {
     }
 }
 
-async fn post_form(
+pub async fn post_form(
     app: &TestApp,
     path_and_query: &str,
     headers: &[(&str, String)],
@@ -180,7 +180,7 @@ async fn post_form(
     request.send().await.expect("sent")
 }
 
-fn strings(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+pub fn strings(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
     pairs
         .iter()
         .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))

@@ -6,6 +6,7 @@ mod admin;
 mod attestation;
 mod bad_input;
 mod binary;
+mod carrier_suite;
 mod clock;
 mod concurrency;
 mod contract;

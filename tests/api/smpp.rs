@@ -13,28 +13,30 @@ use serde_json::{json, Value};
 use crate::smsc::{Smsc, PASSWORD, SYSTEM_ID};
 use crate::support::{code_in, json_of, settings, RedisServer, TestApp, PHONE};
 
+/// The SMPP carrier bound to `smsc`, with timings for tests.
+pub fn smsc_settings(smsc: &Smsc) -> CarrierSettings {
+    CarrierSettings::Smpp(SmppSettings {
+        url: smsc.url(),
+        system_id: SYSTEM_ID.into(),
+        password: PASSWORD.into(),
+        system_type: String::new(),
+        source_addr: "OTPD".into(),
+        source_addr_ton: 5,
+        source_addr_npi: 0,
+        window: 4,
+        tps: None,
+        enquire_link_interval: Duration::from_secs(30),
+        response_timeout: Duration::from_secs(2),
+        reconnect_min: Duration::from_millis(50),
+        reconnect_max: Duration::from_millis(200),
+        throttle_pause: Duration::from_millis(50),
+        receipt_ids: Default::default(),
+    })
+}
+
 fn with_smsc(smsc: &Smsc, redis: &RedisServer) -> Settings {
     let mut settings = settings(Some(redis));
-    settings.carriers.insert(
-        "smsc".into(),
-        CarrierSettings::Smpp(SmppSettings {
-            url: smsc.url(),
-            system_id: SYSTEM_ID.into(),
-            password: PASSWORD.into(),
-            system_type: String::new(),
-            source_addr: "OTPD".into(),
-            source_addr_ton: 5,
-            source_addr_npi: 0,
-            window: 4,
-            tps: None,
-            enquire_link_interval: Duration::from_secs(30),
-            response_timeout: Duration::from_secs(2),
-            reconnect_min: Duration::from_millis(50),
-            reconnect_max: Duration::from_millis(200),
-            throttle_pause: Duration::from_millis(50),
-            receipt_ids: Default::default(),
-        }),
-    );
+    settings.carriers.insert("smsc".into(), smsc_settings(smsc));
     settings.routing.default = vec!["smsc".into()];
     // Sends that come before the bind wait for it (about a second).
     settings.delivery.attempts = 100;
@@ -42,7 +44,7 @@ fn with_smsc(smsc: &Smsc, redis: &RedisServer) -> Settings {
 }
 
 /// An English template long enough for three GSM-7 segments.
-fn three_segment_english(settings: &mut Settings) {
+pub fn three_segment_english(settings: &mut Settings) {
     let demo = settings.services.get_mut("demo").expect("demo");
     demo.templates.insert(
         "en".into(),

@@ -8,6 +8,7 @@
 // it receives (bind, submit_sm with its fields and decoded text, unbind,
 // deliver_sm_resp). Commands on stdin:
 //   {"cmd": "statuses", "statuses": [88, 0]}  answer the next submit_sm with these
+//                                            (-1: leave that one unanswered)
 //   {"cmd": "receipt", "message_id": "…", "stat": "DELIVRD"}  send a delivery receipt
 //   {"cmd": "silent"}  stop answering submit_sm (responses time out)
 'use strict';
@@ -63,6 +64,7 @@ const server = smpp.createServer((session) => {
     });
     if (silent) return;
     const status = statuses.length > 0 ? statuses.shift() : 0;
+    if (status === -1) return;
     messages += 1;
     const messageId = status === 0 ? messages.toString(16).toUpperCase().padStart(8, '0') : '';
     session.send(pdu.response({ command_status: status, message_id: messageId }));
