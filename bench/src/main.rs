@@ -7,6 +7,7 @@
 //! `otpd-bench floor` is the floor server itself, started by `run`.
 
 mod capture;
+mod deliverability;
 mod floor;
 mod memory;
 mod process;
@@ -14,6 +15,7 @@ mod report;
 mod run;
 mod scenario;
 mod servers;
+mod world;
 mod wrk;
 
 use std::path::PathBuf;
@@ -32,6 +34,9 @@ struct Cli {
 enum Command {
     /// Runs every scenario and writes the report.
     Run(run::Options),
+    /// The deliverability simulation: two replicas, three faulty carriers,
+    /// kills; writes bench/results/deliverability.md.
+    Deliverability(deliverability::Options),
     /// Serves a floor: (b) one EVALSHA per request, or (c) a constant.
     Floor {
         #[arg(long)]
@@ -46,6 +51,7 @@ enum Command {
 fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
         Command::Run(options) => run::run(&options),
+        Command::Deliverability(options) => deliverability::run(&options),
         Command::Floor {
             listen,
             mode,

@@ -171,6 +171,41 @@ fn configuration(port: u16, redis: &RedisServer, carrier: Carrier, replicas_ack:
         Carrier::Null => (9, 32),
     };
     format!(
+        r#"{shared}
+[carriers.null]
+kind = "null"
+
+[carriers.capture]
+kind = "webhook"
+url = "http://127.0.0.1:{capture}/sms"
+secret = "whsec_b3RwZC1iZW5jaC1jYXB0dXJlLWtleS1ub3QtYS1zZWNyZXQ="
+timeout = "5s"
+
+[routing]
+default = ["{route}"]
+
+[delivery]
+max_queued = 10000000
+concurrency = {concurrency}
+
+[services.{SERVICE}]
+ttl = "10m"
+max_attempts = 10
+resend_cooldown = "1s"
+max_resend_cooldown = "1s"
+
+[services.{SERVICE}.limits]
+{lax}failed_checks = {{ max = 100, free = 99, delay = "1s", max_delay = "1s", decay = "1h" }}
+"#,
+        shared = shared_configuration(port, redis, replicas_ack),
+        lax = LAX_LIMITS,
+    )
+}
+
+/// What every otpd the bench starts has: its listener (gRPC off, flood
+/// shedding out of the way), Redis, secrets and the bench's API key.
+pub fn shared_configuration(port: u16, redis: &RedisServer, replicas_ack: u32) -> String {
+    format!(
         r#"
 index_secret = "b3RwZC1iZW5jaC1pbmRleC1zZWNyZXQtMzItYnl0ZXMtbm90LXJlYWw"
 
@@ -197,40 +232,20 @@ value = "b3RwZC1iZW5jaC1zZWNyZXQtMzItYnl0ZXMtb3ItbW9yZS1ub3QtcmVhbA"
 id = "bench"
 sha256 = "{key}"
 services = ["{SERVICE}"]
-
-[carriers.null]
-kind = "null"
-
-[carriers.capture]
-kind = "webhook"
-url = "http://127.0.0.1:{capture}/sms"
-secret = "whsec_b3RwZC1iZW5jaC1jYXB0dXJlLWtleS1ub3QtYS1zZWNyZXQ="
-timeout = "5s"
-
-[routing]
-default = ["{route}"]
-
-[delivery]
-max_queued = 10000000
-concurrency = {concurrency}
-
-[services.{SERVICE}]
-ttl = "10m"
-max_attempts = 10
-resend_cooldown = "1s"
-max_resend_cooldown = "1s"
-
-[services.{SERVICE}.limits]
-ip_starts = [{{ count = 100000000, period = "1s" }}]
-ip_checks = [{{ count = 100000000, period = "1s" }}]
-range_sends = [{{ count = 100000000, period = "1s" }}]
-conversion = {{ country_min_sends = 0, range_min_sends = 0 }}
-failed_checks = {{ max = 100, free = 99, delay = "1s", max_delay = "1s", decay = "1h" }}
 "#,
         redis = redis.url(),
         key = sha256_hex(API_KEY),
     )
 }
+
+/// The limits that would refuse a load from one IP to consecutive numbers
+/// whose codes are mostly never entered, raised out of the way (lines of
+/// `[services.<name>.limits]`).
+pub const LAX_LIMITS: &str = r#"ip_starts = [{ count = 100000000, period = "1s" }]
+ip_checks = [{ count = 100000000, period = "1s" }]
+range_sends = [{ count = 100000000, period = "1s" }]
+conversion = { country_min_sends = 0, range_min_sends = 0 }
+"#;
 
 fn sha256_hex(text: &str) -> String {
     use sha2::Digest;

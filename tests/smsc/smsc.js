@@ -11,6 +11,14 @@
 //                                            (-1: leave that one unanswered)
 //   {"cmd": "receipt", "message_id": "…", "stat": "DELIVRD"}  send a delivery receipt
 //   {"cmd": "silent"}  stop answering submit_sm (responses time out)
+//   {"cmd": "world", "throttle": 0.02, "slow": 0.05, "slow_ms": 800,
+//    "undelivered": 0.05, "receipt_ms": [100, 1500], "drop_bind_every": 2000}
+//      a carrier with faults, for the deliverability simulation: throttles
+//      or answers slowly at those rates, drops the bind after every Nth
+//      accepted message, and sends a receipt for every accepted message
+//      after a random delay (UNDELIV at that rate, else DELIVRD), each
+//      reported as an "accepted" (with whether its answer could still be
+//      sent) and a "receipt_sent" event
 'use strict';
 
 const readline = require('readline');
@@ -21,6 +29,51 @@ const sessions = new Set();
 const statuses = [];
 let silent = false;
 let messages = 0;
+let world = null;
+
+function receiptText(messageId, stat) {
+  return `id:${messageId} sub:001 dlvrd:001 submit date:2611220400 done date:2611220401 stat:${stat} err:000 text:`;
+}
+
+// Sends a receipt on any bound session, waiting for a bind if none is up.
+function sendReceipt(messageId, stat) {
+  const session = [...sessions].find((s) => s.bound);
+  if (!session) {
+    setTimeout(() => sendReceipt(messageId, stat), 100);
+    return;
+  }
+  session.deliver_sm({ esm_class: 4, source_addr: '819012345678', destination_addr: 'OTPD', short_message: receiptText(messageId, stat) });
+  emit({ event: 'receipt_sent', message_id: messageId, stat });
+}
+
+// A faulty carrier's answer to one submit_sm (world mode).
+function worldAnswer(session, pdu) {
+  const roll = Math.random();
+  if (roll < world.throttle) {
+    session.send(pdu.response({ command_status: smpp.ESME_RTHROTTLED }));
+    return;
+  }
+  messages += 1;
+  const messageId = messages.toString(16).toUpperCase().padStart(8, '0');
+  const accept = () => {
+    const stat = Math.random() < world.undelivered ? 'UNDELIV' : 'DELIVRD';
+    // A bind dropped meanwhile loses the answer, not the message.
+    const answered = sessions.has(session);
+    session.send(pdu.response({ command_status: 0, message_id: messageId }));
+    emit({ event: 'accepted', message_id: messageId, destination_addr: pdu.destination_addr, text: text(pdu.short_message), stat, answered });
+    const [low, high] = world.receipt_ms;
+    setTimeout(() => sendReceipt(messageId, stat), low + Math.random() * (high - low));
+    if (world.drop_bind_every > 0 && messages % world.drop_bind_every === 0) {
+      emit({ event: 'bind_dropped' });
+      setTimeout(() => session.close(), 10);
+    }
+  };
+  if (roll < world.throttle + world.slow) {
+    setTimeout(accept, world.slow_ms);
+  } else {
+    accept();
+  }
+}
 
 function emit(event) {
   process.stdout.write(JSON.stringify(event) + '\n');
@@ -42,6 +95,7 @@ const server = smpp.createServer((session) => {
     const ok = pdu.system_id === systemId && pdu.password === password;
     emit({ event: 'bind', system_id: pdu.system_id, interface_version: pdu.interface_version, ok });
     session.send(pdu.response({ command_status: ok ? 0 : smpp.ESME_RINVPASWD }));
+    session.bound = ok;
     if (!ok) session.close();
   });
   session.on('submit_sm', (pdu) => {
@@ -63,6 +117,10 @@ const server = smpp.createServer((session) => {
       text: text(pdu.short_message),
     });
     if (silent) return;
+    if (world) {
+      worldAnswer(session, pdu);
+      return;
+    }
     const status = statuses.length > 0 ? statuses.shift() : 0;
     if (status === -1) return;
     messages += 1;
@@ -84,10 +142,12 @@ readline.createInterface({ input: process.stdin }).on('line', (line) => {
   const command = JSON.parse(line);
   if (command.cmd === 'statuses') {
     statuses.push(...command.statuses);
+  } else if (command.cmd === 'world') {
+    world = command;
   } else if (command.cmd === 'silent') {
     silent = true;
   } else if (command.cmd === 'receipt') {
-    const receipt = `id:${command.message_id} sub:001 dlvrd:001 submit date:2611220400 done date:2611220401 stat:${command.stat} err:000 text:`;
+    const receipt = receiptText(command.message_id, command.stat);
     for (const session of sessions) {
       session.deliver_sm({ esm_class: 4, source_addr: '819012345678', destination_addr: 'OTPD', short_message: receipt });
     }
