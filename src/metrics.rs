@@ -8,7 +8,7 @@ use prometheus::{
 };
 
 use crate::attestation::Refusal;
-use crate::domain::Phone;
+use crate::domain::{Channel, Phone};
 use crate::otp::Service;
 use crate::ratelimit::Scope;
 
@@ -377,10 +377,14 @@ impl Metrics {
         for region in &service.limits.countries {
             if let Some(code) = Phone::calling_code(region) {
                 let code = code.to_string();
-                self.started.with_label_values(&[name, "new", "sms", &code]);
-                if !service.test_numbers.is_empty() {
+                for channel in &service.channels {
+                    let channel = channel.as_str();
                     self.started
-                        .with_label_values(&[name, "test", "sms", &code]);
+                        .with_label_values(&[name, "new", channel, &code]);
+                    if !service.test_numbers.is_empty() {
+                        self.started
+                            .with_label_values(&[name, "test", channel, &code]);
+                    }
                 }
                 self.approvals.with_label_values(&[name, &code]);
             }
@@ -388,9 +392,10 @@ impl Metrics {
     }
 
     /// A start or resend; `kind` is `new`, `resend` or `test`.
-    pub fn started(&self, service: &str, kind: &str, country_code: u16) {
+    pub fn started(&self, service: &str, kind: &str, channel: Channel, country_code: u16) {
+        let country = country_code.to_string();
         self.started
-            .with_label_values(&[service, kind, "sms", &country_code.to_string()])
+            .with_label_values(&[service, kind, channel.as_str(), &country])
             .inc();
     }
 

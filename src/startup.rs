@@ -131,15 +131,16 @@ fn router(
         cooldown: routing.circuit_cooldown,
     };
     if let Some(chosen) = chosen {
-        let order = (0..chosen.len()).collect();
+        let order: Vec<usize> = (0..chosen.len()).collect();
         let named = chosen
             .into_iter()
             .map(|carrier| (carrier.name().to_owned(), carrier))
             .collect();
         return Ok(Router::new(
             named,
-            order,
+            order.clone(),
             BTreeMap::new(),
+            order,
             circuit,
             routing.failover_on_rejection,
             clock,
@@ -149,6 +150,7 @@ fn router(
         .default
         .iter()
         .chain(routing.by_region.values().flatten())
+        .chain(&routing.voice)
         .collect();
     used.sort();
     used.dedup();
@@ -182,6 +184,7 @@ fn router(
         named,
         index(&routing.default),
         by_region,
+        index(&routing.voice),
         circuit,
         routing.failover_on_rejection,
         clock,

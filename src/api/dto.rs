@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use super::auth::Authorized;
 use super::problem::{Kind, Problem};
 use crate::attestation::{Attestation, Provider, MAX_TOKEN};
-use crate::domain::{Binding, Code, Locale, Phone, VerificationId};
+use crate::domain::{Binding, Channel, Code, Locale, Phone, Reach, VerificationId};
 use crate::otp::{CheckRequest, CheckTarget, Service, StartRequest, Verification};
 use crate::ratelimit::Client;
 use crate::sms::AppHash;
@@ -17,7 +17,12 @@ use crate::sms::AppHash;
 #[serde(deny_unknown_fields)]
 #[schema(example = json!({"to": "+819012345678", "channel": "sms", "locale": "ja"}))]
 pub struct StartBody {
+    /// E.164 or national; a mobile (for `voice`, also a fixed line or an
+    /// 050 IP phone where the service allows it).
     pub to: String,
+    /// `sms`, or `voice` (a call that reads the code out) where the service
+    /// offers it.
+    #[schema(example = "sms")]
     pub channel: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub locale: Option<String>,
@@ -147,8 +152,14 @@ fn opaque_id(field: &str, raw: Option<&str>) -> Result<Option<String>, Problem> 
     .transpose()
 }
 
+/// A number the service can reach on any of its channels (a check, the
+/// admin API).
 pub fn phone(raw: &str, service: &Service) -> Result<Phone, Problem> {
-    Phone::parse(raw, service.default_region).map_err(|error| {
+    phone_for(raw, service, service.widest_reach())
+}
+
+fn phone_for(raw: &str, service: &Service, reach: Reach) -> Result<Phone, Problem> {
+    Phone::parse_for(raw, service.default_region, reach).map_err(|error| {
         Problem::bad_request(
             "invalid-phone-number",
             format!("to: {error}; use E.164 (+819012345678) or a national number"),
@@ -189,12 +200,18 @@ impl StartBody {
         client: Client,
         accept_language: Option<&str>,
     ) -> Result<StartRequest, Problem> {
-        if self.channel != "sms" {
-            return Err(Problem::bad_request(
-                "unsupported-channel",
-                "channel: only \"sms\" is supported",
-            ));
-        }
+        let channel = self
+            .channel
+            .parse::<Channel>()
+            .ok()
+            .filter(|channel| service.channels.contains(channel))
+            .ok_or_else(|| {
+                let offered: Vec<&str> = service.channels.iter().map(|c| c.as_str()).collect();
+                Problem::bad_request(
+                    "unsupported-channel",
+                    format!("channel: this service takes {offered:?}"),
+                )
+            })?;
         let locale = match self.locale.as_deref() {
             Some(raw) => Some(raw.parse::<Locale>().map_err(|error| {
                 Problem::bad_request("invalid-locale", format!("locale: {error}"))
@@ -218,7 +235,8 @@ impl StartBody {
             client,
             app_hash,
             service: service.name.clone(),
-            to: phone(&self.to, service)?,
+            to: phone_for(&self.to, service, service.reach(channel))?,
+            channel,
             locale,
             binding: binding(self.binding.as_deref())?,
         })
@@ -348,7 +366,7 @@ impl From<&Verification> for VerificationView {
             id: v.id.to_string(),
             service: v.service.to_string(),
             to: v.masked_to.clone(),
-            channel: "sms",
+            channel: v.channel.as_str(),
             status: v.status.as_str(),
             created_at: v.created_at.to_string(),
             expires_at: v.expires_at.to_string(),

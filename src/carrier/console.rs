@@ -1,4 +1,4 @@
-//! The dev-mode carrier: writes each SMS, code included, to the console,
+//! The dev-mode carrier: writes each SMS (or call script), code included, to the console,
 //! under a banner that says which mode otpd runs in (in production it is a
 //! stand-in that sends nothing, and says so).
 
@@ -8,7 +8,7 @@ use std::sync::Mutex;
 
 use async_trait::async_trait;
 
-use super::{Accepted, Carrier, SendError, Sms};
+use super::{Accepted, Call, Carrier, Message, SendError, Sms};
 
 pub struct ConsoleCarrier {
     out: Mutex<Box<dyn Write + Send>>,
@@ -42,6 +42,22 @@ impl Carrier for ConsoleCarrier {
     }
 
     async fn send(&self, sms: &Sms) -> Result<Accepted, SendError> {
+        self.print("SMS", sms, sms.body.text())
+    }
+
+    async fn call(&self, call: &Call) -> Result<Accepted, SendError> {
+        self.print("call", call, &call.body.text())
+    }
+}
+
+impl ConsoleCarrier {
+    /// Writes one message (`kind` SMS or call) and what it says.
+    fn print<B>(
+        &self,
+        kind: &str,
+        message: &Message<B>,
+        says: &str,
+    ) -> Result<Accepted, SendError> {
         let number = self.sent.fetch_add(1, Ordering::Relaxed) + 1;
         let mut out = self
             .out
@@ -49,12 +65,12 @@ impl Carrier for ConsoleCarrier {
             .unwrap_or_else(|poisoned| poisoned.into_inner());
         let written = writeln!(
             out,
-            "\n┌─ {} SMS #{number} to {} ({} / {})\n│ {}\n└─",
+            "\n┌─ {} {kind} #{number} to {} ({} / {})\n│ {}\n└─",
             self.banner,
-            sms.to.masked(),
-            sms.service,
-            sms.verification,
-            sms.body.text().replace('\n', "\n│ ")
+            message.to.masked(),
+            message.service,
+            message.verification,
+            says.replace('\n', "\n│ ")
         )
         .and_then(|()| out.flush());
         written.map_err(|error| SendError::Temporary(Box::new(error)))?;

@@ -27,14 +27,16 @@ pub use self::webhook::{
     signature as webhook_signature, webhook_key, WebhookCarrier, WebhookError, WebhookSettings,
 };
 
-use crate::domain::{Phone, Receipt, ServiceName, VerificationId};
+use crate::domain::{Channel, Phone, Receipt, ServiceName, VerificationId};
 use crate::sms::Body;
+use crate::voice::Speech;
 
-/// One message for one verification.
+/// One message for one verification: an SMS (`Sms`, its body the text)
+/// or a call (`Call`, its body the script read out).
 #[derive(Debug)]
-pub struct Sms {
+pub struct Message<B> {
     pub to: Phone,
-    pub body: Body,
+    pub body: B,
     pub service: ServiceName,
     pub verification: VerificationId,
     /// Which send of the verification: with its id, the idempotency key
@@ -44,6 +46,62 @@ pub struct Sms {
     /// drop a message not delivered in time are told so, and a stale code
     /// is never delivered.
     pub valid_for: std::time::Duration,
+}
+
+pub type Sms = Message<Body>;
+pub type Call = Message<Speech>;
+
+/// What a worker hands to a carrier: an SMS or a call.
+#[derive(Debug)]
+pub enum Outgoing {
+    Sms(Sms),
+    Call(Call),
+}
+
+impl Outgoing {
+    pub fn channel(&self) -> Channel {
+        match self {
+            Outgoing::Sms(_) => Channel::Sms,
+            Outgoing::Call(_) => Channel::Voice,
+        }
+    }
+
+    pub fn to(&self) -> &Phone {
+        match self {
+            Outgoing::Sms(sms) => &sms.to,
+            Outgoing::Call(call) => &call.to,
+        }
+    }
+
+    pub fn service(&self) -> &ServiceName {
+        match self {
+            Outgoing::Sms(sms) => &sms.service,
+            Outgoing::Call(call) => &call.service,
+        }
+    }
+
+    /// The verification and which of its sends this is.
+    pub fn send(&self) -> (VerificationId, u32) {
+        match self {
+            Outgoing::Sms(sms) => (sms.verification, sms.send),
+            Outgoing::Call(call) => (call.verification, call.send),
+        }
+    }
+
+    pub fn set_valid_for(&mut self, valid_for: std::time::Duration) {
+        match self {
+            Outgoing::Sms(sms) => sms.valid_for = valid_for,
+            Outgoing::Call(call) => call.valid_for = valid_for,
+        }
+    }
+
+    /// Hands it to `carrier`.
+    pub async fn via(&self, carrier: &dyn Carrier) -> Result<Accepted, SendError> {
+        match self {
+            Outgoing::Sms(sms) => carrier.send(sms).await,
+            Outgoing::Call(call) => carrier.call(call).await,
+        }
+    }
 }
 
 /// The carrier took the message.
@@ -115,6 +173,14 @@ pub trait Carrier: Send + Sync + 'static {
     /// Config key and metric label: "console", …
     fn name(&self) -> &str;
     async fn send(&self, sms: &Sms) -> Result<Accepted, SendError>;
+
+    /// Places a call that reads the code out; carriers without voice
+    /// refuse it.
+    async fn call(&self, _call: &Call) -> Result<Accepted, SendError> {
+        Err(SendError::Rejected {
+            reason: format!("{} places no calls", self.name()),
+        })
+    }
 
     /// Reads a receipt callback once its signature verifies; `None` for a
     /// status that is not final (queued, sent …).

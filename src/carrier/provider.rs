@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use super::{ReceiptError, SendError, Sms};
+use super::{Message, ReceiptError, SendError};
 
 /// How far a signed callback's timestamp may be from our clock (replays).
 pub const TOLERANCE_SECS: u64 = 300;
@@ -53,8 +53,8 @@ pub fn receipts_url(public_url: &str, carrier: &str) -> String {
 }
 
 /// `"<verification id>.<send>"`: how a receipt names its send.
-pub fn reference(sms: &Sms) -> String {
-    format!("{}.{}", sms.verification, sms.send)
+pub fn reference<B>(message: &Message<B>) -> String {
+    format!("{}.{}", message.verification, message.send)
 }
 
 /// The verification and send a `reference` names.

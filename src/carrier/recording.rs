@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 
-use super::{Accepted, Carrier, Receipts, SendError, Sms};
+use super::{Accepted, Call, Carrier, Message, Receipts, SendError, Sms};
 
 /// Clones share the same outbox.
 #[derive(Clone)]
@@ -155,6 +155,18 @@ impl Carrier for RecordingCarrier {
     }
 
     async fn send(&self, sms: &Sms) -> Result<Accepted, SendError> {
+        self.take(sms, sms.body.text()).await
+    }
+
+    /// Records a call's script as its text.
+    async fn call(&self, call: &Call) -> Result<Accepted, SendError> {
+        self.take(call, &call.body.text()).await
+    }
+}
+
+impl RecordingCarrier {
+    /// Plays the scripted failures, then keeps what `message` says.
+    async fn take<B>(&self, sms: &Message<B>, says: &str) -> Result<Accepted, SendError> {
         self.calls.fetch_add(1, Ordering::SeqCst);
         if take_one(&self.hangs) {
             self.hanging.fetch_add(1, Ordering::SeqCst);
@@ -206,7 +218,7 @@ impl Carrier for RecordingCarrier {
                 to: sms.to.e164().to_owned(),
                 verification,
                 send: sms.send,
-                body: sms.body.text().to_owned(),
+                body: says.to_owned(),
             },
         );
         Ok(Accepted {

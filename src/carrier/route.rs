@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use super::Carrier;
-use crate::domain::{Clock, Timestamp};
+use crate::domain::{Channel, Clock, Timestamp};
 
 /// How the breaker of every carrier behaves.
 #[derive(Clone, Copy, Debug)]
@@ -23,6 +23,8 @@ pub struct CircuitSettings {
 pub struct Router {
     default: Vec<usize>,
     by_region: BTreeMap<String, Vec<usize>>,
+    /// The route for calls.
+    voice: Vec<usize>,
     /// Each carrier under its configured name (the metric label).
     carriers: Vec<(String, Arc<dyn Carrier>)>,
     circuits: Vec<Mutex<Circuit>>,
@@ -87,6 +89,7 @@ impl Router {
         carriers: Vec<(String, Arc<dyn Carrier>)>,
         default: Vec<usize>,
         by_region: BTreeMap<String, Vec<usize>>,
+        voice: Vec<usize>,
         settings: CircuitSettings,
         failover_on_rejection: bool,
         clock: Arc<dyn Clock>,
@@ -98,6 +101,7 @@ impl Router {
         Router {
             default,
             by_region,
+            voice,
             carriers,
             circuits,
             settings,
@@ -106,10 +110,13 @@ impl Router {
         }
     }
 
-    /// The carriers of `region`'s route, in order; each is `admit`ted only
-    /// when it is about to be tried.
-    pub fn route(&self, region: &str) -> Vec<Hop> {
-        let order = self.by_region.get(region).unwrap_or(&self.default);
+    /// The carriers of the route for `channel` to `region`, in order; each
+    /// is `admit`ted only when it is about to be tried.
+    pub fn route(&self, channel: Channel, region: &str) -> Vec<Hop> {
+        let order = match channel {
+            Channel::Sms => self.by_region.get(region).unwrap_or(&self.default),
+            Channel::Voice => &self.voice,
+        };
         order
             .iter()
             .map(|&at| Hop {
@@ -194,6 +201,7 @@ mod tests {
             carriers,
             vec![0, 1],
             by_region,
+            vec![1],
             CircuitSettings {
                 failures: 3,
                 cooldown: COOLDOWN,
@@ -204,7 +212,25 @@ mod tests {
     }
 
     fn order(router: &Router, region: &str) -> Vec<usize> {
-        router.route(region).into_iter().map(|hop| hop.at).collect()
+        router
+            .route(Channel::Sms, region)
+            .into_iter()
+            .map(|hop| hop.at)
+            .collect()
+    }
+
+    /// Issue 15: calls take the voice route, whatever the region.
+    #[test]
+    fn calls_take_the_voice_route() {
+        let router = router(&ManualClock::new());
+        for region in ["JP", "GB"] {
+            let hops: Vec<usize> = router
+                .route(Channel::Voice, region)
+                .into_iter()
+                .map(|hop| hop.at)
+                .collect();
+            assert_eq!(hops, [1], "{region}");
+        }
     }
 
     fn fail(router: &Router, at: usize, times: usize) {

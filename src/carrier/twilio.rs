@@ -1,11 +1,14 @@
-//! The `twilio` carrier: Programmable Messaging's REST API.
+//! The `twilio` carrier: Programmable Messaging's REST API, and
+//! Programmable Voice for calls.
 //!
 //! `POST {api_url}/2010-04-01/Accounts/{AccountSid}/Messages.json`, form
 //! encoded, HTTP Basic auth with the account SID and auth token: `To`,
 //! `From` or `MessagingServiceSid`, `Body`, `ValidityPeriod` (the code's
 //! remaining life, so a stale code is dropped by Twilio), and
 //! `StatusCallback` (our receipts endpoint, naming the send). 201 answers
-//! with the message `sid`.
+//! with the message `sid`. A call is `POST …/Calls.json` with `To`,
+//! `From`, the inline `Twiml` that reads the code (`voice::Speech`), a
+//! 30-second `Timeout` and the same `StatusCallback`.
 //!
 //! Errors: 429, 5xx and timeouts are temporary; 401/403 (bad credentials)
 //! make the carrier unusable, not the message, so they count as temporary
@@ -13,8 +16,9 @@
 //! invalid number, 21610 opted out, 21614 not a mobile …) rejects the
 //! message. Only Twilio's numeric code is kept: its text may hold the number.
 //!
-//! Receipts: Twilio posts the form `MessageSid`, `MessageStatus` … to the
-//! callback, signed `X-Twilio-Signature: base64(HMAC-SHA1(auth token, URL +
+//! Receipts: Twilio posts the form `MessageSid`, `MessageStatus` (a
+//! call's: `CallSid`, `CallStatus`, where `completed` counts as delivered
+//! and `busy`, `no-answer`, `failed`, `canceled` as not) … to the callback, signed `X-Twilio-Signature: base64(HMAC-SHA1(auth token, URL +
 //! each parameter's name and value, sorted by name))`.
 
 use std::time::Duration;
@@ -29,7 +33,7 @@ use subtle::ConstantTimeEq;
 use zeroize::Zeroizing;
 
 use super::provider::{self, form, parse_reference, reference, transport};
-use super::{Accepted, Callback, Carrier, ReceiptError, Receipts, SendError, Sms};
+use super::{Accepted, Call, Callback, Carrier, Message, ReceiptError, Receipts, SendError, Sms};
 use crate::domain::Receipt;
 
 /// `[carriers.<name>]` with `kind = "twilio"`.
@@ -107,6 +111,9 @@ pub fn twilio_signature<'a>(
     STANDARD.encode(mac.finalize().into_bytes())
 }
 
+/// How long a call rings before it counts as not answered.
+const CALL_RING_SECONDS: &str = "30";
+
 impl TwilioCarrier {
     /// `name` is the carrier's name in the configuration: its receipts
     /// come back to `/v1/carriers/{name}/receipts`.
@@ -124,45 +131,27 @@ impl TwilioCarrier {
         })
     }
 
-    fn callback_url(&self, sms: &Sms) -> String {
+    fn callback_url<B>(&self, message: &Message<B>) -> String {
         format!(
             "{}?ref={}",
             provider::receipts_url(&self.settings.public_url, &self.name),
-            reference(sms)
+            reference(message)
         )
     }
-}
 
-#[async_trait]
-impl Carrier for TwilioCarrier {
-    fn name(&self) -> &str {
-        &self.name
-    }
-
-    async fn send(&self, sms: &Sms) -> Result<Accepted, SendError> {
+    /// POSTs `fields` to one of the account's resources (`Messages.json`,
+    /// `Calls.json`); the created resource's sid.
+    async fn create(&self, resource: &str, fields: &[(&str, &str)]) -> Result<Accepted, SendError> {
         let url = format!(
-            "{}/2010-04-01/Accounts/{}/Messages.json",
+            "{}/2010-04-01/Accounts/{}/{resource}",
             self.settings.api_url.trim_end_matches('/'),
             self.settings.account_sid
         );
-        let validity = sms.valid_for.as_secs().clamp(1, 36_000).to_string();
-        let callback = self.callback_url(sms);
-        let mut fields = vec![
-            ("To", sms.to.e164()),
-            ("Body", sms.body.text()),
-            ("ValidityPeriod", validity.as_str()),
-            ("StatusCallback", callback.as_str()),
-        ];
-        match (&self.settings.from, &self.settings.messaging_service_sid) {
-            (Some(from), _) => fields.push(("From", from)),
-            (None, Some(service)) => fields.push(("MessagingServiceSid", service)),
-            (None, None) => unreachable!("checked in new"),
-        }
         let response = self
             .client
             .post(url)
             .basic_auth(&self.settings.account_sid, Some(self.auth_token.as_str()))
-            .form(&fields)
+            .form(fields)
             .send()
             .await
             .map_err(transport)?;
@@ -179,6 +168,50 @@ impl Carrier for TwilioCarrier {
             return Err(SendError::Temporary(reason.into()));
         }
         Err(provider::failure(status, reason))
+    }
+}
+
+#[async_trait]
+impl Carrier for TwilioCarrier {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    async fn send(&self, sms: &Sms) -> Result<Accepted, SendError> {
+        let validity = sms.valid_for.as_secs().clamp(1, 36_000).to_string();
+        let callback = self.callback_url(sms);
+        let mut fields = vec![
+            ("To", sms.to.e164()),
+            ("Body", sms.body.text()),
+            ("ValidityPeriod", validity.as_str()),
+            ("StatusCallback", callback.as_str()),
+        ];
+        match (&self.settings.from, &self.settings.messaging_service_sid) {
+            (Some(from), _) => fields.push(("From", from)),
+            (None, Some(service)) => fields.push(("MessagingServiceSid", service)),
+            (None, None) => unreachable!("checked in new"),
+        }
+        self.create("Messages.json", &fields).await
+    }
+
+    /// Programmable Voice: a call from `from` whose inline TwiML reads the
+    /// code; its status callbacks are the receipts.
+    async fn call(&self, call: &Call) -> Result<Accepted, SendError> {
+        let Some(from) = &self.settings.from else {
+            return Err(SendError::Rejected {
+                reason: "twilio: calls need `from` (a voice-capable number)".into(),
+            });
+        };
+        let twiml = call.body.twiml();
+        let callback = self.callback_url(call);
+        let fields = [
+            ("To", call.to.e164()),
+            ("From", from.as_str()),
+            ("Twiml", twiml.as_str()),
+            ("StatusCallback", callback.as_str()),
+            ("Timeout", CALL_RING_SECONDS),
+        ];
+        self.create("Calls.json", &fields).await
     }
 
     fn receipts(&self) -> Receipts {
@@ -201,9 +234,12 @@ impl Carrier for TwilioCarrier {
         if !bool::from(given.as_bytes().ct_eq(expected.as_bytes())) {
             return Err(ReceiptError::BadSignature);
         }
-        let delivered = match params.get("MessageStatus").map(String::as_str) {
-            Some("delivered") => true,
-            Some("undelivered" | "failed") => false,
+        // A message's status, or a call's: answered and heard to the end,
+        // or not.
+        let status = params.get("MessageStatus").or(params.get("CallStatus"));
+        let delivered = match status.map(String::as_str) {
+            Some("delivered" | "completed") => true,
+            Some("undelivered" | "failed" | "busy" | "no-answer" | "canceled") => false,
             _ => return Ok(None),
         };
         let query = callback
@@ -216,6 +252,7 @@ impl Carrier for TwilioCarrier {
         let (verification, send) = parse_reference(&reference)?;
         let message_id = params
             .get("MessageSid")
+            .or(params.get("CallSid"))
             .ok_or_else(|| ReceiptError::Malformed("MessageSid".into()))?
             .clone();
         Ok(Some(Receipt {

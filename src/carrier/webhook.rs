@@ -1,4 +1,6 @@
-//! The `webhook` carrier: POSTs each SMS as JSON to a URL the operator runs
+//! The `webhook` carrier: POSTs each SMS (`type: "sms.send"`, the text in
+//! `body`) or call (`type: "voice.call"`: the script as text in `body`, as
+//! SSML in `ssml`, and its `language`) as JSON to a URL the operator runs
 //! (their own gateway), signed as Standard Webhooks specify:
 //! `webhook-signature: v1,base64(HMAC-SHA256(key, "{id}.{timestamp}.{body}"))`
 //! with `webhook-id` (the verification id and send number: the same on every
@@ -23,7 +25,7 @@ use zeroize::Zeroizing;
 use subtle::ConstantTimeEq;
 
 use super::provider::{self, transport};
-use super::{Accepted, Callback, Carrier, ReceiptError, Receipts, SendError, Sms};
+use super::{Accepted, Call, Callback, Carrier, ReceiptError, Receipts, SendError, Sms};
 use crate::domain::Receipt;
 
 /// `[carriers.<name>]` with `kind = "webhook"`.
@@ -63,11 +65,15 @@ pub struct WebhookCarrier {
 
 /// What the receiver gets.
 #[derive(Serialize)]
-struct Message<'a> {
+struct Payload<'a> {
     #[serde(rename = "type")]
     kind: &'static str,
     to: &'a str,
     body: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    ssml: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    language: Option<&'static str>,
     service: &'a str,
     verification_id: String,
     send: u32,
@@ -110,38 +116,11 @@ pub fn signature(key: &[u8], id: &str, timestamp: u64, body: &[u8]) -> String {
 }
 
 impl WebhookCarrier {
-    pub fn new(settings: &WebhookSettings) -> Result<Self, WebhookError> {
-        let url =
-            reqwest::Url::parse(&settings.url).map_err(|e| WebhookError::Url(e.to_string()))?;
-        if !matches!(url.scheme(), "http" | "https") {
-            return Err(WebhookError::Url("use http or https".into()));
-        }
-        let client = provider::client(settings.timeout).map_err(WebhookError::Url)?;
-        Ok(WebhookCarrier {
-            client,
-            url,
-            key: webhook_key(&settings.secret)?,
-        })
-    }
-}
-
-#[async_trait]
-impl Carrier for WebhookCarrier {
-    fn name(&self) -> &str {
-        "webhook"
-    }
-
-    async fn send(&self, sms: &Sms) -> Result<Accepted, SendError> {
-        let message = Message {
-            kind: "sms.send",
-            to: sms.to.e164(),
-            body: sms.body.text(),
-            service: sms.service.as_str(),
-            verification_id: sms.verification.to_string(),
-            send: sms.send,
-        };
-        let body = Zeroizing::new(serde_json::to_vec(&message).expect("a message serializes"));
-        let id = format!("{}-{}", sms.verification, sms.send);
+    /// Signs and POSTs one payload; its `webhook-id` is the verification
+    /// id and send number, the same on every retry.
+    async fn post(&self, message: &Payload<'_>) -> Result<Accepted, SendError> {
+        let body = Zeroizing::new(serde_json::to_vec(message).expect("a message serializes"));
+        let id = format!("{}-{}", message.verification_id, message.send);
         let timestamp = provider::unix_now();
         let request = self
             .client
@@ -170,6 +149,58 @@ impl Carrier for WebhookCarrier {
             status,
             format!("webhook answered {status}"),
         ))
+    }
+
+    pub fn new(settings: &WebhookSettings) -> Result<Self, WebhookError> {
+        let url =
+            reqwest::Url::parse(&settings.url).map_err(|e| WebhookError::Url(e.to_string()))?;
+        if !matches!(url.scheme(), "http" | "https") {
+            return Err(WebhookError::Url("use http or https".into()));
+        }
+        let client = provider::client(settings.timeout).map_err(WebhookError::Url)?;
+        Ok(WebhookCarrier {
+            client,
+            url,
+            key: webhook_key(&settings.secret)?,
+        })
+    }
+}
+
+#[async_trait]
+impl Carrier for WebhookCarrier {
+    fn name(&self) -> &str {
+        "webhook"
+    }
+
+    async fn send(&self, sms: &Sms) -> Result<Accepted, SendError> {
+        let text = sms.body.text();
+        let message = Payload {
+            kind: "sms.send",
+            to: sms.to.e164(),
+            body: text,
+            ssml: None,
+            language: None,
+            service: sms.service.as_str(),
+            verification_id: sms.verification.to_string(),
+            send: sms.send,
+        };
+        self.post(&message).await
+    }
+
+    /// `voice.call`: the script as text (`body`), as SSML, and its language.
+    async fn call(&self, call: &Call) -> Result<Accepted, SendError> {
+        let (text, ssml) = (call.body.text(), call.body.ssml());
+        let message = Payload {
+            kind: "voice.call",
+            to: call.to.e164(),
+            body: &text,
+            ssml: Some(&ssml),
+            language: Some(call.body.language()),
+            service: call.service.as_str(),
+            verification_id: call.verification.to_string(),
+            send: call.send,
+        };
+        self.post(&message).await
     }
 
     fn receipts(&self) -> Receipts {

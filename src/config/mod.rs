@@ -19,7 +19,7 @@ use zeroize::Zeroizing;
 
 use crate::carrier::{SmppSettings, TwilioSettings, VonageSettings, WebhookSettings};
 use crate::delivery::DeliverySettings;
-use crate::domain::{Code, Locale, Phone, Region, ServiceName};
+use crate::domain::{Channel, Code, Locale, Phone, Region, ServiceName};
 use crate::otp::{Secret, Service};
 use crate::sms::{segments, Origin, Template};
 use crate::store::RedisSettings;
@@ -187,6 +187,8 @@ pub enum CarrierSettings {
 pub struct RoutingSettings {
     pub default: Vec<String>,
     pub by_region: BTreeMap<String, Vec<String>>,
+    /// Carriers tried in order for calls (channel `voice`).
+    pub voice: Vec<String>,
     /// Try the next carrier after a rejection too (a second paid try).
     pub failover_on_rejection: bool,
     /// Consecutive failures that open a carrier's circuit …
@@ -273,6 +275,11 @@ pub struct ServiceSettings {
     pub allow_test_numbers: bool,
     /// Tokens a start must (or may) carry before an SMS is paid for.
     pub attestation: crate::attestation::AttestationSettings,
+    /// Channels a start may ask for: `["sms"]` unless `"voice"` is added.
+    pub channels: Vec<Channel>,
+    /// Whether calls may go to fixed lines and IP phones (050), which SMS
+    /// never reaches; premium, shared-cost, toll-free and M2M never.
+    pub voice_landlines: bool,
 }
 
 impl Default for ServiceSettings {
@@ -297,6 +304,8 @@ impl Default for ServiceSettings {
             test_numbers: BTreeMap::new(),
             allow_test_numbers: false,
             attestation: Default::default(),
+            channels: vec![Channel::Sms],
+            voice_landlines: false,
         }
     }
 }
@@ -516,7 +525,12 @@ impl Settings {
         if routing.default.is_empty() {
             return Err(invalid("routing.default", "name at least one carrier"));
         }
-        let routes = std::iter::once(("routing.default".to_owned(), &routing.default)).chain(
+        let routes = [
+            ("routing.default".to_owned(), &routing.default),
+            ("routing.voice".to_owned(), &routing.voice),
+        ]
+        .into_iter()
+        .chain(
             routing
                 .by_region
                 .iter()
@@ -537,6 +551,16 @@ impl Settings {
         }
         if routing.circuit_failures == 0 {
             return Err(invalid("routing.circuit_failures", "at least 1"));
+        }
+        let calls = self
+            .services
+            .iter()
+            .find(|(_, service)| service.channels.contains(&Channel::Voice));
+        if let (Some((name, _)), true) = (calls, routing.voice.is_empty()) {
+            return Err(invalid(
+                "routing.voice",
+                format!("services.{name} takes voice: name at least one carrier that places calls"),
+            ));
         }
         Ok(())
     }
@@ -729,6 +753,8 @@ fn validate_service(
         templates,
         origin,
         max_segments: settings.max_segments,
+        channels: settings.channels.iter().copied().collect(),
+        voice_landlines: settings.voice_landlines,
     };
     // SMS-5: every template, with its autofill line, fits the segments allowed.
     for locale in service.templates.keys() {

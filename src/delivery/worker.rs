@@ -9,7 +9,7 @@ use tokio::task::JoinSet;
 use tracing::{info, warn, Instrument};
 
 use super::DeliverySettings;
-use crate::carrier::{Admission, Hop, Receipts, Router, SendError, Sms};
+use crate::carrier::{Admission, Hop, Outgoing, Receipts, Router, SendError};
 use crate::domain::Timestamp;
 use crate::metrics::Metrics;
 use crate::otp::Otp;
@@ -145,8 +145,8 @@ impl Worker {
     async fn deliver(&self, claimed: Claimed) {
         let reroute = claimed.send.reroute.as_ref();
         let finish = match self.otp.prepare_send(&claimed).await {
-            Ok(Some((mut sms, expires_at))) => {
-                let sending = self.send_with_retries(&mut sms, expires_at, reroute);
+            Ok(Some((mut message, expires_at))) => {
+                let sending = self.send_with_retries(&mut message, expires_at, reroute);
                 self.keeping(&claimed, sending).await
             }
             Ok(None) => Finish::Skipped,
@@ -201,11 +201,11 @@ impl Worker {
     /// re-routed send's route starts after the carrier it was accepted by.
     async fn send_with_retries(
         &self,
-        sms: &mut Sms,
+        message: &mut Outgoing,
         expires_at: Timestamp,
         reroute: Option<&Reroute>,
     ) -> Finish {
-        let mut route = self.router.route(sms.to.region());
+        let mut route = self.router.route(message.channel(), message.to().region());
         if let Some(reroute) = reroute {
             let after = route.iter().position(|hop| hop.name == reroute.from);
             route.drain(..after.map_or(0, |at| at + 1));
@@ -222,8 +222,8 @@ impl Worker {
                     tried = true;
                     attempt += 1;
                 }
-                sms.valid_for = self.otp.now().until(expires_at);
-                match self.try_carrier(hop, admission, sms).await {
+                message.set_valid_for(self.otp.now().until(expires_at));
+                match self.try_carrier(hop, admission, message).await {
                     Ok(message_id) => {
                         let has_next = at + 1 < route.len();
                         return Finish::Sent {
@@ -280,18 +280,21 @@ impl Worker {
         &self,
         hop: &Hop,
         admission: Admission<'_>,
-        sms: &Sms,
+        message: &Outgoing,
     ) -> Result<String, SendError> {
         let started = Instant::now();
         let span = tracing::info_span!("carrier", carrier = %hop.name);
-        let result = tokio::time::timeout(self.settings.carrier_timeout, hop.carrier.send(sms))
-            .instrument(span)
-            .await
-            .unwrap_or_else(|_| {
-                Err(SendError::Temporary(
-                    "no answer within delivery.carrier_timeout".into(),
-                ))
-            });
+        let result = tokio::time::timeout(
+            self.settings.carrier_timeout,
+            message.via(hop.carrier.as_ref()),
+        )
+        .instrument(span)
+        .await
+        .unwrap_or_else(|_| {
+            Err(SendError::Temporary(
+                "no answer within delivery.carrier_timeout".into(),
+            ))
+        });
         self.metrics
             .carrier_request(&hop.name, started.elapsed().as_secs_f64());
         let outcome = match &result {
@@ -301,11 +304,12 @@ impl Worker {
             Err(SendError::Rejected { .. }) => "rejected",
         };
         self.metrics.sent(
-            sms.service.as_str(),
+            message.service().as_str(),
             &hop.name,
-            sms.to.country_code(),
+            message.to().country_code(),
             outcome,
         );
+        let (verification, send) = message.send();
         let carrier = hop.name.as_str();
         match &result {
             Ok(accepted) => {
@@ -313,25 +317,25 @@ impl Worker {
                 if hop.carrier.receipts() == Receipts::ByMessageId {
                     if let Err(error) = self
                         .otp
-                        .index_message(&hop.name, &accepted.message_id, sms)
+                        .index_message(&hop.name, &accepted.message_id, message.send())
                         .await
                     {
-                        warn!(verification_id = %sms.verification, carrier, error = %error, "message id not indexed: its receipt will be ignored");
+                        warn!(verification_id = %verification, carrier, error = %error, "message id not indexed: its receipt will be ignored");
                     }
                 }
-                info!(verification_id = %sms.verification, send = sms.send, carrier, message_id = %accepted.message_id, "message accepted");
+                info!(verification_id = %verification, send, carrier, message_id = %accepted.message_id, "message accepted");
             }
             Err(error @ SendError::Rejected { .. }) => {
                 admission.succeeded();
-                warn!(verification_id = %sms.verification, carrier, error = %error, "message rejected");
+                warn!(verification_id = %verification, carrier, error = %error, "message rejected");
             }
             Err(error @ SendError::Throttled { .. }) => {
                 drop(admission);
-                info!(verification_id = %sms.verification, carrier, error = %error, "carrier throttled; next carrier or retry");
+                info!(verification_id = %verification, carrier, error = %error, "carrier throttled; next carrier or retry");
             }
             Err(error) => {
                 admission.failed();
-                warn!(verification_id = %sms.verification, carrier, error = %error, "send failed; next carrier or retry");
+                warn!(verification_id = %verification, carrier, error = %error, "send failed; next carrier or retry");
             }
         }
         for (name, open) in self.router.open_circuits() {

@@ -35,6 +35,19 @@ pub enum PhoneError {
     Invalid,
     #[error("not a mobile number that can receive SMS")]
     NotMobile,
+    #[error("not a personal number that can take a call (premium, shared-cost, toll-free and M2M numbers are refused)")]
+    NotPersonal,
+}
+
+/// Which numbers a verification may go to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Reach {
+    /// Mobiles only: what SMS reaches (JP-1).
+    Mobile,
+    /// Mobiles, fixed lines and IP phones (050 in Japan): what a call
+    /// reaches. Premium, shared-cost, toll-free, M2M and pager numbers
+    /// never.
+    Personal,
 }
 
 impl FromStr for Region {
@@ -58,6 +71,11 @@ impl Phone {
     /// national number of `region` (`090-1234-5678`). Full-width digits and
     /// punctuation, common in Japanese input, are accepted (JP-1).
     pub fn parse(raw: &str, region: Region) -> Result<Self, PhoneError> {
+        Self::parse_for(raw, region, Reach::Mobile)
+    }
+
+    /// As `parse`, for the numbers `reach` allows.
+    pub fn parse_for(raw: &str, region: Region, reach: Reach) -> Result<Self, PhoneError> {
         let text = to_half_width(raw);
         if text.len() > 32
             || !text
@@ -71,8 +89,12 @@ impl Phone {
         if number.extension().is_some() || !number.is_valid() {
             return Err(PhoneError::Invalid);
         }
-        if !is_mobile(&number) {
-            return Err(PhoneError::NotMobile);
+        match reach {
+            Reach::Mobile if !is_mobile(&number) => return Err(PhoneError::NotMobile),
+            Reach::Personal if !is_mobile(&number) && !is_personal_line(&number) => {
+                return Err(PhoneError::NotPersonal)
+            }
+            _ => {}
         }
         let international = number.format().mode(Mode::International).to_string();
         Ok(Phone {
@@ -138,6 +160,15 @@ fn is_mobile(number: &PhoneNumber) -> bool {
         return mobile && jp_mobile;
     }
     mobile
+}
+
+/// A fixed line or an IP phone (050 in Japan): people answer it, and a
+/// call costs what a call to a person costs.
+fn is_personal_line(number: &PhoneNumber) -> bool {
+    matches!(
+        number.number_type(&DATABASE),
+        Type::FixedLine | Type::FixedLineOrMobile | Type::Voip
+    )
 }
 
 /// NFKC for the characters a phone number may hold: full-width digits,
@@ -224,6 +255,20 @@ mod tests {
             "0990123456",
         ] {
             assert!(Phone::parse(raw, jp()).is_err(), "{raw} was accepted");
+        }
+    }
+
+    /// Issue 15: a call may go to a fixed line or an 050 IP phone, never
+    /// to M2M (020), free dial (0120), shared-cost (0570) or premium (0990).
+    #[test]
+    fn calls_reach_fixed_lines_and_ip_phones_only() {
+        for raw in ["0312345678", "05012345678", "09012345678"] {
+            let phone = Phone::parse_for(raw, jp(), Reach::Personal);
+            assert!(phone.is_ok(), "{raw}: {phone:?}");
+        }
+        for raw in ["02012345678", "0120123456", "0570123456", "0990123456"] {
+            let refused = Phone::parse_for(raw, jp(), Reach::Personal);
+            assert_eq!(refused, Err(PhoneError::NotPersonal), "{raw}");
         }
     }
 

@@ -26,7 +26,7 @@ pub use self::service::Service;
 
 use crate::attestation::{Attestation, Verdict, Verifier};
 use crate::domain::{
-    Binding, Clock, Code, Locale, Phone, ServiceName, Status, Timestamp, VerificationId,
+    Binding, Channel, Clock, Code, Locale, Phone, ServiceName, Status, Timestamp, VerificationId,
 };
 use crate::metrics::{CheckOutcome, Metrics};
 use crate::ratelimit::{Client, Scope, Subject};
@@ -42,6 +42,7 @@ pub struct Verification {
     pub id: VerificationId,
     pub service: ServiceName,
     pub masked_to: String,
+    pub channel: Channel,
     pub status: Status,
     pub created_at: Timestamp,
     pub expires_at: Timestamp,
@@ -58,6 +59,7 @@ impl From<Record> for Verification {
             id: record.id,
             service: record.service,
             masked_to: record.masked_to,
+            channel: record.channel,
             status: record.status,
             created_at: record.created_at,
             expires_at: record.expires_at,
@@ -72,6 +74,7 @@ impl From<Record> for Verification {
 pub struct StartRequest {
     pub service: ServiceName,
     pub to: Phone,
+    pub channel: Channel,
     /// The end user (ABU-5), as far as known.
     pub client: Client,
     /// Adds the Android SMS Retriever line (AUTO-4).
@@ -313,8 +316,12 @@ impl Otp {
                         info!(verification_id = %old, "pending verification replaced by one with another binding");
                     }
                     let kind = if test_code.is_some() { "test" } else { "new" };
-                    self.metrics
-                        .started(service.name.as_str(), kind, request.to.country_code());
+                    self.metrics.started(
+                        service.name.as_str(),
+                        kind,
+                        request.channel,
+                        request.to.country_code(),
+                    );
                     info!(verification_id = %new.record.id, "verification started, send queued");
                     return Ok(StartOutcome {
                         verification: new.record.into(),
@@ -352,6 +359,7 @@ impl Otp {
             service: service.name.clone(),
             status: Status::Pending,
             masked_to: request.to.masked().to_owned(),
+            channel: request.channel,
             sealed_to: self.keyring.seal(&id, &request.to),
             locale: service.locale_for(request.locale.as_ref()),
             created_at: now,
@@ -632,6 +640,7 @@ impl Otp {
             } else {
                 "resend"
             },
+            record.channel,
             record.country_code,
         );
         info!(verification_id = %id, to = %record.masked_to, sends = record.sends, "code resent, send queued");

@@ -6,10 +6,11 @@ use std::time::Duration;
 use tracing::{info, warn};
 
 use super::{Error, Otp};
-use crate::carrier::Sms;
+use crate::carrier::{Message, Outgoing};
 use crate::domain::{CarrierReceipt, Receipt};
-use crate::domain::{Phone, Status, Timestamp};
+use crate::domain::{Channel, Phone, Status, Timestamp, VerificationId};
 use crate::store::{Claimed, DeliveryStatus, Finish};
+use crate::voice::Speech;
 
 /// How long a carrier's message id leads back to its send.
 const MESSAGE_INDEX_TTL: Duration = Duration::from_secs(86_400);
@@ -90,9 +91,8 @@ impl Otp {
         &self,
         carrier: &str,
         message_id: &str,
-        sms: &Sms,
+        send: (VerificationId, u32),
     ) -> Result<(), Error> {
-        let send = (sms.verification, sms.send);
         let now = self.clock.now();
         Ok(self
             .stores
@@ -120,10 +120,13 @@ impl Otp {
         Ok(self.stores.outbox.depth().await?)
     }
 
-    /// The SMS for a queued send, and when its code expires; `None` when it
-    /// must not go out: the verification expired, finished, or was resent
-    /// since (a stale code is never sent).
-    pub async fn prepare_send(&self, claimed: &Claimed) -> Result<Option<(Sms, Timestamp)>, Error> {
+    /// The SMS or call for a queued send, and when its code expires; `None`
+    /// when it must not go out: the verification expired, finished, or was
+    /// resent since (a stale code is never sent).
+    pub async fn prepare_send(
+        &self,
+        claimed: &Claimed,
+    ) -> Result<Option<(Outgoing, Timestamp)>, Error> {
         let send = &claimed.send;
         let Ok(service) = self.service(&send.service) else {
             return Ok(None);
@@ -151,22 +154,34 @@ impl Otp {
         let e164 = self
             .keyring
             .open(&record.key_id, &send.id, &record.sealed_to);
-        let phone = e164.and_then(|e164| Phone::parse(&e164, service.default_region).ok());
+        let reach = service.reach(record.channel);
+        let phone =
+            e164.and_then(|e164| Phone::parse_for(&e164, service.default_region, reach).ok());
         let (Some(code), Some(to)) = (code, phone) else {
             // The secret it was sealed with is gone: it can never be sent.
             warn!(verification_id = %send.id, "queued send cannot be opened; dropped");
             return Ok(None);
         };
-        let body = service.body(&record.locale, &code, record.app_hash.as_ref());
-        let sms = Sms {
-            to,
-            body,
-            service: service.name.clone(),
-            verification: send.id,
-            send: send.number,
-            valid_for: self.clock.now().until(record.expires_at),
+        let valid_for = self.clock.now().until(record.expires_at);
+        let message = match record.channel {
+            Channel::Sms => Outgoing::Sms(Message {
+                body: service.body(&record.locale, &code, record.app_hash.as_ref()),
+                to,
+                service: service.name.clone(),
+                verification: send.id,
+                send: send.number,
+                valid_for,
+            }),
+            Channel::Voice => Outgoing::Call(Message {
+                body: Speech::new(&record.locale, &service.display_name, &code),
+                to,
+                service: service.name.clone(),
+                verification: send.id,
+                send: send.number,
+                valid_for,
+            }),
         };
-        Ok(Some((sms, record.expires_at)))
+        Ok(Some((message, record.expires_at)))
     }
 
     /// Removes the send from the outbox and records the outcome on its

@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use crate::domain::{Code, Locale, Phone, Region, ServiceName};
+use crate::domain::{Channel, Code, Locale, Phone, Reach, Region, ServiceName};
 use crate::ratelimit::Policy;
 use crate::sms::{segments, AppHash, Body, Origin, Template};
 
@@ -33,9 +33,30 @@ pub struct Service {
     pub test_numbers: BTreeMap<String, Code>,
     /// What a start must carry before an SMS is paid for (ABU-8).
     pub attestation: crate::attestation::Rules,
+    /// The channels a start may ask for.
+    pub channels: std::collections::BTreeSet<Channel>,
+    /// Whether calls may go to fixed lines and IP phones.
+    pub voice_landlines: bool,
 }
 
 impl Service {
+    /// The numbers `channel` may go to for this service.
+    pub fn reach(&self, channel: Channel) -> Reach {
+        match channel {
+            Channel::Voice if self.voice_landlines => Reach::Personal,
+            _ => Reach::Mobile,
+        }
+    }
+
+    /// The numbers any of the service's channels may go to.
+    pub fn widest_reach(&self) -> Reach {
+        if self.channels.contains(&Channel::Voice) {
+            self.reach(Channel::Voice)
+        } else {
+            Reach::Mobile
+        }
+    }
+
     /// The fixed code of a configured test number.
     pub fn test_code(&self, phone: &Phone) -> Option<&Code> {
         self.test_numbers.get(phone.e164())

@@ -7,7 +7,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 
 use super::{Digest, Enqueue, Error, Failures, KeyId, NumberKey, Reroute};
-use crate::domain::{Locale, Receipt, ServiceName, Status, Timestamp, VerificationId};
+use crate::domain::{Channel, Locale, Receipt, ServiceName, Status, Timestamp, VerificationId};
 use crate::ratelimit::FailurePolicy;
 use crate::sms::AppHash;
 
@@ -30,6 +30,8 @@ pub struct Record {
     pub status: Status,
     /// `+81 90-****-5678`.
     pub masked_to: String,
+    /// How its codes reach the user.
+    pub channel: Channel,
     /// The E.164 number, encrypted under `key_id` (for resends).
     pub sealed_to: Vec<u8>,
     pub locale: Locale,

@@ -120,6 +120,9 @@ async fn answer(
         Reply::Accept | Reply::Slow(_) if path == "/sms" => {
             HttpResponse::Ok().json(json!({ "message_id": format!("gw-{count}") }))
         }
+        Reply::Accept | Reply::Slow(_) if path.ends_with("/Calls.json") => {
+            HttpResponse::Created().json(json!({ "sid": format!("CA{count:032}"), "status": "queued" }))
+        }
         Reply::Accept | Reply::Slow(_) if path.ends_with("/Messages.json") => {
             HttpResponse::Created().json(json!({ "sid": format!("SM{count:032}"), "status": "queued" }))
         }

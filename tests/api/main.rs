@@ -41,3 +41,4 @@ mod support;
 mod test_numbers;
 mod tls;
 mod topology;
+mod voice;

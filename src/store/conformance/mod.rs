@@ -157,6 +157,7 @@ pub fn new_verification(
         service: service(service_name),
         status: Status::Pending,
         masked_to: "+81 90-****-5678".into(),
+        channel: crate::domain::Channel::Sms,
         sealed_to: vec![1, 2, 3, 0, 255],
         locale: "ja".parse().expect("locale"),
         created_at: now,

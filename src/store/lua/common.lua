@@ -1,5 +1,5 @@
 -- Shared by every otpd script (prepended by store/redis.rs).
--- A verification is a hash: sv service, s status, mt masked number,
+-- A verification is a hash: sv service, s status, mt masked number, ch channel,
 -- st sealed number, lc locale, c created, e expires, r resend after
 -- (milliseconds), n sends, a attempts left, k secret id, d code digest,
 -- b binding digest ('' when unbound), nk the number key, cc the country

@@ -6,7 +6,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use redis::Value;
 
-use crate::domain::{Status, Timestamp, VerificationId};
+use crate::domain::{Channel, Status, Timestamp, VerificationId};
 use crate::sms::AppHash;
 use crate::store::{Delivery, Digest, Error, NumberKey, Record, Reroute};
 
@@ -83,6 +83,8 @@ pub(super) fn decode(id: &VerificationId, fields: Vec<Value>) -> Result<Record, 
         service: parsed("sv", take("sv"))?,
         status: parsed::<Status>("s", take("s"))?,
         masked_to: parsed("mt", take("mt"))?,
+        // Records from before voice have no channel: SMS.
+        channel: take("ch").map_or(Ok(Channel::Sms), |ch| parsed("ch", Some(ch)))?,
         sealed_to: take("st").ok_or_else(|| Error::Corrupt("field st missing".into()))?,
         locale: parsed("lc", take("lc"))?,
         created_at: Timestamp::from_millis(parsed("c", take("c"))?),
@@ -125,6 +127,7 @@ pub(super) fn encode(record: &Record) -> Vec<(&'static str, Vec<u8>)> {
         ("sv", record.service.as_str().into()),
         ("s", record.status.as_str().into()),
         ("mt", record.masked_to.clone().into_bytes()),
+        ("ch", record.channel.as_str().into()),
         ("st", record.sealed_to.clone()),
         ("lc", record.locale.as_str().into()),
         ("c", record.created_at.millis().to_string().into_bytes()),

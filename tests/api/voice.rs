@@ -1,0 +1,157 @@
+//! Channel `voice` (issue 15): a call through a local server that answers
+//! like Twilio Programmable Voice, its TwiML read back to the code, its
+//! status callback as the receipt; which numbers may take a call; services
+//! that do not offer voice.
+
+use otpd::config::Settings;
+use otpd::domain::Channel;
+use serde_json::{json, Value};
+
+use crate::fake_provider::FakeProvider;
+use crate::http_carriers::{post_form, strings, twilio, PUBLIC_URL, TOKEN};
+use crate::support::{json_of, problem, settings, RedisServer, TestApp, PHONE};
+
+/// otpd whose `demo` service offers SMS and voice, calls going through a
+/// Twilio-like server.
+async fn calling(redis: &RedisServer, fake: &FakeProvider, change: fn(&mut Settings)) -> TestApp {
+    let mut settings = settings(Some(redis));
+    settings
+        .carriers
+        .insert("provider".into(), twilio(fake.start()));
+    settings.routing.voice = vec!["provider".into()];
+    let demo = settings.services.get_mut("demo").expect("demo");
+    demo.channels = vec![Channel::Sms, Channel::Voice];
+    change(&mut settings);
+    TestApp::spawn_configured(&settings).await
+}
+
+async fn start(app: &TestApp, to: &str, channel: &str) -> reqwest::Response {
+    let body = json!({ "to": to, "channel": channel, "locale": "ja" });
+    app.post("/v1/services/demo/verifications", body).await
+}
+
+/// The code a Japanese call script reads out: each digit once, before
+/// "もう一度".
+fn code_heard(twiml: &str) -> String {
+    let first_time = twiml.split("もう一度").next().unwrap_or_default();
+    first_time
+        .split("<Say language=\"ja-JP\">")
+        .filter_map(|say| say.split("</Say>").next())
+        .filter_map(|said| {
+            otpd::voice::JA_DIGITS
+                .iter()
+                .position(|reading| *reading == said)
+        })
+        .map(|digit| char::from(b'0' + digit as u8))
+        .collect()
+}
+
+/// A voice verification end to end: the call's TwiML reads the code (よん
+/// and なな, never し or しち), the code approves, and Twilio's signed call
+/// status is the receipt.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_reads_the_code_and_its_status_is_the_receipt() {
+    let redis = RedisServer::start();
+    let fake = FakeProvider::default();
+    let app = calling(&redis, &fake, |_| {}).await;
+    let started = json_of(start(&app, PHONE, "voice").await).await;
+    let id = started["id"].as_str().expect("id").to_owned();
+    assert_eq!(started["channel"], "voice");
+    app.settled().await;
+    let requests = fake.requests();
+    assert_eq!(requests.len(), 1);
+    let call = &requests[0];
+    assert!(
+        call.path.ends_with("/Accounts/AC0123456789/Calls.json"),
+        "{}",
+        call.path
+    );
+    assert_eq!(call.form["To"], PHONE);
+    assert_eq!(call.form["From"], "+15005550006");
+    let twiml = &call.form["Twiml"];
+    assert!(twiml.contains("こちらはDemoです。"), "{twiml}");
+    assert!(
+        !twiml.contains(">し<") && !twiml.contains("しち"),
+        "{twiml}"
+    );
+    let code = code_heard(twiml);
+    assert_eq!(code.len(), 6, "{twiml}");
+
+    let sid = json_of(app.status(&id).await).await["delivery"]["message_id"]
+        .as_str()
+        .expect("sid")
+        .to_owned();
+    let path = format!("/v1/carriers/provider/receipts?ref={id}.1");
+    let form = strings(&[("CallSid", &sid), ("CallStatus", "completed")]);
+    let signature = otpd::carrier::twilio_signature(
+        TOKEN,
+        &format!("{PUBLIC_URL}{path}"),
+        form.iter().map(|(k, v)| (k.as_str(), v.as_str())),
+    );
+    let posted = post_form(&app, &path, &[("x-twilio-signature", signature)], &form).await;
+    assert_eq!(posted.status(), 204);
+    let view: Value = json_of(app.status(&id).await).await;
+    assert_eq!(view["delivery"]["status"], "delivered", "{view}");
+
+    let checked = json_of(app.check(&id, &code).await).await;
+    assert_eq!(checked["valid"], true, "{checked}");
+}
+
+/// Issue 15: with `voice_landlines` a fixed line (03) and an IP phone
+/// (050) take a call, never an SMS; M2M (020) and free dial (0120) take
+/// neither.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_landline_takes_a_call_never_an_sms() {
+    let redis = RedisServer::start();
+    let fake = FakeProvider::default();
+    let app = calling(&redis, &fake, |settings| {
+        settings
+            .services
+            .get_mut("demo")
+            .expect("demo")
+            .voice_landlines = true;
+    })
+    .await;
+    for landline in ["0312345678", "05012345678"] {
+        assert_eq!(
+            start(&app, landline, "voice").await.status(),
+            201,
+            "{landline}"
+        );
+        problem(
+            start(&app, landline, "sms").await,
+            400,
+            "invalid-phone-number",
+        )
+        .await;
+    }
+    for never in ["02012345678", "0120123456"] {
+        problem(
+            start(&app, never, "voice").await,
+            400,
+            "invalid-phone-number",
+        )
+        .await;
+    }
+}
+
+/// Without `voice_landlines` calls reach mobiles only; a service that does
+/// not offer voice refuses it, and nothing is called.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn voice_goes_only_where_it_is_offered() {
+    let redis = RedisServer::start();
+    let fake = FakeProvider::default();
+    let app = calling(&redis, &fake, |_| {}).await;
+    problem(
+        start(&app, "0312345678", "voice").await,
+        400,
+        "invalid-phone-number",
+    )
+    .await;
+    let body = json!({ "to": PHONE, "channel": "voice" });
+    let other = app.post("/v1/services/other/verifications", body).await;
+    problem(other, 400, "unsupported-channel").await;
+    problem(start(&app, PHONE, "fax").await, 400, "unsupported-channel").await;
+    app.settled().await;
+    assert!(fake.requests().is_empty());
+}
