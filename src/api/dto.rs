@@ -152,6 +152,40 @@ fn opaque_id(field: &str, raw: Option<&str>) -> Result<Option<String>, Problem> 
     .transpose()
 }
 
+/// A channel the service offers.
+pub fn offered_channel(raw: &str, service: &Service) -> Result<Channel, Problem> {
+    raw.parse::<Channel>()
+        .ok()
+        .filter(|channel| service.channels.contains(channel))
+        .ok_or_else(|| {
+            let offered: Vec<&str> = service.channels.iter().map(|c| c.as_str()).collect();
+            Problem::bad_request(
+                "unsupported-channel",
+                format!("channel: this service takes {offered:?}"),
+            )
+        })
+}
+
+/// A resend's body: the channel to resend on, else the verification's.
+#[derive(Debug, Default, Deserialize, Serialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(example = json!({"channel": "voice"}))]
+pub struct ResendBody {
+    /// `sms` or `voice`, where the service offers it; a resend on another
+    /// channel kills the old code and has its own cooldown.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub channel: Option<String>,
+}
+
+impl ResendBody {
+    pub fn channel(&self, service: &Service) -> Result<Option<Channel>, Problem> {
+        self.channel
+            .as_deref()
+            .map(|raw| offered_channel(raw, service))
+            .transpose()
+    }
+}
+
 /// A number the service can reach on any of its channels (a check, the
 /// admin API).
 pub fn phone(raw: &str, service: &Service) -> Result<Phone, Problem> {
@@ -200,18 +234,7 @@ impl StartBody {
         client: Client,
         accept_language: Option<&str>,
     ) -> Result<StartRequest, Problem> {
-        let channel = self
-            .channel
-            .parse::<Channel>()
-            .ok()
-            .filter(|channel| service.channels.contains(channel))
-            .ok_or_else(|| {
-                let offered: Vec<&str> = service.channels.iter().map(|c| c.as_str()).collect();
-                Problem::bad_request(
-                    "unsupported-channel",
-                    format!("channel: this service takes {offered:?}"),
-                )
-            })?;
+        let channel = offered_channel(&self.channel, service)?;
         let locale = match self.locale.as_deref() {
             Some(raw) => Some(raw.parse::<Locale>().map_err(|error| {
                 Problem::bad_request("invalid-locale", format!("locale: {error}"))

@@ -11,6 +11,6 @@ mod problem;
 pub use self::auth::{authorize, authorize_admin, ApiKeys, Authorized};
 pub use self::dto::{
     client, phone, verification_id, AttestationBody, CheckBody, CheckByNumberBody, CheckView,
-    DeliveryView, EndUser, StartBody, VerificationView,
+    DeliveryView, EndUser, ResendBody, StartBody, VerificationView,
 };
 pub use self::problem::{seconds, Kind, Problem};

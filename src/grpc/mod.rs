@@ -17,7 +17,7 @@ use tonic::{Request, Response, Status};
 use self::pb::verification_service_server::VerificationService;
 use crate::api::{
     self, authorize, verification_id, ApiKeys, Authorized, CheckBody, CheckByNumberBody, Problem,
-    StartBody, VerificationView,
+    ResendBody, StartBody, VerificationView,
 };
 use crate::metrics::Metrics;
 use crate::otp::Otp;
@@ -276,7 +276,11 @@ impl VerificationService for Verifications {
         request: Request<pb::ResendVerificationRequest>,
     ) -> Result<Response<pb::ResendVerificationResponse>, Status> {
         self.observed("ResendVerification", async {
-            let verification = Some(self.by_id(&request, ById::Resend).await?);
+            let channel = request.get_ref().channel.as_str();
+            let body = ResendBody {
+                channel: optional(channel),
+            };
+            let verification = Some(self.by_id(&request, ById::Resend(body)).await?);
             Ok(pb::ResendVerificationResponse { verification })
         })
         .await
@@ -307,7 +311,7 @@ impl VerificationService for Verifications {
 
 /// The calls that name one verification by service and id.
 enum ById {
-    Resend,
+    Resend(ResendBody),
     Cancel,
     Get,
 }
@@ -348,7 +352,10 @@ impl Verifications {
         let id = verification_id(message.id())?;
         let name = &auth.service.name;
         let found = match call {
-            ById::Resend => self.otp.resend(name, &id).await?,
+            ById::Resend(body) => {
+                let channel = body.channel(&auth.service)?;
+                self.otp.resend(name, &id, channel).await?
+            }
             ById::Cancel => self.otp.cancel(name, &id).await?,
             ById::Get => self.otp.get(name, &id).await?,
         };

@@ -34,8 +34,8 @@ use self::openapi::{CommonProblems, ProblemDoc};
 use self::answer::{idempotent, Answer, IdempotencyHeader};
 use self::client::ClientIp;
 use crate::api::{
-    verification_id, Authorized, CheckBody, CheckByNumberBody, CheckView, Kind, Problem, StartBody,
-    VerificationView,
+    verification_id, Authorized, CheckBody, CheckByNumberBody, CheckView, Kind, Problem,
+    ResendBody, StartBody, VerificationView,
 };
 use crate::metrics::Metrics;
 use crate::otp::Otp;
@@ -139,8 +139,13 @@ where
 }
 
 fn json_problem(error: JsonPayloadError, _: &HttpRequest) -> actix_web::Error {
+    json_error(&error).into()
+}
+
+/// The problem for a body that is not the JSON an endpoint takes.
+fn json_error(error: &JsonPayloadError) -> Problem {
     // Sizes are `body::read_bodies`' to refuse.
-    let problem = match &error {
+    match error {
         JsonPayloadError::ContentType => Problem::new(
             Kind::UnsupportedMediaType,
             "unsupported-media-type",
@@ -160,8 +165,21 @@ fn json_problem(error: JsonPayloadError, _: &HttpRequest) -> actix_web::Error {
             }
         }
         _ => Problem::bad_request("malformed-json", "the body is not valid JSON"),
-    };
-    problem.into()
+    }
+}
+
+/// An optional JSON body: empty reads as the default.
+fn optional_json<T: serde::de::DeserializeOwned + Default>(
+    request: &HttpRequest,
+    body: &[u8],
+) -> Result<T, Problem> {
+    if body.is_empty() {
+        return Ok(T::default());
+    }
+    if actix_web::HttpMessage::content_type(request) != "application/json" {
+        return Err(json_error(&JsonPayloadError::ContentType));
+    }
+    serde_json::from_slice(body).map_err(|error| json_error(&JsonPayloadError::Deserialize(error)))
 }
 
 /// The canonical bytes of a request, for idempotency fingerprints.
@@ -296,26 +314,32 @@ async fn checked(otp: &Otp, request: crate::otp::CheckRequest) -> Result<Answer,
     tag = "verifications",
     summary = "Resend (new code)",
     params(("service" = String, Path, description = "The service, e.g. `demo`", example = "demo"), ("id" = String, Path, description = "The verification id (24 URL-safe characters)"), ("Idempotency-Key" = Option<String>, Header, pattern = "^[!-~]{1,255}$", description = "Makes a retry of this request answer what the first one did (24 h): 1 to 255 visible ASCII characters")),
+    request_body(content = Option<ResendBody>, description = "Optional: the channel to resend on (else the verification's)", content_type = "application/json"),
     security(("bearer" = [])),
     responses(
-        (status = 200, description = "A new code and a new SMS; attempts are not reset", body = VerificationView),
-        (status = 400, description = "`invalid-idempotency-key`", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 200, description = "A new code and a new SMS or call; attempts are not reset", body = VerificationView),
+        (status = 400, description = "`malformed-json`, `unknown-field`, `invalid-body`, `unsupported-channel`, `invalid-idempotency-key`", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 415, description = "`unsupported-media-type`: a body needs `Content-Type: application/json`", body = ProblemDoc, content_type = "application/problem+json"),
         (status = 404, description = "`verification-not-found`, `service-not-found`", body = ProblemDoc, content_type = "application/problem+json"),
         (status = 409, description = "`verification-approved`, `verification-failed`, `verification-canceled`, `idempotency-key-in-use`", body = ProblemDoc, content_type = "application/problem+json"),
-        (status = 422, description = "`idempotency-key-reused`", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 422, description = "`channel-unreachable` (the number takes no message on that channel), `idempotency-key-reused`", body = ProblemDoc, content_type = "application/problem+json"),
         CommonProblems
     ),
 )]
 async fn resend(
+    request: HttpRequest,
     auth: Authorized,
     key: IdempotencyHeader,
     path: web::Path<(String, String)>,
+    body: web::Bytes,
     otp: web::Data<Otp>,
 ) -> Result<Answer, Problem> {
     let id = verification_id(&path.1)?;
-    let bytes = request_bytes("resend", &auth, &path.1, &());
+    let body: ResendBody = optional_json(&request, &body)?;
+    let channel = body.channel(&auth.service)?;
+    let bytes = request_bytes("resend", &auth, &path.1, &body);
     Ok(idempotent(&otp, &auth, key, &bytes, async {
-        let verification = otp.resend(&auth.service.name, &id).await?;
+        let verification = otp.resend(&auth.service.name, &id, channel).await?;
         Ok(Answer::json(
             StatusCode::OK,
             &VerificationView::from(&verification),

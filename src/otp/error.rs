@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use crate::attestation::Refusal;
-use crate::domain::Status;
+use crate::domain::{Channel, Status};
 use crate::ratelimit::Scope;
 use crate::store;
 
@@ -39,6 +39,8 @@ pub enum Error {
     BudgetExhausted(Limited),
     #[error("this service does not send to that country")]
     CountryNotAllowed,
+    #[error("this verification's number cannot take a message on {0}")]
+    Unreachable(Channel),
     #[error("the message with this app_hash would not fit the service's max_segments; use a shorter template or locale")]
     MessageTooLong,
     #[error("{}", .0.detail())]
@@ -91,6 +93,7 @@ impl Error {
             Error::RateLimited(_) => "rate-limited",
             Error::BudgetExhausted(_) => "budget-exhausted",
             Error::CountryNotAllowed => "country-not-allowed",
+            Error::Unreachable(_) => "channel-unreachable",
             Error::MessageTooLong => "message-too-long",
             Error::AttestationRefused(Refusal::Missing) => "attestation-required",
             Error::AttestationRefused(_) => "attestation-failed",
@@ -106,9 +109,10 @@ impl Error {
         match self {
             Error::ServiceNotFound | Error::NotFound => Kind::NotFound,
             Error::Finished(_) | Error::IdempotencyKeyInUse => Kind::Conflict,
-            Error::IdempotencyKeyReused | Error::CountryNotAllowed | Error::MessageTooLong => {
-                Kind::Unprocessable
-            }
+            Error::IdempotencyKeyReused
+            | Error::CountryNotAllowed
+            | Error::MessageTooLong
+            | Error::Unreachable(_) => Kind::Unprocessable,
             Error::RateLimited(limited) | Error::BudgetExhausted(limited) => Kind::Limited {
                 retry_after: limited.retry_after,
             },

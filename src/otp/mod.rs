@@ -32,8 +32,8 @@ use crate::metrics::{CheckOutcome, Metrics};
 use crate::ratelimit::{Client, Scope, Subject};
 use crate::sms::AppHash;
 use crate::store::{
-    self, Checked, DeliveryStatus, Enqueue, NewVerification, NumberKey, Record, ResendPolicy,
-    Resent, Started, Stores,
+    self, Checked, DeliveryStatus, Enqueue, NewCode, NewVerification, NumberKey, Record,
+    ResendPolicy, Resent, Started, Stores,
 };
 
 /// A verification as callers see it: no digests, no sealed number.
@@ -329,7 +329,10 @@ impl Otp {
                     });
                 }
                 Started::Full => return Err(Error::OutboxFull),
-                Started::Pending(id) => match self.resend_to(service, &id, test_code).await {
+                Started::Pending(id) => match self
+                    .resend_to(service, &id, request.channel, test_code)
+                    .await
+                {
                     Err(Error::NotFound | Error::Finished(_)) => continue,
                     resent => {
                         return resent.map(|verification| StartOutcome {
@@ -365,6 +368,7 @@ impl Otp {
             created_at: now,
             expires_at: now.plus(service.ttl),
             resend_after: now.plus(service.resend_cooldown),
+            other_resend_after: None,
             sends: 1,
             attempts_left: service.max_attempts,
             key_id: self.keyring.current_id().clone(),
@@ -550,10 +554,14 @@ impl Otp {
 
     /// A new code for a pending verification, sent to its number.
     #[tracing::instrument(skip_all, fields(service = %service_name, verification_id = %id))]
+    /// A new code for a pending verification, on `channel` (its own
+    /// channel when none): a call after an SMS, or the other way round,
+    /// kills the old code and has its own cooldown.
     pub async fn resend(
         &self,
         service_name: &ServiceName,
         id: &VerificationId,
+        channel: Option<Channel>,
     ) -> Result<Verification, Error> {
         let service = self.service(service_name)?;
         let now = self.clock.now();
@@ -570,7 +578,9 @@ impl Otp {
             .keyring
             .open(&record.key_id, id, &record.sealed_to)
             .ok_or(Error::NotFound)?;
-        let phone = Phone::parse(&e164, service.default_region).map_err(|_| Error::NotFound)?;
+        let channel = channel.unwrap_or(record.channel);
+        let phone = Phone::parse_for(&e164, service.default_region, service.reach(channel))
+            .map_err(|_| Error::Unreachable(channel))?;
         let test_code = service.test_code(&phone);
         let subject = Subject {
             service: service.name.as_str(),
@@ -584,7 +594,7 @@ impl Otp {
                 .limits
                 .send_groups(&self.keyring, &subject, record.number.0, false, now);
         let taken = self.take_limits(service, groups).await?;
-        let resent = self.resend_to(service, id, test_code).await;
+        let resent = self.resend_to(service, id, channel, test_code).await;
         if resent.is_err() {
             self.give_back(taken).await;
         }
@@ -597,6 +607,7 @@ impl Otp {
         &self,
         service: &Service,
         id: &VerificationId,
+        channel: Channel,
         test_code: Option<&Code>,
     ) -> Result<Verification, Error> {
         let now = self.clock.now();
@@ -617,16 +628,20 @@ impl Otp {
             .resend(
                 &service.name,
                 id,
-                &candidates,
+                NewCode {
+                    channel,
+                    candidates: &candidates,
+                    enqueue: enqueue.as_ref(),
+                },
                 policy,
-                enqueue.as_ref(),
                 now,
             )
             .await?
         {
             Resent::Resent(record) => record,
             Resent::TooSoon(record) => {
-                return Err(Error::ResendTooSoon(now.until(record.resend_after)))
+                let due = record.resend_after_for(channel);
+                return Err(Error::ResendTooSoon(now.until(due)));
             }
             Resent::MaxSends(record) => return Err(Error::MaxSends(now.until(record.expires_at))),
             Resent::Finished(record) => return Err(Error::Finished(record.status)),

@@ -29,8 +29,8 @@ pub use self::outbox::{Claimed, Enqueue, Finish, Outbox, QueuedSend, Reroute, Re
 pub use self::redis::{ClusterSettings, RedisSettings, RedisStore, SentinelSettings, Topology};
 pub use self::rules::Failures;
 pub use self::verification::{
-    Candidate, Changed, Checked, Delivery, DeliveryStatus, NewVerification, Record, ResendPolicy,
-    Resent, Started, Verifications,
+    Candidate, Changed, Checked, Delivery, DeliveryStatus, NewCode, NewVerification, Record,
+    ResendPolicy, Resent, Started, Verifications,
 };
 
 /// HMAC-SHA256 output.

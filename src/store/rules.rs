@@ -9,7 +9,7 @@ use super::{
     RerouteReason, ResendPolicy, Resent,
 };
 use crate::domain::Receipt;
-use crate::domain::{Status, Timestamp};
+use crate::domain::{Channel, Status, Timestamp};
 use crate::ratelimit::FailurePolicy;
 
 /// Constant-time equality of optional digests (SEC-12): absent equals absent only.
@@ -91,6 +91,7 @@ pub(super) fn check(
 
 pub(super) fn resend(
     record: &mut Record,
+    channel: Channel,
     candidates: &[Candidate],
     policy: ResendPolicy,
     now: Timestamp,
@@ -101,7 +102,7 @@ pub(super) fn resend(
     if record.sends >= policy.max_sends {
         return Resent::MaxSends(record.clone());
     }
-    if now < record.resend_after {
+    if now < record.resend_after_for(channel) {
         return Resent::TooSoon(record.clone());
     }
     let Some(candidate) = candidate_for(record, candidates) else {
@@ -111,6 +112,10 @@ pub(super) fn resend(
     };
     record.code_digest = candidate.code;
     record.sends += 1;
+    if channel != record.channel {
+        record.other_resend_after = Some(record.resend_after);
+        record.channel = channel;
+    }
     record.resend_after = now.plus(policy.cooldown_after(record.sends));
     record.delivery = Delivery::queued();
     record.expires_at = now.plus(policy.ttl);

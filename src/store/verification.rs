@@ -37,7 +37,11 @@ pub struct Record {
     pub locale: Locale,
     pub created_at: Timestamp,
     pub expires_at: Timestamp,
+    /// When the channel in use may send again.
     pub resend_after: Timestamp,
+    /// When the other channel may send again, once this verification has
+    /// switched channels (`resend_after` is per channel).
+    pub other_resend_after: Option<Timestamp>,
     pub sends: u32,
     pub attempts_left: u32,
     pub key_id: KeyId,
@@ -53,6 +57,15 @@ pub struct Record {
 }
 
 impl Record {
+    /// When a send on `channel` is allowed.
+    pub fn resend_after_for(&self, channel: Channel) -> Timestamp {
+        if channel == self.channel {
+            self.resend_after
+        } else {
+            self.other_resend_after.unwrap_or(self.created_at)
+        }
+    }
+
     /// Whether this record answers for `service` at `now`: expired records
     /// and other services' records are indistinguishable from absent ones.
     pub fn is_visible(&self, service: &ServiceName, now: Timestamp) -> bool {
@@ -128,6 +141,15 @@ impl Delivery {
             rerouted: None,
         }
     }
+}
+
+/// A resend's new code: on which channel, its digests under each secret,
+/// and its send (none for a test number).
+#[derive(Clone, Copy, Debug)]
+pub struct NewCode<'a> {
+    pub channel: Channel,
+    pub candidates: &'a [Candidate],
+    pub enqueue: Option<&'a Enqueue>,
 }
 
 /// What `start` stores for a new verification.
@@ -258,9 +280,8 @@ pub trait Verifications: Send + Sync + 'static {
         &self,
         service: &ServiceName,
         id: &VerificationId,
-        candidates: &[Candidate],
+        code: NewCode<'_>,
         policy: ResendPolicy,
-        enqueue: Option<&Enqueue>,
         now: Timestamp,
     ) -> Result<Resent, Error>;
 

@@ -25,6 +25,12 @@ async fn calling(redis: &RedisServer, fake: &FakeProvider, change: fn(&mut Setti
     TestApp::spawn_configured(&settings).await
 }
 
+/// Calls may also go to fixed lines and IP phones.
+fn landlines(settings: &mut Settings) {
+    let demo = settings.services.get_mut("demo").expect("demo");
+    demo.voice_landlines = true;
+}
+
 async fn start(app: &TestApp, to: &str, channel: &str) -> reqwest::Response {
     let body = json!({ "to": to, "channel": channel, "locale": "ja" });
     app.post("/v1/services/demo/verifications", body).await
@@ -104,14 +110,7 @@ async fn a_call_reads_the_code_and_its_status_is_the_receipt() {
 async fn a_landline_takes_a_call_never_an_sms() {
     let redis = RedisServer::start();
     let fake = FakeProvider::default();
-    let app = calling(&redis, &fake, |settings| {
-        settings
-            .services
-            .get_mut("demo")
-            .expect("demo")
-            .voice_landlines = true;
-    })
-    .await;
+    let app = calling(&redis, &fake, landlines).await;
     for landline in ["0312345678", "05012345678"] {
         assert_eq!(
             start(&app, landline, "voice").await.status(),
@@ -154,4 +153,66 @@ async fn voice_goes_only_where_it_is_offered() {
     problem(start(&app, PHONE, "fax").await, 400, "unsupported-channel").await;
     app.settled().await;
     assert!(fake.requests().is_empty());
+}
+
+async fn resend(app: &TestApp, id: &str, body: Option<Value>) -> reqwest::Response {
+    let url = app.url(&format!("/v1/services/demo/verifications/{id}/resend"));
+    let request = app.http.post(url).bearer_auth(crate::support::API_KEY);
+    let request = match body {
+        Some(body) => request.json(&body),
+        None => request,
+    };
+    request.send().await.expect("sent")
+}
+
+/// Issue 15: a resend may switch channels. A call right after the SMS
+/// does not wait for the SMS cooldown; its code approves; each channel
+/// then waits for its own cooldown.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_resend_may_switch_to_a_call() {
+    let redis = RedisServer::start();
+    let fake = FakeProvider::default();
+    let app = calling(&redis, &fake, |_| {}).await;
+    let id = json_of(start(&app, PHONE, "sms").await).await["id"]
+        .as_str()
+        .expect("id")
+        .to_owned();
+    let switched = resend(&app, &id, Some(json!({ "channel": "voice" }))).await;
+    assert_eq!(switched.status(), 200);
+    assert_eq!(json_of(switched).await["channel"], "voice");
+    app.settled().await;
+    let code = code_heard(&fake.requests()[0].form["Twiml"]);
+    problem(resend(&app, &id, None).await, 429, "resend-too-soon").await;
+    let sms = resend(&app, &id, Some(json!({ "channel": "sms" }))).await;
+    problem(sms, 429, "resend-too-soon").await;
+    let checked = json_of(app.check(&id, &code).await).await;
+    assert_eq!(checked["valid"], true, "{checked}");
+}
+
+/// A voice verification to a landline can be resent by call, never by
+/// SMS; bad resend bodies are refused and change nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_landline_is_resent_by_call_only() {
+    let redis = RedisServer::start();
+    let fake = FakeProvider::default();
+    let app = calling(&redis, &fake, landlines).await;
+    let id = json_of(start(&app, "0312345678", "voice").await).await["id"]
+        .as_str()
+        .expect("id")
+        .to_owned();
+    app.clock.advance(std::time::Duration::from_secs(60));
+    assert_eq!(resend(&app, &id, None).await.status(), 200);
+    let sms = resend(&app, &id, Some(json!({ "channel": "sms" }))).await;
+    problem(sms, 422, "channel-unreachable").await;
+    let fax = resend(&app, &id, Some(json!({ "channel": "fax" }))).await;
+    problem(fax, 400, "unsupported-channel").await;
+    let typo = resend(&app, &id, Some(json!({ "chanel": "voice" }))).await;
+    problem(typo, 400, "unknown-field").await;
+    app.settled().await;
+    assert_eq!(fake.requests().len(), 2, "two calls, nothing else");
+    let view = json_of(app.status(&id).await).await;
+    assert_eq!(
+        (view["channel"].as_str(), view["sends"].as_u64()),
+        (Some("voice"), Some(2))
+    );
 }

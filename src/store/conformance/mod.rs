@@ -17,10 +17,10 @@ use futures_util::future::join_all;
 
 use super::{
     Candidate, Changed, Checked, Claimed, Delivery, DeliveryStatus, Digest, Enqueue, Finish,
-    IdempotencyKey, NewVerification, NumberKey, Record, ResendPolicy, Resent, Reservation, Started,
-    Stores, SHARDS,
+    IdempotencyKey, NewCode, NewVerification, NumberKey, Record, ResendPolicy, Resent, Reservation,
+    Started, Stores, SHARDS,
 };
-use crate::domain::Receipt;
+use crate::domain::{Channel, Receipt};
 use crate::domain::{Clock, ManualClock};
 use crate::domain::{ServiceName, Status, Timestamp, VerificationId};
 use crate::ratelimit::{Check, Conversion, FailurePolicy, Gcra, Group, Item, Scope};
@@ -59,6 +59,7 @@ macro_rules! store_conformance {
             start_after_a_finished_one_creates_a_new_one,
             resend_replaces_the_code_and_keeps_attempts_left,
             resend_obeys_cooldown_and_max_sends,
+            a_resend_on_another_channel_has_its_own_cooldown,
             cancel_finishes_a_verification,
             a_receipt_records_delivery_once,
             message_ids_are_indexed_per_carrier_until_they_expire,
@@ -157,12 +158,13 @@ pub fn new_verification(
         service: service(service_name),
         status: Status::Pending,
         masked_to: "+81 90-****-5678".into(),
-        channel: crate::domain::Channel::Sms,
+        channel: Channel::Sms,
         sealed_to: vec![1, 2, 3, 0, 255],
         locale: "ja".parse().expect("locale"),
         created_at: now,
         expires_at: now.plus(TTL),
         resend_after: now.plus(COOLDOWN),
+        other_resend_after: None,
         sends: 1,
         attempts_left: 5,
         key_id: "k1".into(),

@@ -55,9 +55,12 @@ pub async fn a_newer_send_supersedes_an_older_one(fx: &Fixture) {
         .resend(
             &demo,
             &record.id,
-            &candidate(2, None),
+            NewCode {
+                channel: Channel::Sms,
+                candidates: &candidate(2, None),
+                enqueue: Some(&enqueue()),
+            },
             POLICY,
-            Some(&enqueue()),
             fx.clock.now(),
         )
         .await;
@@ -98,9 +101,12 @@ pub async fn a_failed_send_is_taken_back(fx: &Fixture) {
         .resend(
             &service("demo"),
             &record.id,
-            &candidate(2, None),
+            NewCode {
+                channel: Channel::Sms,
+                candidates: &candidate(2, None),
+                enqueue: Some(&enqueue()),
+            },
             POLICY,
-            Some(&enqueue()),
             fx.clock.now(),
         )
         .await;
@@ -244,9 +250,12 @@ pub async fn a_full_outbox_refuses_starts_and_resends(fx: &Fixture) {
         .resend(
             &demo,
             &first.record.id,
-            &new_code,
+            NewCode {
+                channel: Channel::Sms,
+                candidates: &new_code,
+                enqueue: Some(&full),
+            },
             POLICY,
-            Some(&full),
             fx.clock.now(),
         )
         .await;
@@ -311,9 +320,12 @@ pub async fn a_test_number_is_stored_but_never_queued(fx: &Fixture) {
         .resend(
             &service("demo"),
             &new.record.id,
-            &candidate(2, None),
+            NewCode {
+                channel: Channel::Sms,
+                candidates: &candidate(2, None),
+                enqueue: None,
+            },
             POLICY,
-            None,
             fx.clock.now(),
         )
         .await

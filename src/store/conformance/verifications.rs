@@ -87,10 +87,13 @@ pub async fn expired_is_not_found(fx: &Fixture) {
             .resend(
                 &demo,
                 &record.id,
-                &candidate(2, None),
+                NewCode {
+                    channel: Channel::Sms,
+                    candidates: &candidate(2, None),
+                    enqueue: Some(&enqueue()),
+                },
                 POLICY,
-                Some(&enqueue()),
-                now
+                now,
             )
             .await
             .expect("resend"),
@@ -328,9 +331,12 @@ pub async fn resend_replaces_the_code_and_keeps_attempts_left(fx: &Fixture) {
         .resend(
             &demo,
             &record.id,
-            &candidate(2, None),
+            NewCode {
+                channel: Channel::Sms,
+                candidates: &candidate(2, None),
+                enqueue: Some(&enqueue()),
+            },
             POLICY,
-            Some(&enqueue()),
             now,
         )
         .await
@@ -362,9 +368,12 @@ pub async fn resend_obeys_cooldown_and_max_sends(fx: &Fixture) {
                 .resend(
                     &demo,
                     &id,
-                    &candidate(2, None),
+                    NewCode {
+                        channel: Channel::Sms,
+                        candidates: &candidate(2, None),
+                        enqueue: Some(&enqueue()),
+                    },
                     POLICY,
-                    Some(&enqueue()),
                     now,
                 )
                 .await
@@ -422,9 +431,12 @@ pub async fn cancel_finishes_a_verification(fx: &Fixture) {
         .resend(
             &demo,
             &record.id,
-            &candidate(2, None),
+            NewCode {
+                channel: Channel::Sms,
+                candidates: &candidate(2, None),
+                enqueue: Some(&enqueue()),
+            },
             POLICY,
-            Some(&enqueue()),
             now.plus(COOLDOWN),
         )
         .await;
@@ -742,4 +754,66 @@ pub async fn a_check_must_name_the_verifications_number(fx: &Fixture) {
         stored(fx, &record.id).await.attempts_left,
         record.attempts_left
     );
+}
+
+/// Issue 15: `resend_after` is per channel. A resend on another channel
+/// does not wait for this channel's cooldown; it switches the
+/// verification's channel, kills the old code, and starts its own
+/// cooldown; the first channel's cooldown still holds.
+pub async fn a_resend_on_another_channel_has_its_own_cooldown(fx: &Fixture) {
+    let record = started(fx, None).await;
+    let demo = service("demo");
+    let (name, id) = (&demo, record.id);
+    let resend = |channel: Channel, code: u8| {
+        let candidates = candidate(code, None);
+        async move {
+            fx.stores
+                .verifications
+                .resend(
+                    name,
+                    &id,
+                    NewCode {
+                        channel,
+                        candidates: &candidates,
+                        enqueue: Some(&enqueue()),
+                    },
+                    POLICY,
+                    fx.clock.now(),
+                )
+                .await
+                .expect("resend")
+        }
+    };
+    let early = resend(Channel::Sms, 2).await;
+    assert!(matches!(early, Resent::TooSoon(_)), "{early:?}");
+    let voice = resend(Channel::Voice, 3).await;
+    let Resent::Resent(after) = voice else {
+        panic!("{voice:?}")
+    };
+    assert_eq!((after.channel, after.sends), (Channel::Voice, 2));
+    assert_eq!(
+        after.resend_after,
+        fx.clock.now().plus(POLICY.cooldown_after(2))
+    );
+    assert_eq!(
+        after.resend_after_for(Channel::Sms),
+        record.resend_after,
+        "the SMS cooldown still holds"
+    );
+    let Resent::TooSoon(_) = resend(Channel::Voice, 4).await else {
+        panic!("a voice resend waits for the voice cooldown")
+    };
+    let Resent::TooSoon(_) = resend(Channel::Sms, 4).await else {
+        panic!("an SMS resend waits for the SMS cooldown")
+    };
+    let old = check(fx, &demo, &record, 1, fx.clock.now()).await;
+    assert!(
+        matches!(old, Checked::Wrong(_)),
+        "the first code is dead: {old:?}"
+    );
+    fx.clock.advance(COOLDOWN);
+    let Resent::Resent(back) = resend(Channel::Sms, 5).await else {
+        panic!("the SMS cooldown is over")
+    };
+    assert_eq!((back.channel, back.sends), (Channel::Sms, 3));
 }

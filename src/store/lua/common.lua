@@ -1,7 +1,8 @@
 -- Shared by every otpd script (prepended by store/redis.rs).
 -- A verification is a hash: sv service, s status, mt masked number, ch channel,
 -- st sealed number, lc locale, c created, e expires, r resend after
--- (milliseconds), n sends, a attempts left, k secret id, d code digest,
+-- (milliseconds) on the channel in use, ro on the other ('' until the
+-- verification switched channels), n sends, a attempts left, k secret id, d code digest,
 -- b binding digest ('' when unbound), nk the number key, cc the country
 -- calling code, ah the Android app hash ('' when none), ds/dc/dm/da the
 -- latest send's status, carrier, message id and acceptance time, rf/rw the

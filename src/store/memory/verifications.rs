@@ -10,7 +10,7 @@ use super::{Expiring, MemoryStore, State, RETENTION};
 use crate::domain::{Receipt, ServiceName, Timestamp, VerificationId};
 use crate::ratelimit::FailurePolicy;
 use crate::store::{
-    rules, Candidate, Changed, Checked, Enqueue, Error, Failures, NewVerification, NumberKey,
+    rules, Candidate, Changed, Checked, Error, Failures, NewCode, NewVerification, NumberKey,
     Record, ResendPolicy, Resent, Started, Verifications,
 };
 
@@ -147,11 +147,15 @@ impl Verifications for MemoryStore {
         &self,
         service: &ServiceName,
         id: &VerificationId,
-        candidates: &[Candidate],
+        code: NewCode<'_>,
         policy: ResendPolicy,
-        enqueue: Option<&Enqueue>,
         now: Timestamp,
     ) -> Result<Resent, Error> {
+        let NewCode {
+            channel,
+            candidates,
+            enqueue,
+        } = code;
         let mut state = self.lock();
         state.sweep(now);
         let full = enqueue.is_some_and(|enqueue| state.outbox_full(id.tag(), enqueue));
@@ -168,7 +172,7 @@ impl Verifications for MemoryStore {
         };
         // Decided on a copy: a full outbox changes nothing.
         let mut changed = entry.value.clone();
-        let outcome = rules::resend(&mut changed, candidates, policy, now);
+        let outcome = rules::resend(&mut changed, channel, candidates, policy, now);
         if !matches!(outcome, Resent::Resent(_)) {
             return Ok(outcome);
         }

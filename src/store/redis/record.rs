@@ -90,6 +90,10 @@ pub(super) fn decode(id: &VerificationId, fields: Vec<Value>) -> Result<Record, 
         created_at: Timestamp::from_millis(parsed("c", take("c"))?),
         expires_at: Timestamp::from_millis(parsed("e", take("e"))?),
         resend_after: Timestamp::from_millis(parsed("r", take("r"))?),
+        other_resend_after: take("ro")
+            .filter(|at| !at.is_empty())
+            .map(|at| parsed("ro", Some(at)).map(Timestamp::from_millis))
+            .transpose()?,
         sends: parsed("n", take("n"))?,
         attempts_left: parsed("a", take("a"))?,
         key_id: parsed("k", take("k"))?,
@@ -133,6 +137,13 @@ pub(super) fn encode(record: &Record) -> Vec<(&'static str, Vec<u8>)> {
         ("c", record.created_at.millis().to_string().into_bytes()),
         ("e", record.expires_at.millis().to_string().into_bytes()),
         ("r", record.resend_after.millis().to_string().into_bytes()),
+        (
+            "ro",
+            record
+                .other_resend_after
+                .map(|at| at.millis().to_string().into_bytes())
+                .unwrap_or_default(),
+        ),
         ("n", record.sends.to_string().into_bytes()),
         ("a", record.attempts_left.to_string().into_bytes()),
         ("k", record.key_id.clone().into_bytes()),

@@ -15,8 +15,8 @@ use crate::domain::{Receipt, ServiceName, Timestamp, VerificationId};
 use crate::ratelimit::FailurePolicy;
 use crate::store::memory::RETENTION;
 use crate::store::{
-    Candidate, Changed, Checked, Enqueue, Error, Failures, NewVerification, NumberKey, Record,
-    ResendPolicy, Resent, Started, Verifications, SHARDS,
+    Candidate, Changed, Checked, Enqueue, Error, Failures, NewCode, NewVerification, NumberKey,
+    Record, ResendPolicy, Resent, Started, Verifications, SHARDS,
 };
 
 /// Starts tried before giving up on a number whose index keeps moving
@@ -150,11 +150,15 @@ impl Verifications for RedisStore {
         &self,
         service: &ServiceName,
         id: &VerificationId,
-        candidates: &[Candidate],
+        code: NewCode<'_>,
         policy: ResendPolicy,
-        enqueue: Option<&Enqueue>,
         now: Timestamp,
     ) -> Result<Resent, Error> {
+        let NewCode {
+            channel,
+            candidates,
+            enqueue,
+        } = code;
         let mut invocation = self.scripts.resend.prepare_invoke();
         invocation
             .key(self.verification_key(id))
@@ -167,6 +171,7 @@ impl Verifications for RedisStore {
             .arg(millis(RETENTION))
             .arg(millis(policy.max_cooldown));
         enqueue_args(&mut invocation, enqueue);
+        invocation.arg(channel.as_str());
         for candidate in candidates {
             invocation
                 .arg(candidate.key_id.as_str())
