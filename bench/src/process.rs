@@ -78,9 +78,18 @@ fn clock_ticks() -> f64 {
         .unwrap_or(100.0)
 }
 
-/// A loopback port nobody listens on.
+/// A loopback port nobody listens on, below the kernel's ephemeral range
+/// (32768 and up), so that no outgoing connection takes it before the
+/// server that is to listen on it binds it.
 pub fn free_port() -> anyhow::Result<u16> {
-    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+    use rand::Rng;
+    for _ in 0..1000 {
+        let port = rand::rng().random_range(20_000..32_000);
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return Ok(port);
+        }
+    }
+    bail!("no free port between 20000 and 32000")
 }
 
 /// Polls `ready` until it holds, for at most `within`.

@@ -58,9 +58,18 @@ impl Security {
     }
 }
 
+/// A port nobody listens on, for a server a test starts. It is chosen
+/// below the kernel's ephemeral range (32768 and up): a port the kernel
+/// handed out could be given again to some outgoing connection before the
+/// server binds it (a redis-server then fails to start).
 pub fn free_port() -> u16 {
-    let listener = TcpListener::bind("127.0.0.1:0").expect("a free port");
-    listener.local_addr().expect("address").port()
+    use rand::Rng;
+    loop {
+        let port = rand::rng().random_range(20_000..32_000);
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
 }
 
 impl RedisServer {
