@@ -280,6 +280,19 @@ pub struct ServiceSettings {
     /// Whether calls may go to fixed lines and IP phones (050), which SMS
     /// never reaches; premium, shared-cost, toll-free and M2M never.
     pub voice_landlines: bool,
+    /// Automatic fallback: while the verification is neither approved nor
+    /// canceled, each step resends on its channel `after` the start (at
+    /// once when the latest SMS's receipt says undelivered).
+    pub fallback: Vec<FallbackStep>,
+}
+
+/// One step of a service's fallback workflow.
+#[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct FallbackStep {
+    pub channel: Channel,
+    #[serde(with = "humantime_serde")]
+    pub after: Duration,
 }
 
 impl Default for ServiceSettings {
@@ -306,6 +319,7 @@ impl Default for ServiceSettings {
             attestation: Default::default(),
             channels: vec![Channel::Sms],
             voice_landlines: false,
+            fallback: Vec::new(),
         }
     }
 }
@@ -755,6 +769,7 @@ fn validate_service(
         max_segments: settings.max_segments,
         channels: settings.channels.iter().copied().collect(),
         voice_landlines: settings.voice_landlines,
+        fallback: fallback(&key("fallback"), settings)?,
     };
     // SMS-5: every template, with its autofill line, fits the segments allowed.
     for locale in service.templates.keys() {
@@ -775,6 +790,28 @@ fn validate_service(
 }
 
 /// A service's test numbers, by E.164, with their fixed codes.
+/// The fallback steps: each on a channel the service offers, later than
+/// the one before, and within the code's life.
+fn fallback(path: &str, settings: &ServiceSettings) -> Result<Vec<FallbackStep>, ConfigError> {
+    let mut last = Duration::ZERO;
+    for step in &settings.fallback {
+        if !settings.channels.contains(&step.channel) {
+            return Err(invalid(
+                path,
+                format!("{} is not in channels", step.channel),
+            ));
+        }
+        if step.after <= last || step.after >= settings.ttl {
+            return Err(invalid(
+                path,
+                "each step's after is later than the one before and shorter than ttl",
+            ));
+        }
+        last = step.after;
+    }
+    Ok(settings.fallback.clone())
+}
+
 fn test_numbers(
     name: &str,
     settings: &ServiceSettings,

@@ -12,8 +12,8 @@ use super::DeliverySettings;
 use crate::carrier::{Admission, Hop, Outgoing, Receipts, Router, SendError};
 use crate::domain::Timestamp;
 use crate::metrics::Metrics;
-use crate::otp::Otp;
-use crate::store::{Claimed, Finish, Reroute};
+use crate::otp::{Otp, Prepared};
+use crate::store::{Claimed, Finish, Reroute, Watch};
 
 /// The most sends claimed per read (fewer when fewer permits are free).
 const BATCH: usize = 16;
@@ -77,7 +77,7 @@ impl Worker {
                     Err(_) => break,
                 }
             }
-            if self.settings.reroute && Instant::now() >= next_overdue {
+            if Instant::now() >= next_overdue {
                 next_overdue = Instant::now() + OVERDUE_EVERY;
                 if let Err(error) = self.otp.reroute_overdue(BATCH).await {
                     warn!(error = ?error, "overdue receipts not looked at; retrying");
@@ -145,8 +145,8 @@ impl Worker {
     async fn deliver(&self, claimed: Claimed) {
         let reroute = claimed.send.reroute.as_ref();
         let finish = match self.otp.prepare_send(&claimed).await {
-            Ok(Some((mut message, expires_at))) => {
-                let sending = self.send_with_retries(&mut message, expires_at, reroute);
+            Ok(Some(mut prepared)) => {
+                let sending = self.send_with_retries(&mut prepared, reroute, claimed.send.switched);
                 self.keeping(&claimed, sending).await
             }
             Ok(None) => Finish::Skipped,
@@ -198,16 +198,19 @@ impl Worker {
     /// next at once); when a whole pass fails, backs off and tries again,
     /// while attempts and the code's life last. While every carrier of the
     /// route has its circuit open, waits without spending an attempt. A
-    /// re-routed send's route starts after the carrier it was accepted by.
+    /// re-routed send's route starts after the carrier it was accepted by
+    /// (a fallback's, on its new channel, from the start).
     async fn send_with_retries(
         &self,
-        message: &mut Outgoing,
-        expires_at: Timestamp,
+        prepared: &mut Prepared,
         reroute: Option<&Reroute>,
+        switched: bool,
     ) -> Finish {
+        let (expires_at, fallback) = (prepared.expires_at, prepared.fallback);
+        let message = &mut prepared.message;
         let mut route = self.router.route(message.channel(), message.to().region());
-        if let Some(reroute) = reroute {
-            let after = route.iter().position(|hop| hop.name == reroute.from);
+        if let Some(skipped) = reroute.and_then(|reroute| reroute.skips(switched)) {
+            let after = route.iter().position(|hop| hop.name == skipped);
             route.drain(..after.map_or(0, |at| at + 1));
         }
         let mut attempt = 0;
@@ -229,11 +232,9 @@ impl Worker {
                         return Finish::Sent {
                             carrier: hop.name.clone(),
                             message_id,
-                            watch_until: self.watch_until(
-                                hop,
-                                has_next && reroute.is_none(),
-                                expires_at,
-                            ),
+                            watch: fallback.or_else(|| {
+                                self.receipt_watch(hop, has_next && reroute.is_none(), expires_at)
+                            }),
                         };
                     }
                     Err(SendError::Rejected { .. }) if !self.router.failover_on_rejection => {
@@ -255,17 +256,17 @@ impl Worker {
         self.give_up()
     }
 
-    /// Until when a send `hop` accepted is watched for its receipt, to go
-    /// once more through the next carrier (REL-4): only with `reroute` on,
-    /// a carrier that gives receipts, a next carrier to go to, and a code
-    /// that still lives then.
-    fn watch_until(&self, hop: &Hop, has_next: bool, expires_at: Timestamp) -> Option<Timestamp> {
+    /// How a send `hop` accepted is watched for its receipt, to go once
+    /// more through the next carrier (REL-4): only with `reroute` on, a
+    /// carrier that gives receipts, a next carrier to go to, and a code that
+    /// still lives then. (A service's fallback step takes precedence.)
+    fn receipt_watch(&self, hop: &Hop, has_next: bool, expires_at: Timestamp) -> Option<Watch> {
         let until = self.otp.now().plus(self.settings.receipt_timeout);
         let watched = self.settings.reroute
             && has_next
             && hop.carrier.receipts() != Receipts::None
             && until < expires_at;
-        watched.then_some(until)
+        watched.then_some(Watch { until, then: None })
     }
 
     /// Every route gave up: the send goes to the dead letters.

@@ -9,8 +9,16 @@ use super::{Error, Otp};
 use crate::carrier::{Message, Outgoing};
 use crate::domain::{CarrierReceipt, Receipt};
 use crate::domain::{Channel, Phone, Status, Timestamp, VerificationId};
-use crate::store::{Claimed, DeliveryStatus, Finish};
+use crate::store::{Claimed, DeliveryStatus, Finish, Watch};
 use crate::voice::Speech;
+
+/// A send ready to go.
+pub struct Prepared {
+    pub message: Outgoing,
+    pub expires_at: Timestamp,
+    /// The service's fallback step, watched once the message is out.
+    pub fallback: Option<Watch>,
+}
 
 /// How long a carrier's message id leads back to its send.
 const MESSAGE_INDEX_TTL: Duration = Duration::from_secs(86_400);
@@ -120,13 +128,11 @@ impl Otp {
         Ok(self.stores.outbox.depth().await?)
     }
 
-    /// The SMS or call for a queued send, and when its code expires; `None`
-    /// when it must not go out: the verification expired, finished, or was
-    /// resent since (a stale code is never sent).
-    pub async fn prepare_send(
-        &self,
-        claimed: &Claimed,
-    ) -> Result<Option<(Outgoing, Timestamp)>, Error> {
+    /// The SMS or call for a queued send, when its code expires, and the
+    /// service's fallback to watch for once it is out; `None` when it must
+    /// not go out: the verification expired, finished, or was resent since
+    /// (a stale code is never sent).
+    pub async fn prepare_send(&self, claimed: &Claimed) -> Result<Option<Prepared>, Error> {
         let send = &claimed.send;
         let Ok(service) = self.service(&send.service) else {
             return Ok(None);
@@ -181,7 +187,22 @@ impl Otp {
                 valid_for,
             }),
         };
-        Ok(Some((message, record.expires_at)))
+        // A fallback step on another channel, once per send that was not
+        // itself a re-route or fallback, timed from when it was queued.
+        let fallback = service
+            .fallback
+            .first()
+            .filter(|step| step.channel != record.channel && record.delivery.rerouted.is_none())
+            .map(|step| Watch {
+                until: send.queued_at.plus(step.after),
+                then: Some(step.channel),
+            })
+            .filter(|watch| watch.until < record.expires_at);
+        Ok(Some(Prepared {
+            message,
+            expires_at: record.expires_at,
+            fallback,
+        }))
     }
 
     /// Removes the send from the outbox and records the outcome on its

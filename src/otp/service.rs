@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use crate::domain::{Channel, Code, Locale, Phone, Reach, Region, ServiceName};
+use crate::domain::{Channel, Code, Locale, Phone, Reach, Region, ServiceName, Timestamp};
 use crate::ratelimit::Policy;
 use crate::sms::{segments, AppHash, Body, Origin, Template};
 
@@ -37,6 +37,8 @@ pub struct Service {
     pub channels: std::collections::BTreeSet<Channel>,
     /// Whether calls may go to fixed lines and IP phones.
     pub voice_landlines: bool,
+    /// The automatic fallback steps, in order.
+    pub fallback: Vec<crate::config::FallbackStep>,
 }
 
 impl Service {
@@ -46,6 +48,15 @@ impl Service {
             Channel::Voice if self.voice_landlines => Reach::Personal,
             _ => Reach::Mobile,
         }
+    }
+
+    /// When fallback step `step` (1 for the first) is due for a
+    /// verification created at `created_at`, if the service has that step.
+    pub fn fallback_due(&self, step: u32, created_at: Timestamp) -> Option<Timestamp> {
+        let index = usize::try_from(step).ok()?.checked_sub(1)?;
+        self.fallback
+            .get(index)
+            .map(|step| created_at.plus(step.after))
     }
 
     /// The numbers any of the service's channels may go to.

@@ -25,7 +25,9 @@ use std::sync::Arc;
 pub use self::idempotency::{Idempotency, IdempotencyKey, Reservation};
 pub use self::limits::Limits;
 pub use self::memory::MemoryStore;
-pub use self::outbox::{Claimed, Enqueue, Finish, Outbox, QueuedSend, Reroute, RerouteReason};
+pub use self::outbox::{
+    Claimed, Enqueue, Finish, Outbox, QueuedSend, Reroute, RerouteReason, Watch,
+};
 pub use self::redis::{ClusterSettings, RedisSettings, RedisStore, SentinelSettings, Topology};
 pub use self::rules::Failures;
 pub use self::verification::{

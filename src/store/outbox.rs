@@ -6,7 +6,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 
 use super::{Error, KeyId};
-use crate::domain::{ServiceName, Timestamp, VerificationId};
+use crate::domain::{Channel, ServiceName, Timestamp, VerificationId};
 
 /// What a start or resend puts in the outbox with the verification.
 #[derive(Clone, Debug)]
@@ -29,8 +29,10 @@ pub struct QueuedSend {
     pub key_id: KeyId,
     pub queued_at: Timestamp,
     /// Set when this is the send once more after a carrier accepted it
-    /// (REL-4): the route starts after that carrier.
+    /// (REL-4, or a fallback).
     pub reroute: Option<Reroute>,
+    /// Whether that send moved to another channel (a fallback step).
+    pub switched: bool,
 }
 
 /// Why an accepted send goes once more through the next carrier (REL-4).
@@ -40,6 +42,9 @@ pub enum RerouteReason {
     Undelivered,
     /// No receipt came within `delivery.receipt_timeout`.
     NoReceipt,
+    /// The service's fallback step came due with the verification still
+    /// pending: the code goes once more on the step's channel.
+    Fallback,
 }
 
 impl RerouteReason {
@@ -47,6 +52,7 @@ impl RerouteReason {
         match self {
             RerouteReason::Undelivered => "undelivered",
             RerouteReason::NoReceipt => "no_receipt",
+            RerouteReason::Fallback => "fallback",
         }
     }
 }
@@ -58,6 +64,7 @@ impl std::str::FromStr for RerouteReason {
         match text {
             "undelivered" => Ok(RerouteReason::Undelivered),
             "no_receipt" => Ok(RerouteReason::NoReceipt),
+            "fallback" => Ok(RerouteReason::Fallback),
             other => Err(format!("unknown reroute reason {other:?}")),
         }
     }
@@ -68,6 +75,15 @@ impl std::str::FromStr for RerouteReason {
 pub struct Reroute {
     pub from: String,
     pub reason: RerouteReason,
+}
+
+impl Reroute {
+    /// The route of a send that stays on its channel starts after `from`;
+    /// a fallback to another channel starts from that channel's first
+    /// carrier.
+    pub fn skips(&self, switched: bool) -> Option<&str> {
+        (!switched).then_some(self.from.as_str())
+    }
 }
 
 /// A send handed to one worker, until it finishes it.
@@ -84,10 +100,10 @@ pub enum Finish {
     Sent {
         carrier: String,
         message_id: String,
-        /// Watch for the receipt until then (REL-4): an `undelivered`
-        /// receipt, or none by then, queues the send once more for the next
-        /// carrier (`Outbox::reroute_overdue`, `Verifications::receipt`).
-        watch_until: Option<Timestamp>,
+        /// Watch it (`Watch`): an `undelivered` receipt, or the watch's
+        /// end, queues the send once more (`Outbox::reroute_overdue`,
+        /// `Verifications::receipt`).
+        watch: Option<Watch>,
     },
     /// Gave up: recorded as failed, and the send is taken back (the user
     /// may resend at once). `dead` keeps a copy in the dead-letter stream.
@@ -95,6 +111,15 @@ pub enum Finish {
     /// Not sent and nothing to record: the verification expired, finished
     /// or was resent since (a newer send supersedes it).
     Skipped,
+}
+
+/// How long an accepted send is watched, and where it goes next.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Watch {
+    pub until: Timestamp,
+    /// The channel a fallback step switches to; none: the same channel's
+    /// next carrier (REL-4).
+    pub then: Option<Channel>,
 }
 
 /// Where queued sends wait for a worker.

@@ -161,14 +161,15 @@ pub(super) fn finish(record: &mut Record, number: u32, finish: &Finish, now: Tim
     true
 }
 
-/// Marks send `number` as queued once more for the carrier after the one
-/// that accepted it, if it is still the latest send of a pending, living
+/// Marks send `number` as queued once more, for the carrier after the one
+/// that accepted it or on the fallback channel `then`, if it is still the latest send of a pending, living
 /// verification and was not re-routed before (the twin of `reroute` in
 /// `lua/common.lua`); the carrier that accepted it.
 pub(super) fn reroute(
     record: &mut Record,
     number: u32,
     reason: RerouteReason,
+    then: Option<Channel>,
     now: Timestamp,
 ) -> Option<String> {
     let delivery = &record.delivery;
@@ -177,10 +178,14 @@ pub(super) fn reroute(
         && now < record.expires_at
         && matches!(
             delivery.status,
-            DeliveryStatus::Sent | DeliveryStatus::Undelivered
+            DeliveryStatus::Sent | DeliveryStatus::Undelivered | DeliveryStatus::Delivered
         )
         && delivery.rerouted.is_none();
     let from = delivery.carrier.clone().filter(|_| eligible)?;
+    if let Some(channel) = then.filter(|channel| *channel != record.channel) {
+        record.other_resend_after = Some(record.resend_after);
+        record.channel = channel;
+    }
     record.delivery = Delivery {
         rerouted: Some(Reroute {
             from: from.clone(),

@@ -306,7 +306,7 @@ pub trait Verifications: Send + Sync + 'static {
     /// something, the time the send was accepted (a duplicate, or a receipt
     /// for a superseded send, changes nothing). An undelivered message lifts
     /// the resend cooldown and, if the send was watched
-    /// (`Finish::Sent::watch_until`), queues it once more for the next
+    /// (`Finish::Sent::watch`), queues it once more for the next
     /// carrier (REL-4); a delivered one ends the watch.
     async fn receipt(
         &self,

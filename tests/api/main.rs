@@ -16,6 +16,7 @@ mod end_user;
 mod failover;
 mod fake_provider;
 mod fake_siteverify;
+mod fallback;
 mod faults;
 mod fuzz;
 mod gateway;

@@ -38,7 +38,7 @@ async fn start(app: &TestApp, to: &str, channel: &str) -> reqwest::Response {
 
 /// The code a Japanese call script reads out: each digit once, before
 /// "もう一度".
-fn code_heard(twiml: &str) -> String {
+pub fn code_heard(twiml: &str) -> String {
     let first_time = twiml.split("もう一度").next().unwrap_or_default();
     first_time
         .split("<Say language=\"ja-JP\">")

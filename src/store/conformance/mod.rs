@@ -18,7 +18,7 @@ use futures_util::future::join_all;
 use super::{
     Candidate, Changed, Checked, Claimed, Delivery, DeliveryStatus, Digest, Enqueue, Finish,
     IdempotencyKey, NewCode, NewVerification, NumberKey, Record, ResendPolicy, Resent, Reservation,
-    Started, Stores, SHARDS,
+    Started, Stores, Watch, SHARDS,
 };
 use crate::domain::{Channel, Receipt};
 use crate::domain::{Clock, ManualClock};
@@ -81,7 +81,8 @@ macro_rules! store_conformance {
             a_send_is_finished_once,
             an_overdue_watched_send_is_queued_once_more_for_the_next_carrier,
             an_undelivered_receipt_queues_a_watched_send_at_once,
-            a_delivered_receipt_or_a_finished_verification_ends_the_watch);
+            a_delivered_receipt_or_a_finished_verification_ends_the_watch,
+            a_fallback_watch_switches_the_channel_once);
         $crate::store_conformance!(@suite idempotency $fixture;
             idempotency_reserves_completes_and_replays,
             idempotency_release_and_lock_expiry_free_the_key);
@@ -229,7 +230,7 @@ fn sent() -> Finish {
     Finish::Sent {
         carrier: "recording".into(),
         message_id: "m-1".into(),
-        watch_until: None,
+        watch: None,
     }
 }
 
@@ -238,6 +239,9 @@ fn sent_watched(fx: &Fixture) -> Finish {
     Finish::Sent {
         carrier: "recording".into(),
         message_id: "m-1".into(),
-        watch_until: Some(fx.clock.now().plus(Duration::from_secs(60))),
+        watch: Some(Watch {
+            until: fx.clock.now().plus(Duration::from_secs(60)),
+            then: None,
+        }),
     }
 }

@@ -444,3 +444,37 @@ pub async fn a_delivered_receipt_or_a_finished_verification_ends_the_watch(fx: &
     assert_eq!(overdue(fx).await, 0);
     assert!(claim_all(fx, "a").await.is_empty());
 }
+
+/// Issue 15: a fallback watch moves the send to another channel when it
+/// ends, reason `fallback`; a delivered receipt does not end it (the code
+/// is not entered yet); it fires once.
+pub async fn a_fallback_watch_switches_the_channel_once(fx: &Fixture) {
+    let record = started(fx, None).await;
+    let first = claim_all(fx, "a").await;
+    let watch = Watch {
+        until: fx.clock.now().plus(Duration::from_secs(60)),
+        then: Some(Channel::Voice),
+    };
+    let sent = Finish::Sent {
+        carrier: "recording".into(),
+        message_id: "m-1".into(),
+        watch: Some(watch),
+    };
+    finish(fx, &first[0], sent).await;
+    let now = fx.clock.now();
+    let verifications = &fx.stores.verifications;
+    let recorded = verifications
+        .receipt("recording", &receipt_for(&record, true), now)
+        .await;
+    assert!(recorded.expect("receipt").is_some());
+    assert_eq!(overdue(fx).await, 0, "not yet");
+    fx.clock.advance(Duration::from_secs(60));
+    assert_eq!(overdue(fx).await, 1);
+    assert_eq!(overdue(fx).await, 0, "once");
+    let again = claim_all(fx, "a").await;
+    let reason = again[0].send.reroute.as_ref().map(|r| r.reason);
+    assert_eq!(reason, Some(RerouteReason::Fallback));
+    let after = stored(fx, &record.id).await;
+    assert_eq!(after.channel, Channel::Voice);
+    assert_eq!(after.resend_after_for(Channel::Sms), record.resend_after);
+}

@@ -6,8 +6,9 @@
 -- b binding digest ('' when unbound), nk the number key, cc the country
 -- calling code, ah the Android app hash ('' when none), ds/dc/dm/da the
 -- latest send's status, carrier, message id and acceptance time, rf/rw the
--- carrier it was re-routed from and why ('' when it was not), wc/wk the
--- sealed code and its key while the send is watched for its receipt. "now" always comes from the caller's
+-- carrier it was re-routed from and why ('' when it was not), wc/wk/wn the
+-- sealed code, its key and the fallback channel ('' none) while the send
+-- is watched. "now" always comes from the caller's
 -- clock; key TTLs are housekeeping only.
 
 -- Constant-time equality (SEC-12): the loop never exits early.
@@ -169,12 +170,12 @@ local function approve(now, first)
 end
 
 -- Queues one send on the shard's stream (a re-route names the carrier it
--- follows and why). The code is sealed (AES-GCM) by the caller: it is
+-- follows, why, and whether it switched channels: '1' for a fallback). The code is sealed (AES-GCM) by the caller: it is
 -- never in clear at rest. The stream lives while sends arrive (a day after
 -- the last one).
-local function enqueue(stream, id, service, number, sealed_code, key_id, now, from, reason)
+local function enqueue(stream, id, service, number, sealed_code, key_id, now, from, reason, switched)
   if from then
-    redis.call('XADD', stream, '*', 'v', id, 'sv', service, 'n', number, 'c', sealed_code, 'k', key_id, 'q', now, 'rf', from, 'rw', reason)
+    redis.call('XADD', stream, '*', 'v', id, 'sv', service, 'n', number, 'c', sealed_code, 'k', key_id, 'q', now, 'rf', from, 'rw', reason, 'rs', switched)
   else
     redis.call('XADD', stream, '*', 'v', id, 'sv', service, 'n', number, 'c', sealed_code, 'k', key_id, 'q', now)
   end
@@ -182,18 +183,27 @@ local function enqueue(stream, id, service, number, sealed_code, key_id, now, fr
 end
 
 -- Queues send n of the verification at `key` once more, for the carrier
--- after the one that accepted it, if it is still watched (in the shard's
--- `due` set) and still the latest send of a pending, living verification
--- that was not re-routed before (the twin of rules::reroute); 1 if it did.
+-- after the one that accepted it or on the fallback channel kept in wn, if
+-- it is still watched (in the shard's `watched` set) and still the latest
+-- send of a pending, living verification that was not re-routed before
+-- (the twin of rules::reroute); a watch that ended with a fallback channel
+-- is a fallback, not a missing receipt. 1 if it did.
 local function reroute(key, stream, due, n, reason, now)
   local id = string.match(key, ':v:(.+)$')
   if redis.call('ZREM', due, id .. '.' .. n) == 0 then return 0 end
-  local f = redis.call('HMGET', key, 's', 'n', 'e', 'ds', 'dc', 'rf', 'wc', 'wk', 'sv')
+  local f = redis.call('HMGET', key, 's', 'n', 'e', 'ds', 'dc', 'rf', 'wc', 'wk', 'sv', 'wn', 'ch', 'r')
   local eligible = f[1] == 'pending' and tonumber(f[2]) == tonumber(n) and tonumber(f[3]) > now
-    and (f[4] == 'sent' or f[4] == 'undelivered') and (not f[6] or f[6] == '') and f[7]
+    and (f[4] == 'sent' or f[4] == 'undelivered' or f[4] == 'delivered')
+    and (not f[6] or f[6] == '') and f[7]
   if not eligible then return 0 end
+  local channel = f[10] or ''
+  if channel ~= '' and reason == 'no_receipt' then reason = 'fallback' end
+  local switched = channel ~= '' and channel ~= (f[11] or 'sms')
+  if switched then
+    redis.call('HSET', key, 'ch', channel, 'ro', f[12])
+  end
   redis.call('HSET', key, 'ds', 'queued', 'dc', '', 'dm', '', 'da', '', 'rf', f[5], 'rw', reason)
-  redis.call('HDEL', key, 'wc', 'wk')
-  enqueue(stream, id, f[9], n, f[7], f[8], now, f[5], reason)
+  redis.call('HDEL', key, 'wc', 'wk', 'wn')
+  enqueue(stream, id, f[9], n, f[7], f[8], now, f[5], reason, switched and '1' or '0')
   return 1
 end

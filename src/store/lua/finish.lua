@@ -2,7 +2,8 @@
 -- shard's dead-letter stream, KEYS[4] the shard's watched sends (a sorted
 -- set of '<id>.<send>' by the end of their watch). ARGV: group, entry id,
 -- send number, outcome ('sent' | 'failed' | 'skipped'), carrier, message
--- id, dead ('1'), now, watch until ('' for none).
+-- id, dead ('1'), now, watch until ('' for none), the fallback channel
+-- the watch switches to ('' for the same channel's next carrier).
 -- Acknowledges and removes the entry and, if it is still the verification's
 -- latest send, records the outcome; a failed send is taken back (one send
 -- fewer, no cooldown) so the user can ask again at once. A watched send
@@ -20,7 +21,7 @@ if latest and ARGV[4] == 'sent' then
   if ARGV[9] ~= '' and entry[1] then
     local fields, sealed = entry[1][2], {}
     for i = 1, #fields, 2 do sealed[fields[i]] = fields[i + 1] end
-    redis.call('HSET', KEYS[2], 'wc', sealed['c'], 'wk', sealed['k'])
+    redis.call('HSET', KEYS[2], 'wc', sealed['c'], 'wk', sealed['k'], 'wn', ARGV[10])
     redis.call('ZADD', KEYS[4], ARGV[9], id .. '.' .. ARGV[3])
     redis.call('PEXPIRE', KEYS[4], 86400000)
   end

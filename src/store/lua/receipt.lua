@@ -5,8 +5,8 @@
 -- sent by that carrier under that message id (the twin of rules::receipt);
 -- returns when the send was accepted, or -1 when nothing changed (a
 -- duplicate, a superseded send, an unknown message). A delivered receipt
--- ends a watched send's watch; an undelivered one queues it once more for
--- the next carrier (REL-4).
+-- ends a watch for the receipt; an undelivered one queues the watched send
+-- once more, for the next carrier (REL-4) or on its fallback channel.
 local f = redis.call('HMGET', KEYS[1], 'n', 'ds', 'dc', 'dm', 'da', 's', 'r')
 if not f[1] or tonumber(f[1]) ~= tonumber(ARGV[1]) or f[2] ~= 'sent'
     or f[3] ~= ARGV[2] or f[4] ~= ARGV[3] then
@@ -19,10 +19,12 @@ if ARGV[4] == 'undelivered' then
     redis.call('HSET', KEYS[1], 'r', ARGV[5])
   end
   reroute(KEYS[1], KEYS[2], KEYS[3], ARGV[1], 'undelivered', now)
-else
+elseif (redis.call('HGET', KEYS[1], 'wn') or '') == '' then
+  -- A watch for the receipt ends; a fallback watch goes on (the code is
+  -- not entered yet).
   local id = string.match(KEYS[1], ':v:(.+)$')
   if redis.call('ZREM', KEYS[3], id .. '.' .. ARGV[1]) == 1 then
-    redis.call('HDEL', KEYS[1], 'wc', 'wk')
+    redis.call('HDEL', KEYS[1], 'wc', 'wk', 'wn')
   end
 end
 return tonumber(f[5]) or now

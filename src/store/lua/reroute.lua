@@ -1,5 +1,6 @@
 -- KEYS[1] the verification, KEYS[2] the shard's outbox stream, KEYS[3] the
 -- shard's watched sends. ARGV: send number, now.
--- A watched send whose watch ended without a receipt: queued once more for
--- the next carrier if it still should go (REL-4); 1 if it was.
+-- A watched send whose watch ended: queued once more, for the next carrier
+-- (no receipt came, REL-4) or on its fallback channel, if it still should
+-- go; 1 if it was.
 return reroute(KEYS[1], KEYS[2], KEYS[3], ARGV[1], 'no_receipt', tonumber(ARGV[2]))

@@ -10,10 +10,10 @@ use async_trait::async_trait;
 
 use super::MemoryStore;
 use super::State;
-use crate::domain::{Timestamp, VerificationId};
+use crate::domain::{Channel, Timestamp, VerificationId};
 use crate::store::{
     rules, Claimed, Enqueue, Error, Finish, KeyId, Outbox, QueuedSend, Record, Reroute,
-    RerouteReason,
+    RerouteReason, Watch,
 };
 
 #[derive(Default)]
@@ -32,6 +32,8 @@ pub(super) struct Queue {
 /// it was queued, to queue it once more (REL-4).
 struct Watched {
     until: Timestamp,
+    /// The fallback channel; none: the same channel's next carrier.
+    then: Option<Channel>,
     sealed_code: Vec<u8>,
     key_id: KeyId,
 }
@@ -138,10 +140,11 @@ impl Queue {
         Some(held.claimed.send)
     }
 
-    /// Watches an accepted send for its receipt until `until`.
-    fn watch(&mut self, send: QueuedSend, until: Timestamp) {
+    /// Watches an accepted send until `watch.until`.
+    fn watch(&mut self, send: QueuedSend, watch: Watch) {
         let watched = Watched {
-            until,
+            until: watch.until,
+            then: watch.then,
             sealed_code: send.sealed_code,
             key_id: send.key_id,
         };
@@ -154,20 +157,31 @@ impl Queue {
         self.watched.remove(&(id, number))
     }
 
-    /// Up to `max` watched sends whose watch ended by `now`.
-    fn overdue(&self, now: Timestamp, max: usize) -> Vec<(VerificationId, u32)> {
+    /// Up to `max` watched sends whose watch ended by `now`, and why they
+    /// go again.
+    fn overdue(&self, now: Timestamp, max: usize) -> Vec<(VerificationId, u32, RerouteReason)> {
         self.watched
             .iter()
             .filter(|(_, watched)| watched.until <= now)
-            .map(|(send, _)| *send)
+            .map(|(&(id, number), watched)| (id, number, timed_out(watched.then)))
             .take(max)
             .collect()
     }
 }
 
+/// Why a watch that ended sends again: a fallback step, or a missing
+/// receipt.
+fn timed_out(then: Option<Channel>) -> RerouteReason {
+    match then {
+        Some(_) => RerouteReason::Fallback,
+        None => RerouteReason::NoReceipt,
+    }
+}
+
 impl State {
-    /// Queues a watched send once more for the next carrier, if it still
-    /// should go (the twin of `reroute` in `lua/common.lua`); whether it was.
+    /// Queues a watched send once more, for the next carrier or on its
+    /// fallback channel, if it still should go (the twin of `reroute` in
+    /// `lua/common.lua`); whether it was.
     pub(super) fn reroute(
         &mut self,
         id: VerificationId,
@@ -181,9 +195,11 @@ impl State {
         let Some(entry) = self.verifications.get_mut(&id) else {
             return false;
         };
-        let Some(from) = rules::reroute(&mut entry.value, number, reason, now) else {
+        let channel = entry.value.channel;
+        let Some(from) = rules::reroute(&mut entry.value, number, reason, watched.then, now) else {
             return false;
         };
+        let switched = entry.value.channel != channel;
         let send = QueuedSend {
             id,
             service: entry.value.service.clone(),
@@ -192,13 +208,15 @@ impl State {
             key_id: watched.key_id,
             queued_at: now,
             reroute: Some(Reroute { from, reason }),
+            switched,
         };
         self.outbox.push(send);
         true
     }
 
-    /// What a receipt means for a watched send: delivered ends the watch,
-    /// undelivered queues it once more.
+    /// What a receipt means for a watched send: delivered ends a watch for
+    /// the receipt (a fallback watch goes on: the code is not entered
+    /// yet), undelivered queues it once more.
     pub(super) fn receipt_watched(
         &mut self,
         id: VerificationId,
@@ -206,8 +224,15 @@ impl State {
         delivered: bool,
         now: Timestamp,
     ) {
+        let receipt_watch = self
+            .outbox
+            .watched
+            .get(&(id, number))
+            .is_some_and(|watched| watched.then.is_none());
         if delivered {
-            self.outbox.unwatch(id, number);
+            if receipt_watch {
+                self.outbox.unwatch(id, number);
+            }
         } else {
             self.reroute(id, number, RerouteReason::Undelivered, now);
         }
@@ -267,12 +292,11 @@ impl Outbox for MemoryStore {
         if let (
             true,
             Finish::Sent {
-                watch_until: Some(until),
-                ..
+                watch: Some(watch), ..
             },
         ) = (recorded, finish)
         {
-            state.outbox.watch(send, *until);
+            state.outbox.watch(send, *watch);
         }
         Ok(())
     }
@@ -282,7 +306,7 @@ impl Outbox for MemoryStore {
         let overdue = state.outbox.overdue(now, max);
         Ok(overdue
             .into_iter()
-            .filter(|(id, number)| state.reroute(*id, *number, RerouteReason::NoReceipt, now))
+            .filter(|(id, number, reason)| state.reroute(*id, *number, *reason, now))
             .count())
     }
 
@@ -305,5 +329,6 @@ pub(super) fn queued_send(record: &Record, enqueue: &Enqueue, now: Timestamp) ->
         key_id: enqueue.key_id.clone(),
         queued_at: now,
         reroute: None,
+        switched: false,
     }
 }

@@ -257,21 +257,19 @@ impl RedisStore {
         now: Timestamp,
     ) -> Result<(), Error> {
         let tag = claimed.send.id.tag();
-        let (outcome, carrier, message_id, dead, watch_until) = match finish {
+        let (outcome, carrier, message_id, dead, watch) = match finish {
             Finish::Sent {
                 carrier,
                 message_id,
-                watch_until,
-            } => (
-                "sent",
-                carrier.as_str(),
-                message_id.as_str(),
-                false,
-                watch_until.map(|until| until.millis().to_string()),
-            ),
+                watch,
+            } => ("sent", carrier.as_str(), message_id.as_str(), false, *watch),
             Finish::Failed { dead } => ("failed", "", "", *dead, None),
             Finish::Skipped => ("skipped", "", "", false, None),
         };
+        let until = watch.map(|watch| watch.until.millis().to_string());
+        let then = watch
+            .and_then(|watch| watch.then)
+            .map_or("", |c| c.as_str());
         let mut invocation = self.scripts.finish.prepare_invoke();
         invocation
             .key(self.outbox_key(tag))
@@ -286,7 +284,8 @@ impl RedisStore {
             .arg(message_id)
             .arg(if dead { "1" } else { "0" })
             .arg(now.millis())
-            .arg(watch_until.unwrap_or_default());
+            .arg(until.unwrap_or_default())
+            .arg(then);
         self.invoke("finish_send", invocation).await.map(drop)
     }
 
@@ -434,6 +433,7 @@ fn claimed(entry: StreamId) -> Option<Claimed> {
         },
         key_id: text("k")?,
         queued_at: Timestamp::from_millis(text("q")?.parse().ok()?),
+        switched: text("rs").is_some_and(|switched| switched == "1"),
         reroute: match (text("rf"), text("rw")) {
             (Some(from), Some(reason)) => Some(Reroute {
                 from,

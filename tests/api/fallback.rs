@@ -1,0 +1,175 @@
+//! Automatic fallback (issue 15): a service with
+//! `fallback = [{ channel = "voice", after = "45s" }]` calls with the same
+//! code when the SMS's code is not entered within 45 s, or at once when the
+//! SMS's receipt says undelivered; once, whichever replica is alive.
+
+use std::time::Duration;
+
+use otpd::config::{FallbackStep, Settings};
+use otpd::domain::Channel;
+use serde_json::{json, Value};
+
+use crate::fake_provider::FakeProvider;
+use crate::http_carriers::{post_form, strings, twilio, PUBLIC_URL, TOKEN};
+use crate::support::{
+    assert_has_lines, code_in, holds, json_of, settings, until, RedisServer, TestApp, PHONE,
+};
+use crate::voice::code_heard;
+
+const AFTER: Duration = Duration::from_secs(45);
+
+/// SMS and calls through one Twilio-like server; a call 45 s after an SMS
+/// whose code is not entered.
+fn falling_back(redis: &RedisServer, fake: &FakeProvider) -> Settings {
+    let mut settings = settings(Some(redis));
+    settings
+        .carriers
+        .insert("provider".into(), twilio(fake.start()));
+    settings.routing.default = vec!["provider".into()];
+    settings.routing.voice = vec!["provider".into()];
+    let demo = settings.services.get_mut("demo").expect("demo");
+    demo.channels = vec![Channel::Sms, Channel::Voice];
+    demo.fallback = vec![FallbackStep {
+        channel: Channel::Voice,
+        after: AFTER,
+    }];
+    settings
+}
+
+async fn start_sms(app: &TestApp) -> String {
+    let body = json!({ "to": PHONE, "channel": "sms", "locale": "ja" });
+    let started = json_of(app.post("/v1/services/demo/verifications", body).await).await;
+    started["id"].as_str().expect("id").to_owned()
+}
+
+/// Waits until the provider got `count` requests.
+async fn requests(fake: &FakeProvider, count: usize) -> Vec<crate::fake_provider::Request> {
+    until(
+        "the provider's requests",
+        Duration::from_secs(10),
+        async || fake.requests().len() >= count,
+    )
+    .await;
+    fake.requests()
+}
+
+async fn view(app: &TestApp, id: &str) -> Value {
+    json_of(app.status(id).await).await
+}
+
+/// The code is not entered within 45 s of the SMS: a call reads the same
+/// code; the verification now shows the call, and it approves.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_follows_an_sms_not_entered_in_time() {
+    let redis = RedisServer::start();
+    let fake = FakeProvider::default();
+    let app = TestApp::spawn_configured(&falling_back(&redis, &fake)).await;
+    let id = start_sms(&app).await;
+    let sms = requests(&fake, 1).await;
+    let code = code_in(&sms[0].form["Body"]);
+    app.settled().await;
+    app.clock.advance(AFTER - Duration::from_secs(1));
+    holds(
+        "no call before 45 s",
+        Duration::from_millis(300),
+        async || fake.requests().len() == 1,
+    )
+    .await;
+    app.clock.advance(Duration::from_secs(1));
+    let all = requests(&fake, 2).await;
+    assert!(all[1].path.ends_with("/Calls.json"), "{}", all[1].path);
+    assert_eq!(code_heard(&all[1].form["Twiml"]), code, "the same code");
+    app.settled().await;
+    let shown = view(&app, &id).await;
+    assert_eq!(shown["channel"], "voice", "{shown}");
+    assert_eq!(shown["delivery"]["rerouted_from"], "provider");
+    assert_eq!(shown["delivery"]["reroute_reason"], "fallback");
+    assert_has_lines(
+        &app.metrics().await,
+        [r#"otpd_delivery_reroutes_total{from="provider",outcome="sent",reason="fallback"} 1"#],
+    );
+    let checked = json_of(app.check(&id, &code).await).await;
+    assert_eq!(checked["valid"], true);
+    app.clock.advance(AFTER * 2);
+    holds("one call", Duration::from_millis(300), async || {
+        fake.requests().len() == 2
+    })
+    .await;
+}
+
+/// A code entered in time never falls back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_approved_verification_never_falls_back() {
+    let redis = RedisServer::start();
+    let fake = FakeProvider::default();
+    let app = TestApp::spawn_configured(&falling_back(&redis, &fake)).await;
+    let id = start_sms(&app).await;
+    let code = code_in(&requests(&fake, 1).await[0].form["Body"]);
+    app.settled().await;
+    assert_eq!(json_of(app.check(&id, &code).await).await["valid"], true);
+    app.clock.advance(AFTER * 2);
+    holds("no call", Duration::from_millis(300), async || {
+        fake.requests().len() == 1
+    })
+    .await;
+}
+
+/// The SMS's receipt says undelivered: the call follows at once, without
+/// waiting for the 45 s.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_undelivered_sms_falls_back_at_once() {
+    let redis = RedisServer::start();
+    let fake = FakeProvider::default();
+    let app = TestApp::spawn_configured(&falling_back(&redis, &fake)).await;
+    let id = start_sms(&app).await;
+    requests(&fake, 1).await;
+    app.settled().await;
+    let sid = view(&app, &id).await["delivery"]["message_id"]
+        .as_str()
+        .expect("sid")
+        .to_owned();
+    let path = format!("/v1/carriers/provider/receipts?ref={id}.1");
+    let form = strings(&[("MessageSid", &sid), ("MessageStatus", "undelivered")]);
+    let signature = otpd::carrier::twilio_signature(
+        TOKEN,
+        &format!("{PUBLIC_URL}{path}"),
+        form.iter().map(|(k, v)| (k.as_str(), v.as_str())),
+    );
+    let posted = post_form(&app, &path, &[("x-twilio-signature", signature)], &form).await;
+    assert_eq!(posted.status(), 204);
+    let all = requests(&fake, 2).await;
+    assert!(all[1].path.ends_with("/Calls.json"), "{}", all[1].path);
+    app.settled().await;
+    assert_eq!(
+        view(&app, &id).await["delivery"]["reroute_reason"],
+        "undelivered"
+    );
+}
+
+/// Issue 15: the fallback is in Redis, not in a replica's memory. The
+/// replica that sent the SMS is stopped before the fallback is due; the
+/// other one places the call, once, and a third replica finds nothing
+/// left to do.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn another_replica_falls_back_when_the_first_is_gone() {
+    let redis = RedisServer::start();
+    let fake = FakeProvider::default();
+    let settings = falling_back(&redis, &fake);
+    let first = TestApp::spawn_configured(&settings).await;
+    start_sms(&first).await;
+    requests(&fake, 1).await;
+    first.settled().await;
+    first.stop_and_wait().await;
+    let second = TestApp::spawn_configured(&settings).await;
+    let third = TestApp::spawn_configured(&settings).await;
+    second.clock.advance(AFTER);
+    third.clock.advance(AFTER);
+    let all = requests(&fake, 2).await;
+    assert!(all[1].path.ends_with("/Calls.json"), "{}", all[1].path);
+    holds(
+        "one call across replicas",
+        Duration::from_millis(500),
+        async || fake.requests().len() == 2,
+    )
+    .await;
+}
