@@ -790,9 +790,12 @@ fn validate_service(
 }
 
 /// A service's test numbers, by E.164, with their fixed codes.
-/// The fallback steps: each on a channel the service offers, later than
-/// the one before, and within the code's life.
+/// The fallback steps (one, for now): each on a channel the service
+/// offers, later than the one before, and within the code's life.
 fn fallback(path: &str, settings: &ServiceSettings) -> Result<Vec<FallbackStep>, ConfigError> {
+    if settings.fallback.len() > 1 {
+        return Err(invalid(path, "one step for now"));
+    }
     let mut last = Duration::ZERO;
     for step in &settings.fallback {
         if !settings.channels.contains(&step.channel) {
@@ -906,6 +909,37 @@ mod tests {
             rejected(&settings),
             "services.demo.ttl: 45m is outside 1s..=10m (NIST SP 800-63B, SEC-3)"
         );
+    }
+
+    /// Issue 15: a fallback step needs its channel offered, comes within
+    /// the code's life, and (for now) is the only one.
+    #[test]
+    fn fallback_steps_that_cannot_run_are_refused() {
+        let voice = |after: u64| FallbackStep {
+            channel: Channel::Voice,
+            after: Duration::from_secs(after),
+        };
+        let with = |channels: Vec<Channel>, steps: Vec<FallbackStep>| {
+            let mut settings = dev();
+            settings.routing.voice = vec!["console".into()];
+            let demo = settings.services.get_mut("demo").expect("demo");
+            demo.channels = channels;
+            demo.fallback = steps;
+            settings
+        };
+        let both = || vec![Channel::Sms, Channel::Voice];
+        assert!(with(both(), vec![voice(45)]).validate().is_ok());
+        for (settings, says) in [
+            (
+                with(vec![Channel::Sms], vec![voice(45)]),
+                "voice is not in channels",
+            ),
+            (with(both(), vec![voice(300)]), "shorter than ttl"),
+            (with(both(), vec![voice(45), voice(90)]), "one step for now"),
+        ] {
+            let refused = rejected(&settings);
+            assert!(refused.contains(says), "{refused}");
+        }
     }
 
     /// SEC-2: fewer than six digits is refused.

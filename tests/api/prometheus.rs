@@ -18,8 +18,9 @@ use crate::support::{
 
 /// Metrics (or selectors) this workload does not produce: expressions on
 /// them must be valid but may be empty.
-const NOT_EXERCISED: [&str; 6] = [
+const NOT_EXERCISED: [&str; 7] = [
     "otpd_delivery_receipts_total",
+    "otpd_delivery_reroutes_total",
     "otpd_send_to_delivery_seconds",
     "otpd_blocked_total",
     "otpd_budget_threshold_crossed_total",
