@@ -8,7 +8,7 @@ use serde::Deserialize;
 
 use super::{invalid, ConfigError};
 use crate::domain::Region;
-use crate::ratelimit::{Budget, ConversionPolicy, FailurePolicy, Policy, Rate, Scope};
+use crate::ratelimit::{Budget, ConversionPolicy, FailurePolicy, Policy, Rate, Scope, VoicePolicy};
 
 /// `{ count = 5, period = "15m" }`.
 #[derive(Clone, Copy, Debug, Deserialize)]
@@ -62,6 +62,32 @@ pub struct LimitSettings {
     /// Scopes that only report: "number", "ip", "device", "user", "range",
     /// "country", "global", "budget".
     pub monitor: Vec<String>,
+    /// Calls' own limits, on top of the ones above (a call costs more than
+    /// an SMS, and voice pumping with it).
+    pub voice: VoiceLimitSettings,
+}
+
+/// `limits.voice`: where calls may go, and how often.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct VoiceLimitSettings {
+    /// Regions calls go to (ISO 3166-1 alpha-2): calls to others are refused
+    /// even where SMS is allowed.
+    pub countries: Vec<String>,
+    /// Calls per number.
+    pub number_sends: Vec<RateSetting>,
+    /// Calls per number range.
+    pub range_sends: Vec<RateSetting>,
+}
+
+impl Default for VoiceLimitSettings {
+    fn default() -> Self {
+        VoiceLimitSettings {
+            countries: vec!["JP".into()],
+            number_sends: vec![rate(3, 3600)],
+            range_sends: vec![rate(10, 3600)],
+        }
+    }
 }
 
 impl Default for LimitSettings {
@@ -88,6 +114,7 @@ impl Default for LimitSettings {
             failed_checks: FailedCheckSettings::default(),
             budget: BudgetSettings::default(),
             monitor: Vec::new(),
+            voice: VoiceLimitSettings::default(),
         }
     }
 }
@@ -326,6 +353,16 @@ impl LimitSettings {
             countries,
             country_sends,
             service_sends: rates(&at("service_sends"), &self.service_sends)?,
+            voice: VoicePolicy {
+                countries: self
+                    .voice
+                    .countries
+                    .iter()
+                    .map(|text| region(&at("voice.countries"), text))
+                    .collect::<Result<Vec<_>, _>>()?,
+                number_sends: rates(&at("voice.number_sends"), &self.voice.number_sends)?,
+                range_sends: rates(&at("voice.range_sends"), &self.voice.range_sends)?,
+            },
             global_sends: rates("limits.global_sends", &shared.global.global_sends)?,
             failed_checks: FailurePolicy {
                 max: failed.max,

@@ -211,7 +211,7 @@ impl Otp {
         if !service.fits(&locale, request.app_hash.as_ref()) {
             return Err(Error::MessageTooLong);
         }
-        self.allow_country(service, &request.to)?;
+        self.allow_country(service, &request.to, request.channel)?;
         self.attest(service, &request).await?;
         let number = self.keyring.number_key(&service.name, &request.to);
         let subject = Subject {
@@ -220,6 +220,7 @@ impl Otp {
             client: &request.client,
             sends_sms: service.test_code(&request.to).is_none(),
             safe: self.is_safe(service, &request.to).await?,
+            channel: request.channel,
         };
         let groups =
             service
@@ -275,14 +276,18 @@ impl Otp {
         Err(error)
     }
 
-    /// ABU-1: a service sends only to the countries it lists.
-    fn allow_country(&self, service: &Service, phone: &Phone) -> Result<(), Error> {
-        if service
-            .limits
-            .countries
-            .iter()
-            .any(|region| region == phone.region())
-        {
+    /// ABU-1: a service sends only to the countries it lists, and calls
+    /// only to those `limits.voice` lists.
+    fn allow_country(
+        &self,
+        service: &Service,
+        phone: &Phone,
+        channel: Channel,
+    ) -> Result<(), Error> {
+        let limits = &service.limits;
+        let listed = |regions: &[String]| regions.iter().any(|region| region == phone.region());
+        let voice_listed = channel != Channel::Voice || listed(&limits.voice.countries);
+        if listed(&limits.countries) && voice_listed {
             return Ok(());
         }
         let monitor = service.limits.monitor.contains(&Scope::Country);
@@ -589,6 +594,7 @@ impl Otp {
             client: &Client::default(),
             sends_sms: test_code.is_none(),
             safe: self.is_safe(service, &phone).await?,
+            channel,
         };
         let groups =
             service

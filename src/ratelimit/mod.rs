@@ -16,5 +16,5 @@ pub use self::limit::{
     Check, Conversion, ConversionCounts, Gcra, Group, Item, Outcome, Scope, Verdict,
 };
 pub use self::policy::{
-    Budget, Client, ConversionPolicy, FailurePolicy, KeyMaker, Policy, Rate, Subject,
+    Budget, Client, ConversionPolicy, FailurePolicy, KeyMaker, Policy, Rate, Subject, VoicePolicy,
 };

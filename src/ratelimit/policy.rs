@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use super::calendar;
 use super::limit::{Check, Conversion, Gcra, Group, Item, Scope};
-use crate::domain::{Phone, Timestamp};
+use crate::domain::{Channel, Phone, Timestamp};
 
 /// `count` per `period`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -112,6 +112,16 @@ pub struct Policy {
     pub monitor: HashSet<Scope>,
     /// IPv6 clients are limited per prefix of this length.
     pub ipv6_prefix: u8,
+    /// Calls' own limits, on top of the others.
+    pub voice: VoicePolicy,
+}
+
+/// Where calls may go, and how often.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct VoicePolicy {
+    pub countries: Vec<String>,
+    pub number_sends: Vec<Rate>,
+    pub range_sends: Vec<Rate>,
 }
 
 /// Makes a limit key from its parts (a keyed hash; see `Keyring::limit_key`).
@@ -139,6 +149,8 @@ pub struct Subject<'a> {
     /// On the safe list: the rules that judge a destination (range and
     /// conversion) do not apply.
     pub safe: bool,
+    /// How the code goes: calls have limits of their own as well.
+    pub channel: Channel,
 }
 
 /// Whether the client starts or checks: each has its own rates.
@@ -219,6 +231,32 @@ impl Policy {
         }
         if subject.sends_sms {
             groups.extend(self.cost_groups(keys, subject, now));
+        }
+        if subject.channel == Channel::Voice {
+            groups.extend(self.voice_groups(keys, subject, number_key));
+        }
+        groups
+    }
+
+    /// A call's own limits: per number, and per range (not for a number on
+    /// the safe list).
+    fn voice_groups(
+        &self,
+        keys: &dyn KeyMaker,
+        subject: &Subject<'_>,
+        number_key: [u8; 16],
+    ) -> Vec<Group> {
+        let voice = &self.voice;
+        let number = keys.limit_key(&[b"voice-number", &number_key]);
+        let mut groups: Vec<Group> = self
+            .group(keys, Scope::Number, number, &voice.number_sends)
+            .into_iter()
+            .collect();
+        if !subject.safe {
+            let range = self.range_of(subject.phone);
+            let service = subject.service.as_bytes();
+            let key = keys.limit_key(&[b"voice-range", service, range.as_bytes()]);
+            groups.extend(self.group(keys, Scope::Range, key, &voice.range_sends));
         }
         groups
     }

@@ -216,3 +216,41 @@ async fn a_landline_is_resent_by_call_only() {
         (Some("voice"), Some(2))
     );
 }
+
+/// Issue 15: calls have limits of their own on top of SMS's: three calls
+/// an hour per number by default (an SMS still goes), and only to the
+/// countries `limits.voice.countries` lists (JP by default) even where the
+/// service sends SMS.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn calls_have_limits_of_their_own() {
+    let redis = RedisServer::start();
+    let fake = FakeProvider::default();
+    let app = calling(&redis, &fake, |settings| {
+        let demo = settings.services.get_mut("demo").expect("demo");
+        demo.limits.countries = vec!["JP".into(), "GB".into()];
+    })
+    .await;
+    for _ in 0..3 {
+        let started = json_of(start(&app, PHONE, "voice").await).await;
+        let id = started["id"].as_str().expect("a call").to_owned();
+        assert_eq!(app.cancel(&id).await.status(), 200);
+    }
+    let refused = problem(start(&app, PHONE, "voice").await, 429, "rate-limited").await;
+    assert_eq!(refused["scope"], "number", "{refused}");
+    assert_eq!(start(&app, PHONE, "sms").await.status(), 201);
+    problem(
+        start(&app, "+447400123456", "voice").await,
+        422,
+        "country-not-allowed",
+    )
+    .await;
+    let sms = json_of(start(&app, "+447400123456", "sms").await).await;
+    assert!(sms["id"].is_string(), "{sms}");
+    app.settled().await;
+    let calls = fake
+        .requests()
+        .iter()
+        .filter(|r| r.path.ends_with("/Calls.json"))
+        .count();
+    assert_eq!(calls, 3);
+}
