@@ -77,7 +77,8 @@ impl Worker {
                     Err(_) => break,
                 }
             }
-            if Instant::now() >= next_overdue {
+            let watching = self.settings.reroute || self.otp.falls_back();
+            if watching && Instant::now() >= next_overdue {
                 next_overdue = Instant::now() + OVERDUE_EVERY;
                 if let Err(error) = self.otp.reroute_overdue(BATCH).await {
                     warn!(error = ?error, "overdue receipts not looked at; retrying");

@@ -180,6 +180,14 @@ impl Otp {
         }
     }
 
+    /// Whether any service has a fallback step (so that watched sends
+    /// come due).
+    pub fn falls_back(&self) -> bool {
+        self.services
+            .values()
+            .any(|service| !service.fallback.is_empty())
+    }
+
     pub fn service(&self, name: &ServiceName) -> Result<&Arc<Service>, Error> {
         self.services.get(name).ok_or(Error::ServiceNotFound)
     }

@@ -125,25 +125,34 @@ pub(super) fn decode(id: &VerificationId, fields: Vec<Value>) -> Result<Record, 
     })
 }
 
+/// The fields a record has only when they say something (an SMS channel,
+/// no switch of channel, no re-route): absent, they cost no memory.
+fn optional_fields(record: &Record) -> Vec<(&'static str, Vec<u8>)> {
+    let mut fields = Vec::new();
+    if record.channel != Channel::Sms {
+        fields.push(("ch", record.channel.as_str().into()));
+    }
+    if let Some(at) = record.other_resend_after {
+        fields.push(("ro", at.millis().to_string().into_bytes()));
+    }
+    if let Some(reroute) = &record.delivery.rerouted {
+        fields.push(("rf", reroute.from.clone().into_bytes()));
+        fields.push(("rw", reroute.reason.as_str().into()));
+    }
+    fields
+}
+
 /// The record as `HSET` field/value pairs.
 pub(super) fn encode(record: &Record) -> Vec<(&'static str, Vec<u8>)> {
-    vec![
+    [
         ("sv", record.service.as_str().into()),
         ("s", record.status.as_str().into()),
         ("mt", record.masked_to.clone().into_bytes()),
-        ("ch", record.channel.as_str().into()),
         ("st", record.sealed_to.clone()),
         ("lc", record.locale.as_str().into()),
         ("c", record.created_at.millis().to_string().into_bytes()),
         ("e", record.expires_at.millis().to_string().into_bytes()),
         ("r", record.resend_after.millis().to_string().into_bytes()),
-        (
-            "ro",
-            record
-                .other_resend_after
-                .map(|at| at.millis().to_string().into_bytes())
-                .unwrap_or_default(),
-        ),
         ("n", record.sends.to_string().into_bytes()),
         ("a", record.attempts_left.to_string().into_bytes()),
         ("k", record.key_id.clone().into_bytes()),
@@ -192,23 +201,8 @@ pub(super) fn encode(record: &Record) -> Vec<(&'static str, Vec<u8>)> {
                 .map(|at| at.millis().to_string().into_bytes())
                 .unwrap_or_default(),
         ),
-        (
-            "rf",
-            record
-                .delivery
-                .rerouted
-                .as_ref()
-                .map(|reroute| reroute.from.clone().into_bytes())
-                .unwrap_or_default(),
-        ),
-        (
-            "rw",
-            record
-                .delivery
-                .rerouted
-                .as_ref()
-                .map(|reroute| reroute.reason.as_str().into())
-                .unwrap_or_default(),
-        ),
     ]
+    .into_iter()
+    .chain(optional_fields(record))
+    .collect()
 }
