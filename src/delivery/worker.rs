@@ -59,6 +59,8 @@ impl Worker {
         // Take over what a dead replica left straight away, then regularly.
         let mut next_takeover = Instant::now();
         let mut next_overdue = Instant::now();
+        // Watched sends come due only with re-routing or a fallback on.
+        let watching = self.settings.reroute || self.otp.falls_back();
         while !*stop.borrow() {
             // Permits first: a send is claimed only when it can start at
             // once, so that no claim waits unkept for another replica to
@@ -77,7 +79,6 @@ impl Worker {
                     Err(_) => break,
                 }
             }
-            let watching = self.settings.reroute || self.otp.falls_back();
             if watching && Instant::now() >= next_overdue {
                 next_overdue = Instant::now() + OVERDUE_EVERY;
                 if let Err(error) = self.otp.reroute_overdue(BATCH).await {

@@ -15,7 +15,7 @@ use serde_json::{json, Value};
 
 use crate::fake_provider::{FakeProvider, Reply};
 use crate::gateway::{receipt_body, signed_headers, unix_now, SECRET};
-use crate::http_carriers::{post_form, strings, twilio, vonage, SIGNATURE_SECRET, TOKEN};
+use crate::http_carriers::{post_form, strings, twilio, twilio_callback, vonage, SIGNATURE_SECRET};
 use crate::smsc::Smsc;
 use crate::support::{code_in, json_of, settings, RedisServer, TestApp, PHONE};
 
@@ -90,17 +90,12 @@ impl Peer for Twilio {
     }
 
     async fn delivered(&mut self, app: &TestApp, id: &str, message_id: &str) {
-        let path = format!("{RECEIPTS}?ref={id}.1");
-        let form = strings(&[
+        let params = [
             ("MessageSid", message_id),
             ("MessageStatus", "delivered"),
             ("AccountSid", "AC0123456789"),
-        ]);
-        let url = format!("{}{path}", crate::http_carriers::PUBLIC_URL);
-        let pairs = form.iter().map(|(k, v)| (k.as_str(), v.as_str()));
-        let signature = otpd::carrier::twilio_signature(TOKEN, &url, pairs);
-        let signed = [("x-twilio-signature", signature)];
-        assert_eq!(post_form(app, &path, &signed, &form).await.status(), 204);
+        ];
+        assert_eq!(twilio_callback(app, id, &params).await.status(), 204);
     }
 }
 

@@ -10,7 +10,7 @@ use otpd::domain::Channel;
 use serde_json::{json, Value};
 
 use crate::fake_provider::FakeProvider;
-use crate::http_carriers::{post_form, strings, twilio, PUBLIC_URL, TOKEN};
+use crate::http_carriers::{twilio, twilio_callback};
 use crate::support::{
     assert_has_lines, code_in, holds, json_of, settings, until, RedisServer, TestApp, PHONE,
 };
@@ -128,14 +128,11 @@ async fn an_undelivered_sms_falls_back_at_once() {
         .as_str()
         .expect("sid")
         .to_owned();
-    let path = format!("/v1/carriers/provider/receipts?ref={id}.1");
-    let form = strings(&[("MessageSid", &sid), ("MessageStatus", "undelivered")]);
-    let signature = otpd::carrier::twilio_signature(
-        TOKEN,
-        &format!("{PUBLIC_URL}{path}"),
-        form.iter().map(|(k, v)| (k.as_str(), v.as_str())),
-    );
-    let posted = post_form(&app, &path, &[("x-twilio-signature", signature)], &form).await;
+    let params = [
+        ("MessageSid", sid.as_str()),
+        ("MessageStatus", "undelivered"),
+    ];
+    let posted = twilio_callback(&app, &id, &params).await;
     assert_eq!(posted.status(), 204);
     let all = requests(&fake, 2).await;
     assert!(all[1].path.ends_with("/Calls.json"), "{}", all[1].path);

@@ -18,8 +18,8 @@ use crate::support::{
     assert_has_lines, code_in, json_of, problem, settings, RedisServer, TestApp, PHONE,
 };
 
-pub const PUBLIC_URL: &str = "https://otpd.example.com";
-pub const TOKEN: &str = "twilio-auth-token-for-tests";
+const PUBLIC_URL: &str = "https://otpd.example.com";
+const TOKEN: &str = "twilio-auth-token-for-tests";
 pub const SIGNATURE_SECRET: &str = "vonage-signature-secret";
 
 /// otpd routing every send to `carrier`, served by a fake provider.
@@ -178,6 +178,23 @@ pub async fn post_form(
         request = request.header(*name, value);
     }
     request.send().await.expect("sent")
+}
+
+/// Twilio's status callback for send 1 of `id`, signed as Twilio signs
+/// it, posted to otpd's receipts endpoint for the carrier `provider`.
+pub async fn twilio_callback(
+    app: &TestApp,
+    id: &str,
+    params: &[(&str, &str)],
+) -> reqwest::Response {
+    let path = format!("/v1/carriers/provider/receipts?ref={id}.1");
+    let form = strings(params);
+    let signature = twilio_signature(
+        TOKEN,
+        &format!("{PUBLIC_URL}{path}"),
+        form.iter().map(|(k, v)| (k.as_str(), v.as_str())),
+    );
+    post_form(app, &path, &[("x-twilio-signature", signature)], &form).await
 }
 
 pub fn strings(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {

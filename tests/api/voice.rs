@@ -8,7 +8,7 @@ use otpd::domain::Channel;
 use serde_json::{json, Value};
 
 use crate::fake_provider::FakeProvider;
-use crate::http_carriers::{post_form, strings, twilio, PUBLIC_URL, TOKEN};
+use crate::http_carriers::{twilio, twilio_callback};
 use crate::support::{json_of, problem, settings, RedisServer, TestApp, PHONE};
 
 /// otpd whose `demo` service offers SMS and voice, calls going through a
@@ -87,14 +87,8 @@ async fn a_call_reads_the_code_and_its_status_is_the_receipt() {
         .as_str()
         .expect("sid")
         .to_owned();
-    let path = format!("/v1/carriers/provider/receipts?ref={id}.1");
-    let form = strings(&[("CallSid", &sid), ("CallStatus", "completed")]);
-    let signature = otpd::carrier::twilio_signature(
-        TOKEN,
-        &format!("{PUBLIC_URL}{path}"),
-        form.iter().map(|(k, v)| (k.as_str(), v.as_str())),
-    );
-    let posted = post_form(&app, &path, &[("x-twilio-signature", signature)], &form).await;
+    let params = [("CallSid", sid.as_str()), ("CallStatus", "completed")];
+    let posted = twilio_callback(&app, &id, &params).await;
     assert_eq!(posted.status(), 204);
     let view: Value = json_of(app.status(&id).await).await;
     assert_eq!(view["delivery"]["status"], "delivered", "{view}");
