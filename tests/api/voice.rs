@@ -3,13 +3,15 @@
 //! status callback as the receipt; which numbers may take a call; services
 //! that do not offer voice.
 
+use std::time::Duration;
+
 use otpd::config::Settings;
 use otpd::domain::Channel;
 use serde_json::{json, Value};
 
 use crate::fake_provider::FakeProvider;
 use crate::http_carriers::{twilio, twilio_callback};
-use crate::support::{json_of, problem, settings, RedisServer, TestApp, PHONE};
+use crate::support::{json_of, problem, settings, until, RedisServer, TestApp, PHONE};
 
 /// otpd whose `demo` service offers SMS and voice, calls going through a
 /// Twilio-like server.
@@ -224,9 +226,20 @@ async fn calls_have_limits_of_their_own() {
         demo.limits.countries = vec!["JP".into(), "GB".into()];
     })
     .await;
-    for _ in 0..3 {
+    let calls = || {
+        fake.requests()
+            .iter()
+            .filter(|r| r.path.ends_with("/Calls.json"))
+            .count()
+    };
+    for placed in 1..=3 {
         let started = json_of(start(&app, PHONE, "voice").await).await;
         let id = started["id"].as_str().expect("a call").to_owned();
+        // Canceled before its call went out, a verification is never called.
+        until("the call", Duration::from_secs(10), async || {
+            calls() == placed
+        })
+        .await;
         assert_eq!(app.cancel(&id).await.status(), 200);
     }
     let refused = problem(start(&app, PHONE, "voice").await, 429, "rate-limited").await;
@@ -241,10 +254,5 @@ async fn calls_have_limits_of_their_own() {
     let sms = json_of(start(&app, "+447400123456", "sms").await).await;
     assert!(sms["id"].is_string(), "{sms}");
     app.settled().await;
-    let calls = fake
-        .requests()
-        .iter()
-        .filter(|r| r.path.ends_with("/Calls.json"))
-        .count();
-    assert_eq!(calls, 3);
+    assert_eq!(calls(), 3);
 }
