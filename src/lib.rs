@@ -27,6 +27,7 @@ pub mod config;
 pub mod delivery;
 pub mod descriptors;
 pub mod domain;
+pub mod events;
 pub mod grpc;
 pub mod http;
 pub mod metrics;

@@ -40,6 +40,8 @@ pub struct Metrics {
     redis_errors: IntCounterVec,
     grpc_requests: IntCounterVec,
     grpc_duration: HistogramVec,
+    events: IntCounterVec,
+    event_delay: HistogramVec,
 }
 
 /// What became of a check, as a metric label.
@@ -308,6 +310,19 @@ impl Metrics {
                 )
                 .expect("valid metric"),
             ),
+            events: counter(
+                &registry,
+                "otpd_events_total",
+                "Lifecycle event posts to services' events endpoints, by service, type and outcome (delivered, retried: a failed try, dead_lettered: the last try failed).",
+                &["service", "type", "outcome"],
+            ),
+            event_delay: histogram(
+                &registry,
+                "otpd_event_delivery_seconds",
+                "From a lifecycle event to its delivery to the service's endpoint.",
+                &["service"],
+                vec![0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 15.0, 60.0, 300.0, 1800.0],
+            ),
             registry,
         }
     }
@@ -446,6 +461,18 @@ impl Metrics {
 
     pub fn dead_letter(&self) {
         self.dead_letters.inc();
+    }
+
+    /// A lifecycle event post; a delivered one with how long it waited.
+    pub fn event(&self, service: &str, kind: &str, outcome: &str, waited: Option<f64>) {
+        self.events
+            .with_label_values(&[service, kind, outcome])
+            .inc();
+        if let Some(seconds) = waited {
+            self.event_delay
+                .with_label_values(&[service])
+                .observe(seconds);
+        }
     }
 
     /// A re-routed send finished (REL-4).

@@ -13,13 +13,14 @@ use tokio::sync::{mpsc, watch};
 
 use crate::api::ApiKeys;
 use crate::carrier::{
-    Carrier, CircuitSettings, ConsoleCarrier, NullCarrier, Router, SmppCarrier, TwilioCarrier,
-    VonageCarrier, WebhookCarrier, DEV_BANNER, PRODUCTION_BANNER,
+    Carrier, CircuitSettings, ConsoleCarrier, NullCarrier, Router, SignedEndpoint, SmppCarrier,
+    TwilioCarrier, VonageCarrier, WebhookCarrier, DEV_BANNER, PRODUCTION_BANNER,
 };
 use crate::config::{self, CarrierSettings, GrpcSettings, HttpSettings, Mode, Settings};
 use crate::delivery::Worker;
 use crate::descriptors::{self, ConnectionCaps};
-use crate::domain::{CarrierReceipt, Clock, Phone, SystemClock};
+use crate::domain::{CarrierReceipt, Clock, Phone, ServiceName, SystemClock};
+use crate::events::Publisher;
 use crate::grpc::{self, VerificationServiceServer, Verifications};
 use crate::http::{self, BodyLimits, ConnectionLimits, Refusals, RejectionLog};
 use crate::metrics::Metrics;
@@ -49,6 +50,8 @@ pub struct App {
     tls: Vec<Arc<Tls>>,
     otp: Arc<Otp>,
     worker: Arc<Worker>,
+    /// Lifecycle events, when a service has an endpoint.
+    publisher: Option<Arc<Publisher>>,
     router: Arc<Router>,
     /// Receipts that name only a message id, from the SMPP binds.
     receipts: mpsc::Receiver<CarrierReceipt>,
@@ -71,11 +74,31 @@ fn listener_tls(settings: &Settings, alpn: &[u8]) -> anyhow::Result<Option<Arc<T
 }
 
 fn stores(settings: &Settings, metrics: &Metrics) -> anyhow::Result<Stores> {
+    let with_events = event_endpoints(settings)?.into_keys();
     if !settings.redis.is_configured() {
-        return Ok(Stores::of(Arc::new(MemoryStore::new())));
+        return Ok(Stores::of(Arc::new(
+            MemoryStore::new().with_events(with_events),
+        )));
     }
     let redis = RedisStore::connect(&settings.redis, metrics.clone()).context("redis")?;
-    Ok(Stores::of(Arc::new(redis)))
+    Ok(Stores::of(Arc::new(redis.with_events(with_events))))
+}
+
+/// The events endpoint of each service that has one.
+fn event_endpoints(settings: &Settings) -> anyhow::Result<BTreeMap<ServiceName, SignedEndpoint>> {
+    settings
+        .services
+        .iter()
+        .filter_map(|(name, service)| Some((name, service.events.as_ref()?)))
+        .map(|(name, events)| {
+            let endpoint =
+                SignedEndpoint::new(events).with_context(|| format!("services.{name}.events"))?;
+            let name = name
+                .parse()
+                .map_err(|e| anyhow::anyhow!("services.{name}: {e}"))?;
+            Ok((name, endpoint))
+        })
+        .collect()
 }
 
 /// Receipts waiting for otpd to find their send (SMPP).
@@ -219,15 +242,27 @@ impl App {
             receipt_timeout: settings.delivery.receipt_timeout,
             receipt_carriers: router.giving_receipts(),
         };
+        let stores = stores(settings, &metrics)?;
+        let endpoints = event_endpoints(settings)?;
+        let consumer = format!("replica-{}", config::random_token(6));
+        let publisher = (!endpoints.is_empty()).then(|| {
+            Arc::new(Publisher::new(
+                Arc::clone(&stores.events),
+                endpoints,
+                settings.events.clone(),
+                Arc::clone(&clock),
+                metrics.clone(),
+                consumer.clone(),
+            ))
+        });
         let otp = Arc::new(Otp::new(
-            stores(settings, &metrics)?,
+            stores,
             Arc::clone(&clock),
             Keyring::new(&validated.secrets, &validated.index_secret),
             validated.services,
             metrics.clone(),
             options,
         ));
-        let consumer = format!("replica-{}", config::random_token(6));
         let worker = Arc::new(Worker::new(
             Arc::clone(&otp),
             Arc::clone(&router),
@@ -291,6 +326,7 @@ impl App {
             grpc,
             otp,
             worker,
+            publisher,
             router,
             receipts,
         })
@@ -330,6 +366,7 @@ impl App {
             tls,
             otp,
             worker,
+            publisher,
             router,
             mut receipts,
             ..
@@ -386,6 +423,7 @@ impl App {
                 }
             })
         });
+        let publishing = publisher.map(|publisher| tokio::spawn(publisher.run(stopped.clone())));
         let delivery = tokio::spawn(worker.run(stopped));
         let handle = server.handle();
         let served = tokio::select! {
@@ -401,6 +439,9 @@ impl App {
         // Sends in flight finish first, then the links close (SMPP unbind).
         let _ = stop.send(true);
         let _ = delivery.await;
+        if let Some(publishing) = publishing {
+            let _ = publishing.await;
+        }
         let _ = disconnect.send(true);
         if let Some(grpc) = grpc {
             let _ = grpc.await;

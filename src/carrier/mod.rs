@@ -24,7 +24,8 @@ pub use self::smpp::{read_receipt, ReceiptIds, ReceiptState, SmppCarrier, SmppSe
 pub use self::twilio::{twilio_signature, TwilioCarrier, TwilioSettings};
 pub use self::vonage::{vonage_signature, VonageCarrier, VonageSettings};
 pub use self::webhook::{
-    signature as webhook_signature, webhook_key, WebhookCarrier, WebhookError, WebhookSettings,
+    signature as webhook_signature, webhook_key, SignedEndpoint, WebhookCarrier, WebhookError,
+    WebhookSettings,
 };
 
 use crate::domain::{Channel, Phone, Receipt, ServiceName, VerificationId};

@@ -58,9 +58,58 @@ pub enum WebhookError {
 }
 
 pub struct WebhookCarrier {
+    endpoint: SignedEndpoint,
+}
+
+/// A URL that takes JSON signed per Standard Webhooks (this carrier's
+/// gateway, a service's events endpoint).
+pub struct SignedEndpoint {
     client: reqwest::Client,
     url: reqwest::Url,
     key: Zeroizing<Vec<u8>>,
+}
+
+impl SignedEndpoint {
+    pub fn new(settings: &WebhookSettings) -> Result<Self, WebhookError> {
+        let url =
+            reqwest::Url::parse(&settings.url).map_err(|e| WebhookError::Url(e.to_string()))?;
+        if !matches!(url.scheme(), "http" | "https") {
+            return Err(WebhookError::Url("use http or https".into()));
+        }
+        let client = provider::client(settings.timeout).map_err(WebhookError::Url)?;
+        Ok(SignedEndpoint {
+            client,
+            url,
+            key: webhook_key(&settings.secret)?,
+        })
+    }
+
+    /// Signs and POSTs `body` as message `id` (the same on every retry, so
+    /// the receiver can drop duplicates); a 2xx answer, or the failure
+    /// classified as a carrier's (408, 429, 5xx, timeouts: temporary).
+    pub async fn post(&self, id: &str, body: &[u8]) -> Result<reqwest::Response, SendError> {
+        let timestamp = provider::unix_now();
+        let request = self
+            .client
+            .post(self.url.clone())
+            .header("content-type", "application/json")
+            .header("webhook-id", id)
+            .header("webhook-timestamp", timestamp.to_string())
+            .header(
+                "webhook-signature",
+                signature(&self.key, id, timestamp, body),
+            )
+            .body(body.to_vec());
+        let response = request.send().await.map_err(transport)?;
+        let status = response.status();
+        if status.is_success() {
+            return Ok(response);
+        }
+        Err(provider::failure(
+            status,
+            format!("endpoint answered {status}"),
+        ))
+    }
 }
 
 /// What the receiver gets.
@@ -121,47 +170,20 @@ impl WebhookCarrier {
     async fn post(&self, message: &Payload<'_>) -> Result<Accepted, SendError> {
         let body = Zeroizing::new(serde_json::to_vec(message).expect("a message serializes"));
         let id = format!("{}-{}", message.verification_id, message.send);
-        let timestamp = provider::unix_now();
-        let request = self
-            .client
-            .post(self.url.clone())
-            .header("content-type", "application/json")
-            .header("webhook-id", &id)
-            .header("webhook-timestamp", timestamp.to_string())
-            .header(
-                "webhook-signature",
-                signature(&self.key, &id, timestamp, &body),
-            )
-            .body(body.to_vec());
-        let response = request.send().await.map_err(transport)?;
-        let status = response.status();
-        if status.is_success() {
-            let receipt = response
-                .json::<Answer>()
-                .await
-                .ok()
-                .and_then(|answer| answer.message_id);
-            return Ok(Accepted {
-                message_id: receipt.unwrap_or(id),
-            });
-        }
-        Err(provider::failure(
-            status,
-            format!("webhook answered {status}"),
-        ))
+        let response = self.endpoint.post(&id, &body).await?;
+        let receipt = response
+            .json::<Answer>()
+            .await
+            .ok()
+            .and_then(|answer| answer.message_id);
+        Ok(Accepted {
+            message_id: receipt.unwrap_or(id),
+        })
     }
 
     pub fn new(settings: &WebhookSettings) -> Result<Self, WebhookError> {
-        let url =
-            reqwest::Url::parse(&settings.url).map_err(|e| WebhookError::Url(e.to_string()))?;
-        if !matches!(url.scheme(), "http" | "https") {
-            return Err(WebhookError::Url("use http or https".into()));
-        }
-        let client = provider::client(settings.timeout).map_err(WebhookError::Url)?;
         Ok(WebhookCarrier {
-            client,
-            url,
-            key: webhook_key(&settings.secret)?,
+            endpoint: SignedEndpoint::new(settings)?,
         })
     }
 }
@@ -244,7 +266,7 @@ impl WebhookCarrier {
         if !provider::fresh(timestamp) {
             return Err(ReceiptError::BadSignature);
         }
-        let expected = signature(&self.key, id, timestamp, callback.body);
+        let expected = signature(&self.endpoint.key, id, timestamp, callback.body);
         let matches = header("webhook-signature")?
             .split(' ')
             .any(|given| bool::from(given.as_bytes().ct_eq(expected.as_bytes())));

@@ -52,6 +52,8 @@ pub struct Settings {
     pub redis: RedisSettings,
     pub idempotency: IdempotencySettings,
     pub delivery: DeliverySettings,
+    /// How lifecycle events reach the services that have an endpoint.
+    pub events: crate::events::EventSettings,
     pub carriers: BTreeMap<String, CarrierSettings>,
     pub routing: RoutingSettings,
     pub secrets: Vec<SecretSettings>,
@@ -284,6 +286,9 @@ pub struct ServiceSettings {
     /// canceled, each step resends on its channel `after` the start (at
     /// once when the latest SMS's receipt says undelivered).
     pub fallback: Vec<FallbackStep>,
+    /// Where its lifecycle events go (signed as the `webhook` carrier
+    /// signs); none when unset.
+    pub events: Option<crate::carrier::WebhookSettings>,
 }
 
 /// One step of a service's fallback workflow.
@@ -320,6 +325,7 @@ impl Default for ServiceSettings {
             channels: vec![Channel::Sms],
             voice_landlines: false,
             fallback: Vec::new(),
+            events: None,
         }
     }
 }
@@ -457,6 +463,7 @@ impl Settings {
         }
         self.validate_routing()?;
         self.delivery.validate()?;
+        self.events.validate()?;
         if self.http.max_body_bytes < 256 {
             return Err(invalid("http.max_body_bytes", "must be at least 256"));
         }

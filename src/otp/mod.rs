@@ -32,6 +32,7 @@ use crate::domain::{
 use crate::metrics::{CheckOutcome, Metrics};
 use crate::ratelimit::{Client, Scope, Subject};
 use crate::sms::AppHash;
+use crate::store::events::{Event, EventKind};
 use crate::store::{
     self, Checked, DeliveryStatus, Enqueue, NewCode, NewVerification, NumberKey, Record,
     ResendPolicy, Resent, Started, Stores,
@@ -219,9 +220,32 @@ impl Otp {
         if !service.fits(&locale, request.app_hash.as_ref()) {
             return Err(Error::MessageTooLong);
         }
-        self.allow_country(service, &request.to, request.channel)?;
-        self.attest(service, &request).await?;
         let number = self.keyring.number_key(&service.name, &request.to);
+        let taken = match self.admit(service, &request, number).await {
+            Ok(taken) => taken,
+            Err(refused) => {
+                self.report_blocked(service, &request, number, &refused)
+                    .await;
+                return Err(refused);
+            }
+        };
+        let started = self.start_verification(service, &request, number).await;
+        if started.is_err() {
+            self.give_back(taken).await;
+        }
+        started
+    }
+
+    /// The checks before a start may send: the country, the attestation,
+    /// the limits (taken, to give back if the start fails).
+    async fn admit(
+        &self,
+        service: &Service,
+        request: &StartRequest,
+        number: store::NumberKey,
+    ) -> Result<limits::Taken, Error> {
+        self.allow_country(service, &request.to, request.channel)?;
+        self.attest(service, request).await?;
         let subject = Subject {
             service: service.name.as_str(),
             phone: &request.to,
@@ -234,12 +258,40 @@ impl Otp {
             service
                 .limits
                 .send_groups(&self.keyring, &subject, number.0, true, self.clock.now());
-        let taken = self.take_limits(service, groups).await?;
-        let started = self.start_verification(service, &request, number).await;
-        if started.is_err() {
-            self.give_back(taken).await;
+        self.take_limits(service, groups).await
+    }
+
+    /// A refused start's `blocked` event, with the refusal's scope, for a
+    /// service with events; a store that cannot take it is logged (the
+    /// refusal stands either way).
+    async fn report_blocked(
+        &self,
+        service: &Service,
+        request: &StartRequest,
+        number: store::NumberKey,
+        refused: &Error,
+    ) {
+        let scope = match refused {
+            Error::RateLimited(limited) | Error::BudgetExhausted(limited) => limited.scope.as_str(),
+            Error::CountryNotAllowed => "country",
+            Error::AttestationRefused(_) => "attestation",
+            _ => return,
+        };
+        let event = Event {
+            id: VerificationId::generate(number.shard()).to_string(),
+            kind: EventKind::Blocked,
+            verification: None,
+            service: service.name.clone(),
+            masked_to: request.to.masked().to_owned(),
+            channel: request.channel,
+            carrier: None,
+            country: request.to.region().to_owned(),
+            at: self.clock.now(),
+            reason: Some(scope.to_owned()),
+        };
+        if let Err(error) = self.stores.events.blocked(number.shard(), &event).await {
+            warn!(%error, "blocked event not queued");
         }
-        started
     }
 
     /// ABU-8: the start's attestation, as the service requires; monitor
@@ -393,6 +445,7 @@ impl Otp {
                 .map(|b| self.keyring.binding_digest(&service.name, b)),
             number,
             country_code: request.to.country_code(),
+            country: request.to.region().to_owned(),
             app_hash: request.app_hash.clone(),
             delivery: store::Delivery::queued(),
         };

@@ -1,14 +1,16 @@
 //! Where otpd's state lives, by concern: `Verifications` (records, number
-//! indexes, receipts), `Idempotency`, `Limits` and the `Outbox`. Each trait
+//! indexes, receipts), `Idempotency`, `Limits`, the `Outbox` and the
+//! lifecycle `Events`. Each trait
 //! has its own suite in `conformance`, which every backend passes: `memory`
 //! (dev mode, tests) and `redis` (production: one server, Sentinel or
-//! Cluster), each implementing all four. `Stores` hands them to the use
+//! Cluster), each implementing all five. `Stores` hands them to the use
 //! cases.
 //!
 //! A store keeps only what DESIGN allows at rest: keyed digests of codes and
 //! bindings, the keyed hash of the number (`NumberKey`), the number sealed
 //! for resends, and its masked form. Every method is one atomic step.
 
+pub mod events;
 mod idempotency;
 mod limits;
 mod memory;
@@ -65,23 +67,27 @@ pub enum Error {
     Corrupt(String),
 }
 
-/// One backend seen through each of its four concerns.
+/// One backend seen through each of its five concerns.
 #[derive(Clone)]
 pub struct Stores {
     pub verifications: Arc<dyn Verifications>,
     pub idempotency: Arc<dyn Idempotency>,
     pub limits: Arc<dyn Limits>,
     pub outbox: Arc<dyn Outbox>,
+    pub events: Arc<dyn events::Events>,
 }
 
 impl Stores {
     /// Every concern kept by `backend`.
-    pub fn of<B: Verifications + Idempotency + Limits + Outbox>(backend: Arc<B>) -> Self {
+    pub fn of<B: Verifications + Idempotency + Limits + Outbox + events::Events>(
+        backend: Arc<B>,
+    ) -> Self {
         Stores {
             verifications: backend.clone(),
             idempotency: backend.clone(),
             limits: backend.clone(),
-            outbox: backend,
+            outbox: backend.clone(),
+            events: backend,
         }
     }
 }

@@ -50,6 +50,9 @@ pub struct Record {
     /// The number's index key: also keys its consecutive failures.
     pub number: NumberKey,
     pub country_code: u16,
+    /// Its country (ISO 3166-1 alpha-2, e.g. `JP`; empty on records from
+    /// before events), for lifecycle events.
+    pub country: String,
     /// The Android app hash the start asked for, for every send's body.
     pub app_hash: Option<AppHash>,
     /// How the latest send is doing.

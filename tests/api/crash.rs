@@ -1,6 +1,7 @@
 //! Replicas dying: two real otpd processes on one Redis, a webhook carrier
-//! we check signatures on, and SIGKILL on one of them while its sends are
-//! pending. Every send must still arrive, each once.
+//! (and an events endpoint) we check signatures on, and SIGKILL on one of
+//! them while its sends (or events) are pending. Every send must still
+//! arrive, each once; every event at least once, in order.
 
 use std::collections::HashMap;
 use std::process::{Child, Command, Stdio};
@@ -23,7 +24,9 @@ struct Replica {
 }
 
 impl Replica {
-    fn start(redis: &RedisServer, gateway_url: &str) -> Self {
+    /// A replica sending through `gateway_url`; `extra` ends its
+    /// configuration.
+    fn start(redis: &RedisServer, gateway_url: &str, extra: &str) -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
         let port = free_port();
         let config = format!(
@@ -57,6 +60,7 @@ timeout = "2s"
 default = ["gateway"]
 circuit_cooldown = "100ms"
 [services.demo]
+{extra}
 "#,
             redis = redis.url(),
             secret = "s".repeat(32),
@@ -89,6 +93,24 @@ circuit_cooldown = "100ms"
             assert!(Instant::now() < deadline, "otpd did not become ready");
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
+    }
+
+    /// Starts six verifications, to `+8190<first + n>0000`; their ids.
+    async fn start_six(&self, http: &reqwest::Client, first: u32) -> Vec<String> {
+        let mut ids = Vec::new();
+        for n in 0..6 {
+            let started = http
+                .post(format!("{}/v1/services/demo/verifications", self.base))
+                .bearer_auth(KEY)
+                .json(&json!({ "to": format!("+8190{:04}0000", first + n), "channel": "sms" }))
+                .send()
+                .await
+                .expect("sent");
+            assert_eq!(started.status(), 201);
+            let body: serde_json::Value = started.json().await.expect("json");
+            ids.push(body["id"].as_str().expect("id").to_owned());
+        }
+        ids
     }
 
     fn kill(&mut self) {
@@ -138,27 +160,11 @@ async fn sends_pending_on_a_killed_replica_are_delivered_once_by_the_other() {
     let gateway = Gateway::default();
     let url = start_gateway(gateway.clone());
     let http = reqwest::Client::new();
-    let mut a = Replica::start(&redis, &url);
-    let b = Replica::start(&redis, &url);
+    let mut a = Replica::start(&redis, &url, "");
+    let b = Replica::start(&redis, &url, "");
     a.ready(&http).await;
     b.ready(&http).await;
-    let mut ids = Vec::new();
-    for n in 0..6 {
-        let started = http
-            .post(format!("{}/v1/services/demo/verifications", a.base))
-            .bearer_auth(KEY)
-            .json(&json!({ "to": format!("+8190{:04}0000", 3000 + n), "channel": "sms" }))
-            .send()
-            .await
-            .expect("sent");
-        assert_eq!(started.status(), 201);
-        ids.push(
-            started.json::<serde_json::Value>().await.expect("json")["id"]
-                .as_str()
-                .expect("id")
-                .to_owned(),
-        );
-    }
+    let ids = a.start_six(&http, 3000).await;
     // Every send is being tried (the gateway says 503) by one replica or the other.
     until(
         "every send to be tried",
@@ -206,4 +212,72 @@ async fn sends_pending_on_a_killed_replica_are_delivered_once_by_the_other() {
     assert!(twice.is_empty(), "delivered more than once: {twice:?}");
     let attempts = gateway.attempts.load(Ordering::SeqCst);
     eprintln!("crash test: {} sends held by replicas {held:?}; one SIGKILLed; all delivered once; {attempts} attempts", ids.len());
+}
+
+/// Issue 15: events are delivered at least once across a replica kill. A
+/// holds every events queue while the endpoint fails; A is SIGKILLed; B
+/// takes the queues over once A's leases lapse, and every event arrives,
+/// each verification's in order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn events_held_by_a_killed_replica_are_delivered_by_the_other() {
+    let redis = RedisServer::start();
+    let gateway = Gateway::default();
+    gateway.open.store(true, Ordering::SeqCst);
+    let sms = start_gateway(gateway.clone());
+    let receiver = Gateway::default();
+    let events = format!(
+        r#"
+[services.demo.events]
+url = "{url}"
+secret = "{SECRET}"
+timeout = "2s"
+[events]
+poll = "50ms"
+lease = "500ms"
+retry_base = "20ms"
+retry_max = "50ms"
+max_tries = 100000
+"#,
+        url = start_gateway(receiver.clone())
+    );
+    let http = reqwest::Client::new();
+    let mut a = Replica::start(&redis, &sms, &events);
+    a.ready(&http).await;
+    let ids = a.start_six(&http, 4000).await;
+    until("every SMS to go", Duration::from_secs(20), async || {
+        gateway.delivered.lock().expect("gateway").len() == ids.len()
+    })
+    .await;
+    until(
+        "A to be trying the events",
+        Duration::from_secs(20),
+        async || receiver.attempts.load(Ordering::SeqCst) >= 12,
+    )
+    .await;
+    let b = Replica::start(&redis, &sms, &events);
+    b.ready(&http).await;
+    a.kill();
+    receiver.open.store(true, Ordering::SeqCst);
+    let bodies = || receiver.bodies.lock().expect("receiver").clone();
+    let arrived = || {
+        crate::events::by_verification(&bodies())
+            .into_values()
+            .filter(|events| events.len() >= 2)
+            .count()
+    };
+    until("every event", Duration::from_secs(30), async || {
+        arrived() == ids.len()
+    })
+    .await;
+    let grouped = crate::events::by_verification(&bodies());
+    for id in &ids {
+        let kinds: Vec<&str> = grouped[id].iter().map(|(kind, _)| kind.as_str()).collect();
+        assert_eq!(kinds, ["started", "sent"], "{id}");
+    }
+    crate::events::assert_in_order(&bodies());
+    eprintln!(
+        "crash test: {} events held by the killed replica, all delivered by the other after {} tries",
+        bodies().len(),
+        receiver.attempts.load(Ordering::SeqCst)
+    );
 }

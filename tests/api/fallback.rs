@@ -3,13 +3,16 @@
 //! code when the SMS's code is not entered within 45 s, or at once when the
 //! SMS's receipt says undelivered; once, whichever replica is alive.
 
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use otpd::config::{FallbackStep, Settings};
 use otpd::domain::Channel;
 use serde_json::{json, Value};
 
+use crate::events::{by_verification, with_events};
 use crate::fake_provider::FakeProvider;
+use crate::gateway::{start_gateway, Gateway};
 use crate::http_carriers::{twilio, twilio_callback};
 use crate::support::{
     assert_has_lines, code_in, holds, json_of, settings, until, RedisServer, TestApp, PHONE,
@@ -120,7 +123,10 @@ async fn an_approved_verification_never_falls_back() {
 async fn an_undelivered_sms_falls_back_at_once() {
     let redis = RedisServer::start();
     let fake = FakeProvider::default();
-    let app = TestApp::spawn_configured(&falling_back(&redis, &fake)).await;
+    let receiver = Gateway::default();
+    receiver.open.store(true, Ordering::SeqCst);
+    let events = start_gateway(receiver.clone());
+    let app = TestApp::spawn_configured(&with_events(falling_back(&redis, &fake), &events)).await;
     let id = start_sms(&app).await;
     requests(&fake, 1).await;
     app.settled().await;
@@ -141,6 +147,24 @@ async fn an_undelivered_sms_falls_back_at_once() {
         view(&app, &id).await["delivery"]["reroute_reason"],
         "undelivered"
     );
+    // The relying party hears of it: undelivered, then the fallback to a
+    // call, then the call placed.
+    let bodies = || receiver.bodies.lock().expect("receiver").clone();
+    until("the events", Duration::from_secs(10), async || {
+        bodies().len() >= 5
+    })
+    .await;
+    let heard = &by_verification(&bodies())[&id];
+    let expected = [
+        ("started", ""),
+        ("sent", ""),
+        ("undelivered", "receipt"),
+        ("fallback", "undelivered"),
+        ("sent", ""),
+    ]
+    .map(|(kind, reason)| (kind.to_owned(), reason.to_owned()));
+    assert_eq!(heard, &expected);
+    assert_eq!(bodies()[4]["data"]["channel"], "voice");
 }
 
 /// Issue 15: the fallback is in Redis, not in a replica's memory. The

@@ -13,13 +13,15 @@ use serde_json::{json, Value};
 
 pub const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
 
-/// The operator's SMS gateway: verifies each signature, answers 503 until
-/// opened, then records the message once per `webhook-id`.
+/// The operator's SMS gateway (or a service's events endpoint): verifies
+/// each signature, answers 503 until opened, then records the message once
+/// per `webhook-id` and every body in the order they arrived.
 #[derive(Clone, Default)]
 pub struct Gateway {
     pub open: Arc<AtomicBool>,
     pub attempts: Arc<AtomicUsize>,
     pub delivered: Arc<Mutex<HashMap<String, usize>>>,
+    pub bodies: Arc<Mutex<Vec<Value>>>,
 }
 
 async fn receive(
@@ -53,6 +55,8 @@ async fn receive(
         .expect("gateway")
         .entry(id.clone())
         .or_default() += 1;
+    let parsed = serde_json::from_slice(&body).unwrap_or(Value::Null);
+    gateway.bodies.lock().expect("gateway").push(parsed);
     HttpResponse::Ok().json(json!({ "message_id": format!("gw-{id}") }))
 }
 

@@ -13,6 +13,7 @@ mod contract;
 mod crash;
 mod delivery;
 mod end_user;
+mod events;
 mod failover;
 mod fake_provider;
 mod fake_siteverify;

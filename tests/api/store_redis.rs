@@ -12,7 +12,11 @@ use crate::topology::RedisCluster;
 
 fn store(settings: RedisSettings) -> Arc<RedisStore> {
     let store = RedisStore::connect(&settings, otpd::metrics::Metrics::new()).expect("connects");
-    Arc::new(store.declared_keys_only())
+    Arc::new(
+        store
+            .with_events(otpd::store::conformance::with_events())
+            .declared_keys_only(),
+    )
 }
 
 fn redis_settings() -> RedisSettings {

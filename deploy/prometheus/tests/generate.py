@@ -65,6 +65,18 @@ CASES = {
         [(f'otpd_outbox_oldest_age_seconds{{{J},instance="otpd-1:9464"}}', "90x15")],
         [(f'otpd_outbox_oldest_age_seconds{{{J},instance="otpd-1:9464"}}', "5x15")],
     ),
+    "OtpdEventsFailing": (
+        {"job": "otpd", "service": "demo"}, "25m",
+        [(f'otpd_events_total{{{J},service="demo",type="sent",outcome="retried"}}', "0+5x30"),
+         (f'otpd_events_total{{{J},service="demo",type="sent",outcome="delivered"}}', "0x30")],
+        [(f'otpd_events_total{{{J},service="demo",type="sent",outcome="retried"}}', "0+5x30"),
+         (f'otpd_events_total{{{J},service="demo",type="sent",outcome="delivered"}}', "0+50x30")],
+    ),
+    "OtpdEventsDeadLettered": (
+        {"job": "otpd", "service": "demo"}, "10m",
+        [(f'otpd_events_total{{{J},service="demo",type="sent",outcome="dead_lettered"}}', "0+1x15")],
+        [(f'otpd_events_total{{{J},service="demo",type="sent",outcome="dead_lettered"}}', "3x15")],
+    ),
     "OtpdClockSkew": (
         {"job": "otpd", "instance": "otpd-1:9464"}, "10m",
         [(f'otpd_clock_skew_seconds{{{J},instance="otpd-1:9464"}}', "-0.8x15")],

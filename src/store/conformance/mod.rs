@@ -1,9 +1,10 @@
 //! The behaviour every backend must have, written once, one suite per
-//! concern: `verifications`, `outbox`, `idempotency`, `limits`.
+//! concern: `verifications`, `outbox`, `idempotency`, `limits`, `events`.
 //! `store_conformance!` turns each case into a named test for one backend
 //! (`memory/mod.rs` for `MemoryStore`, `tests/api/store_redis.rs` for
 //! `RedisStore` on one server and on Cluster), one module per suite.
 
+pub mod events;
 pub mod idempotency;
 pub mod limits;
 pub mod outbox;
@@ -83,6 +84,12 @@ macro_rules! store_conformance {
             an_undelivered_receipt_queues_a_watched_send_at_once,
             a_delivered_receipt_or_a_finished_verification_ends_the_watch,
             a_fallback_watch_switches_the_channel_once);
+        $crate::store_conformance!(@suite events $fixture;
+            each_change_queues_its_event_in_order,
+            a_queue_is_held_by_one_replica_until_its_lease_lapses,
+            delivered_events_leave_and_failing_ones_are_dead_lettered,
+            an_expired_verification_is_reported_once,
+            cancels_and_refused_starts_are_reported);
         $crate::store_conformance!(@suite idempotency $fixture;
             idempotency_reserves_completes_and_replays,
             idempotency_release_and_lock_expiry_free_the_key);
@@ -109,6 +116,12 @@ macro_rules! store_conformance {
             )+
         }
     };
+}
+
+/// The services whose lifecycle events a backend under test queues: `demo`
+/// (and not `other`).
+pub fn with_events() -> Vec<ServiceName> {
+    vec![service("demo")]
 }
 
 const TTL: Duration = Duration::from_secs(300);
@@ -173,6 +186,7 @@ pub fn new_verification(
         binding_digest: binding.map(digest),
         number,
         country_code: 81,
+        country: "JP".into(),
         app_hash: None,
         delivery: Delivery::queued(),
     };

@@ -4,7 +4,7 @@
 use super::*;
 
 /// Failures that never get in the way of the other cases.
-const FAILURES: FailurePolicy = FailurePolicy {
+pub(super) const FAILURES: FailurePolicy = FailurePolicy {
     max: 100,
     free: 99,
     delay: Duration::from_secs(30),
@@ -700,7 +700,7 @@ pub async fn a_right_code_resets_the_numbers_failures(fx: &Fixture) {
 }
 
 /// Checks `record` with code `code` (no binding) under `FAILURES`.
-async fn check(
+pub(super) async fn check(
     fx: &Fixture,
     service: &ServiceName,
     record: &Record,

@@ -1,6 +1,6 @@
 -- KEYS[1] the verification, KEYS[2] its number's failures (n count, l
 -- last, w wait until; the caller names it from the record's nk, read
--- beforehand). ARGV: service, now, the number key it was named from (not
+-- beforehand), then the slot's events keys (`common.lua`). ARGV: service, now, the number key it was named from (not
 -- the record's: missing), then the number's
 -- failure policy: max, free, delay ms, max delay ms, decay ms; then one
 -- triple per configured secret: secret id, code digest, binding digest
@@ -30,6 +30,7 @@ for i = 9, #ARGV, 3 do
 end
 if right then
   redis.call('HSET', KEYS[1], 's', 'approved')
+  emit(KEYS[1], 'approved', now, '')
   redis.call('DEL', failures_key)
   return answer('approved', KEYS[1])
 end
@@ -40,5 +41,6 @@ redis.call('HSET', failures_key, 'n', failures, 'l', now, 'w', now + pause)
 redis.call('PEXPIRE', failures_key, decay)
 if redis.call('HINCRBY', KEYS[1], 'a', -1) <= 0 then
   redis.call('HSET', KEYS[1], 's', 'failed', 'a', 0)
+  emit(KEYS[1], 'failed', now, '')
 end
 return answer('wrong', KEYS[1])

@@ -8,8 +8,47 @@
 -- latest send's status, carrier, message id and acceptance time, rf/rw the
 -- carrier it was re-routed from and why ('' when it was not), wc/wk/wn the
 -- sealed code, its key and the fallback channel ('' none) while the send
--- is watched. "now" always comes from the caller's
--- clock; key TTLs are housekeeping only.
+-- is watched, co its country (ISO 3166-1 alpha-2), en the number of events
+-- it has queued (only when its service has events). "now" always comes
+-- from the caller's clock; key TTLs are housekeeping only.
+--
+-- A script that changes a verification declares, after its own keys, the
+-- events queue (`…:e:<service>`) and expiry schedule (`…:x:<service>`) of
+-- every service with events in the slot: `emit` finds the verification's
+-- own among them.
+
+-- The declared key ending in `suffix`, or nil.
+local function declared_ending(suffix)
+  for _, key in ipairs(KEYS) do
+    if string.sub(key, -#suffix) == suffix then return key end
+  end
+  return nil
+end
+
+-- Queues the lifecycle event `kind` of the verification at `key` (its
+-- fields as they are now) if its service has events; `reason` or ''.
+-- True if it did.
+local function emit(key, kind, now, reason)
+  local f = redis.call('HMGET', key, 'sv', 'mt', 'ch', 'dc', 'co')
+  local queue = f[1] and declared_ending(':e:' .. f[1])
+  if not queue then return false end
+  local id = string.match(key, ':v:(.+)$')
+  local n = redis.call('HINCRBY', key, 'en', 1)
+  redis.call('XADD', queue, '*', 'i', id .. '.' .. n, 't', kind, 'v', id, 'sv', f[1], 'mt', f[2],
+    'ch', f[3] or 'sms', 'dc', f[4] or '', 'co', f[5] or '', 'at', now, 'x', reason)
+  redis.call('PEXPIRE', queue, 7 * 86400000)
+  return true
+end
+
+-- Schedules the `expired` event of the verification at `key` for its
+-- expiry, if its service has events.
+local function schedule_expiry(key)
+  local f = redis.call('HMGET', key, 'sv', 'e')
+  local schedule = f[1] and declared_ending(':x:' .. f[1])
+  if not schedule then return end
+  redis.call('ZADD', schedule, f[2], string.match(key, ':v:(.+)$'))
+  redis.call('PEXPIRE', schedule, 7 * 86400000)
+end
 
 -- Constant-time equality (SEC-12): the loop never exits early.
 local function same(a, b)
@@ -204,6 +243,9 @@ local function reroute(key, stream, due, n, reason, now)
   end
   redis.call('HSET', key, 'ds', 'queued', 'dc', '', 'dm', '', 'da', '', 'rf', f[5], 'rw', reason)
   redis.call('HDEL', key, 'wc', 'wk', 'wn')
+  if switched then
+    emit(key, 'fallback', now, reason == 'undelivered' and 'undelivered' or 'timeout')
+  end
   enqueue(stream, id, f[9], n, f[7], f[8], now, f[5], reason, switched and '1' or '0')
   return 1
 end

@@ -1,5 +1,5 @@
 -- KEYS[1] the verification, KEYS[2] the shard's outbox stream, KEYS[3] the
--- shard's watched sends. ARGV: send number, carrier, message id, status
+-- shard's watched sends, then the slot's events keys (`common.lua`). ARGV: send number, carrier, message id, status
 -- ('delivered' | 'undelivered'), now.
 -- Records a carrier's receipt if the verification still holds that send as
 -- sent by that carrier under that message id (the twin of rules::receipt);
@@ -14,6 +14,7 @@ if not f[1] or tonumber(f[1]) ~= tonumber(ARGV[1]) or f[2] ~= 'sent'
 end
 local now = tonumber(ARGV[5])
 redis.call('HSET', KEYS[1], 'ds', ARGV[4])
+emit(KEYS[1], ARGV[4], now, ARGV[4] == 'undelivered' and 'receipt' or '')
 if ARGV[4] == 'undelivered' then
   if f[6] == 'pending' and tonumber(f[7]) > now then
     redis.call('HSET', KEYS[1], 'r', ARGV[5])

@@ -1,4 +1,5 @@
--- KEYS[1] the verification, KEYS[2] the shard's outbox stream. ARGV:
+-- KEYS[1] the verification, KEYS[2] the shard's outbox stream, then the
+-- slot's events keys (`common.lua`). ARGV:
 -- service, now, base cooldown ms, max sends, ttl ms, retention ms, longest
 -- cooldown ms, shard cap, sealed code ('' sends nothing: a test number),
 -- code key id, channel, then pairs per secret: secret id, new code digest.
@@ -30,6 +31,7 @@ local cooldown = math.min(tonumber(ARGV[3]) * 2 ^ (sent - 1), tonumber(ARGV[7]))
 redis.call('HSET', KEYS[1], 'd', digest, 'r', now + cooldown, 'e', now + ttl, 'ds', 'queued', 'dc', '', 'dm', '')
 redis.call('HDEL', KEYS[1], 'rf', 'rw', 'wc', 'wk', 'wn')
 redis.call('PEXPIRE', KEYS[1], ttl + tonumber(ARGV[6]))
+schedule_expiry(KEYS[1])
 local id = string.match(KEYS[1], ':v:(.+)$')
 if sends then enqueue(KEYS[2], id, ARGV[1], sent, ARGV[9], ARGV[10], now) end
 return answer('resent', KEYS[1])

@@ -1,6 +1,7 @@
 -- KEYS[1] the number's index, KEYS[2] the new verification, KEYS[3] the
 -- shard's outbox stream, KEYS[4] the verification the index pointed at when
--- the caller read it (absent if none). ARGV: that verification's id ('' if
+-- the caller read it (absent if none), then the slot's events keys
+-- (`common.lua`). ARGV: that verification's id ('' if
 -- none), now, binding digest, new id, index ttl ms, record ttl ms,
 -- service, shard cap, sealed code ('' sends nothing: a test number), code
 -- key id, then the new record's field/value pairs. Storing the
@@ -19,11 +20,13 @@ if old then
   if f[1] == 'pending' and tonumber(f[2]) > now then
     if same(f[3], ARGV[3]) then return {'pending', old} end
     redis.call('HSET', old_key, 's', 'canceled')
+    emit(old_key, 'canceled', now, 'replaced')
     replaced = old
   end
 end
 redis.call('HSET', KEYS[2], unpack(ARGV, 11))
 redis.call('PEXPIRE', KEYS[2], ARGV[6])
+if emit(KEYS[2], 'started', now, '') then schedule_expiry(KEYS[2]) end
 redis.call('SET', KEYS[1], ARGV[4], 'PX', ARGV[5])
 if sends then enqueue(KEYS[3], ARGV[4], ARGV[7], 1, ARGV[9], ARGV[10], now) end
 return {'created', replaced}

@@ -2,6 +2,7 @@
 //! `Store` (not a mock). State lives in one mutex-guarded map; entries expire
 //! by the injected clock and are swept as time passes.
 
+mod events;
 mod idempotency;
 mod limits;
 mod outbox;
@@ -44,6 +45,7 @@ struct State {
     /// Carrier message ids → (verification, send), by (carrier, id).
     messages: HashMap<(String, String), Expiring<(VerificationId, u32)>>,
     outbox: outbox::Queue,
+    events: events::Log,
     next_sweep: Option<Timestamp>,
 }
 
@@ -60,6 +62,12 @@ struct Idempotent {
 impl MemoryStore {
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// The same store, queueing lifecycle events for `services`.
+    pub fn with_events(self, services: impl IntoIterator<Item = ServiceName>) -> Self {
+        self.lock().events.services = services.into_iter().collect();
+        self
     }
 
     /// Entries held, expired or not (tests watch the sweep with it).
@@ -107,6 +115,8 @@ impl State {
             return;
         }
         self.verifications.retain(|_, entry| now < entry.until);
+        let verifications = &self.verifications;
+        self.events.retain(|id| verifications.contains_key(id));
         self.numbers.retain(|_, entry| now < entry.until);
         self.idempotency.retain(|_, entry| now < entry.until);
         self.limits.retain(|_, entry| now < entry.until);
@@ -221,7 +231,9 @@ mod tests {
 
     async fn memory_fixture() -> Fixture {
         Fixture::new(
-            Stores::of(Arc::new(MemoryStore::new())),
+            Stores::of(Arc::new(
+                MemoryStore::new().with_events(conformance::with_events()),
+            )),
             ManualClock::new(),
             (),
         )

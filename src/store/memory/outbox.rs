@@ -11,6 +11,7 @@ use async_trait::async_trait;
 use super::MemoryStore;
 use super::State;
 use crate::domain::{Channel, Timestamp, VerificationId};
+use crate::store::events::EventKind;
 use crate::store::{
     rules, Claimed, Enqueue, Error, Finish, KeyId, Outbox, QueuedSend, Record, Reroute,
     RerouteReason, Watch,
@@ -200,6 +201,14 @@ impl State {
             return false;
         };
         let switched = entry.value.channel != channel;
+        if switched {
+            let why = match reason {
+                RerouteReason::Undelivered => "undelivered",
+                RerouteReason::NoReceipt | RerouteReason::Fallback => "timeout",
+            };
+            self.events
+                .emit(&entry.value, EventKind::Fallback, Some(why), now);
+        }
         let send = QueuedSend {
             id,
             service: entry.value.service.clone(),
@@ -285,10 +294,25 @@ impl Outbox for MemoryStore {
         let Some(send) = state.outbox.remove(&claimed.entry, finish) else {
             return Ok(());
         };
-        let recorded = state
-            .verifications
+        let State {
+            verifications,
+            events,
+            ..
+        } = &mut *state;
+        let recorded = verifications
             .get_mut(&claimed.send.id)
-            .is_some_and(|entry| rules::finish(&mut entry.value, send.number, finish, now));
+            .is_some_and(|entry| {
+                let recorded = rules::finish(&mut entry.value, send.number, finish, now);
+                let event = match finish {
+                    Finish::Sent { .. } => Some((EventKind::Sent, None)),
+                    Finish::Failed { .. } => Some((EventKind::Undelivered, Some("send_failed"))),
+                    Finish::Skipped => None,
+                };
+                if let (true, Some((kind, reason))) = (recorded, event) {
+                    events.emit(&entry.value, kind, reason, now);
+                }
+                recorded
+            });
         if let (
             true,
             Finish::Sent {

@@ -7,8 +7,9 @@ use async_trait::async_trait;
 
 use super::outbox::queued_send;
 use super::{Expiring, MemoryStore, State, RETENTION};
-use crate::domain::{Receipt, ServiceName, Timestamp, VerificationId};
+use crate::domain::{Receipt, ServiceName, Status, Timestamp, VerificationId};
 use crate::ratelimit::FailurePolicy;
+use crate::store::events::EventKind;
 use crate::store::{
     rules, Candidate, Changed, Checked, Error, Failures, NewCode, NewVerification, NumberKey,
     Record, ResendPolicy, Resent, Started, Verifications,
@@ -40,8 +41,14 @@ impl Verifications for MemoryStore {
                 if rules::bindings_match(old, new.record.binding_digest.as_ref()) {
                     return Ok(Started::Pending(old_id));
                 }
-                if let Some(entry) = state.verifications.get_mut(&old_id) {
+                let State {
+                    verifications,
+                    events,
+                    ..
+                } = &mut *state;
+                if let Some(entry) = verifications.get_mut(&old_id) {
                     rules::cancel(&mut entry.value);
+                    events.emit(&entry.value, EventKind::Canceled, Some("replaced"), now);
                 }
                 replaced = Some(old_id);
             }
@@ -52,6 +59,8 @@ impl Verifications for MemoryStore {
             self.queued.notify_waiters();
         }
         let until = record.expires_at.plus(RETENTION);
+        state.events.emit(&record, EventKind::Started, None, now);
+        state.events.schedule_expiry(&record);
         state.numbers.insert(
             record.number,
             Expiring {
@@ -110,6 +119,7 @@ impl Verifications for MemoryStore {
         let State {
             verifications,
             failures: by_number,
+            events,
             ..
         } = &mut *state;
         let Some(entry) = verifications
@@ -130,6 +140,13 @@ impl Verifications for MemoryStore {
             failures,
             now,
         );
+        match &checked {
+            Checked::Approved(record) => events.emit(record, EventKind::Approved, None, now),
+            Checked::Wrong(record) if record.status == Status::Failed => {
+                events.emit(record, EventKind::Failed, None, now);
+            }
+            _ => {}
+        }
         match number_failures {
             Some(kept) => by_number.insert(
                 number,
@@ -162,6 +179,7 @@ impl Verifications for MemoryStore {
         let State {
             verifications,
             outbox,
+            events,
             ..
         } = &mut *state;
         let Some(entry) = verifications
@@ -183,6 +201,7 @@ impl Verifications for MemoryStore {
             outbox.push(queued_send(&changed, enqueue, now));
         }
         entry.until = changed.expires_at.plus(RETENTION);
+        events.schedule_expiry(&changed);
         entry.value = changed;
         drop(state);
         if enqueue.is_some() {
@@ -197,9 +216,24 @@ impl Verifications for MemoryStore {
         id: &VerificationId,
         now: Timestamp,
     ) -> Result<Changed, Error> {
-        Ok(self
-            .update(service, id, now, rules::cancel)
-            .unwrap_or(Changed::NotFound))
+        let mut state = self.lock();
+        state.sweep(now);
+        let State {
+            verifications,
+            events,
+            ..
+        } = &mut *state;
+        let Some(entry) = verifications
+            .get_mut(id)
+            .filter(|entry| entry.value.is_visible(service, now))
+        else {
+            return Ok(Changed::NotFound);
+        };
+        let changed = rules::cancel(&mut entry.value);
+        if matches!(changed, Changed::Changed(_)) {
+            events.emit(&entry.value, EventKind::Canceled, Some("request"), now);
+        }
+        Ok(changed)
     }
 
     async fn failures(
@@ -226,10 +260,23 @@ impl Verifications for MemoryStore {
         now: Timestamp,
     ) -> Result<Option<Timestamp>, Error> {
         let mut state = self.lock();
-        let sent_at = state
-            .verifications
+        let State {
+            verifications,
+            events,
+            ..
+        } = &mut *state;
+        let sent_at = verifications
             .get_mut(&receipt.verification)
-            .and_then(|entry| rules::receipt(&mut entry.value, carrier, receipt, now));
+            .and_then(|entry| {
+                let sent_at = rules::receipt(&mut entry.value, carrier, receipt, now)?;
+                let (kind, reason) = if receipt.delivered {
+                    (EventKind::Delivered, None)
+                } else {
+                    (EventKind::Undelivered, Some("receipt"))
+                };
+                events.emit(&entry.value, kind, reason, now);
+                Some(sent_at)
+            });
         if sent_at.is_some() {
             state.receipt_watched(receipt.verification, receipt.send, receipt.delivered, now);
         }

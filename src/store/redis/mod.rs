@@ -13,6 +13,10 @@
 //! `p:{T}:outbox` and `p:{T}:dead` the shard's outbox and dead letters,
 //! `p:{T}:watched` its sends watched for a receipt (`<id>.<send>` by the
 //! end of the watch),
+//! `p:{T}:e:<service>` the service's lifecycle events queue (a stream),
+//! `p:{T}:x:<service>` its verifications by expiry (for `expired`),
+//! `p:{T}:el:<service>` the replica holding the queue, `p:{T}:et:<service>`
+//! its events' failed tries, `p:{T}:ed` the shard's dead-lettered events,
 //! `p:{m:<carrier>:<message id>}` the send a carrier's message id belongs
 //! to (`<id>.<send>.<until>`), for receipts that name only that id (its own slot).
 
@@ -24,6 +28,7 @@ use redis::{Script, ScriptInvocation, Value};
 use tracing::Instrument;
 
 mod connection;
+mod events;
 mod idempotency;
 mod limits;
 mod outbox;
@@ -35,7 +40,7 @@ use self::connection::Connection;
 pub use self::settings::{ClusterSettings, RedisSettings, SentinelSettings, Topology};
 
 use super::{Error, IdempotencyKey, NumberKey};
-use crate::domain::{VerificationId, TAG_LEN};
+use crate::domain::{ServiceName, VerificationId, TAG_LEN};
 use crate::metrics::Metrics;
 
 pub struct RedisStore {
@@ -53,6 +58,9 @@ pub struct RedisStore {
     next_shard: std::sync::atomic::AtomicUsize,
     topology: Topology,
     prefix: String,
+    /// The services with lifecycle events: scripts that change a
+    /// verification declare their queues.
+    event_services: Vec<ServiceName>,
     timeout: Duration,
     /// Duration and errors of every operation.
     metrics: Metrics,
@@ -70,6 +78,11 @@ struct Scripts {
     receipt: Script,
     reroute: Script,
     keep: Script,
+    blocked: Script,
+    poll_events: Script,
+    expire: Script,
+    events_delivered: Script,
+    event_failed: Script,
 }
 
 /// Prepended to every script by `declared_keys_only`: each `redis.call`
@@ -110,6 +123,11 @@ impl Scripts {
             receipt: script(include_str!("../lua/receipt.lua")),
             reroute: script(include_str!("../lua/reroute.lua")),
             keep: script(include_str!("../lua/keep.lua")),
+            blocked: script(include_str!("../lua/blocked.lua")),
+            poll_events: script(include_str!("../lua/poll_events.lua")),
+            expire: script(include_str!("../lua/expire.lua")),
+            events_delivered: script(include_str!("../lua/events_delivered.lua")),
+            event_failed: script(include_str!("../lua/event_failed.lua")),
         }
     }
 }
@@ -136,6 +154,7 @@ impl RedisStore {
             next_shard: std::sync::atomic::AtomicUsize::new(0),
             topology: settings.topology(),
             prefix: settings.key_prefix.clone(),
+            event_services: Vec::new(),
             timeout: settings.timeout,
             metrics,
             scripts: Scripts::new(""),
@@ -149,6 +168,32 @@ impl RedisStore {
     pub fn declared_keys_only(mut self) -> Self {
         self.scripts = Scripts::new(DECLARED_KEYS_ONLY);
         self
+    }
+
+    /// The same store, queueing lifecycle events for `services`.
+    pub fn with_events(mut self, services: impl IntoIterator<Item = ServiceName>) -> Self {
+        self.event_services = services.into_iter().collect();
+        self
+    }
+
+    /// The events queues and expiry schedules of the slot `tag`, for a
+    /// script that changes a verification to declare (`lua/common.lua`).
+    fn event_keys(&self, tag: [u8; TAG_LEN]) -> Vec<String> {
+        self.event_services
+            .iter()
+            .flat_map(|service| {
+                [
+                    self.events_key(tag, "e", service),
+                    self.events_key(tag, "x", service),
+                ]
+            })
+            .collect()
+    }
+
+    /// The events key `kind` (`e` queue, `x` expiry schedule, `el` lease,
+    /// `et` tries) of `service` in the slot `tag`.
+    fn events_key(&self, tag: [u8; TAG_LEN], kind: &str, service: &ServiceName) -> String {
+        format!("{}:{kind}:{service}", self.slot(tag))
     }
 
     fn slot(&self, tag: [u8; TAG_LEN]) -> String {

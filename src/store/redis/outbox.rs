@@ -276,6 +276,7 @@ impl RedisStore {
             .key(self.verification_key(&claimed.send.id))
             .key(format!("{}:dead", self.slot(tag)))
             .key(self.watched_key(tag))
+            .key(self.event_keys(tag))
             .arg(GROUP)
             .arg(&claimed.entry)
             .arg(claimed.send.number)
@@ -328,6 +329,7 @@ impl RedisStore {
                 .key(self.verification_key(&id))
                 .key(self.outbox_key(tag))
                 .key(self.watched_key(tag))
+                .key(self.event_keys(tag))
                 .arg(number)
                 .arg(now.millis());
             if matches!(self.invoke("reroute", invocation).await?, Value::Int(1)) {

@@ -101,6 +101,12 @@ pub(super) fn decode(id: &VerificationId, fields: Vec<Value>) -> Result<Record, 
         binding_digest: binding,
         number: number_key(take("nk").unwrap_or_default())?,
         country_code: parsed("cc", take("cc"))?,
+        country: take("co")
+            .map(|co| {
+                String::from_utf8(co).map_err(|_| Error::Corrupt("field co unreadable".into()))
+            })
+            .transpose()?
+            .unwrap_or_default(),
         app_hash: take("ah").and_then(|hash| AppHash::parse(std::str::from_utf8(&hash).ok()?).ok()),
         delivery: Delivery {
             status: parsed("ds", take("ds"))?,
@@ -166,6 +172,7 @@ pub(super) fn encode(record: &Record) -> Vec<(&'static str, Vec<u8>)> {
         ),
         ("nk", URL_SAFE_NO_PAD.encode(record.number.0).into_bytes()),
         ("cc", record.country_code.to_string().into_bytes()),
+        ("co", record.country.clone().into_bytes()),
         (
             "ah",
             record

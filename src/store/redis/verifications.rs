@@ -110,6 +110,7 @@ impl Verifications for RedisStore {
         invocation
             .key(&key)
             .key(failures_key)
+            .key(self.event_keys(id.tag()))
             .arg(service.as_str())
             .arg(now.millis())
             .arg(&number)
@@ -163,6 +164,7 @@ impl Verifications for RedisStore {
         invocation
             .key(self.verification_key(id))
             .key(self.outbox_key(id.tag()))
+            .key(self.event_keys(id.tag()))
             .arg(service.as_str())
             .arg(now.millis())
             .arg(millis(policy.cooldown))
@@ -203,6 +205,7 @@ impl Verifications for RedisStore {
         let mut invocation = self.scripts.change.prepare_invoke();
         invocation
             .key(self.verification_key(id))
+            .key(self.event_keys(id.tag()))
             .arg(service.as_str())
             .arg(now.millis());
         match outcome(id, self.invoke("cancel", invocation).await?)? {
@@ -225,6 +228,7 @@ impl Verifications for RedisStore {
             .key(self.verification_key(&receipt.verification))
             .key(self.outbox_key(tag))
             .key(self.watched_key(tag))
+            .key(self.event_keys(tag))
             .arg(receipt.send)
             .arg(carrier)
             .arg(&receipt.message_id)
@@ -372,6 +376,7 @@ impl RedisStore {
         if let Some(current) = &current {
             invocation.key(self.verification_key(current));
         }
+        invocation.key(self.event_keys(record.id.tag()));
         invocation
             .arg(current.map(|id| id.to_string()).unwrap_or_default())
             .arg(now.millis())
