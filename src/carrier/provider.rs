@@ -57,6 +57,18 @@ pub fn reference<B>(message: &Message<B>) -> String {
     format!("{}.{}", message.verification, message.send)
 }
 
+/// The verification and send named by the `ref` query parameter of a
+/// callback URL (`?ref=<reference>`, as `reference` writes it).
+pub fn query_reference(
+    path_and_query: &str,
+) -> Result<(crate::domain::VerificationId, u32), ReceiptError> {
+    let query = path_and_query.split_once('?').map_or("", |(_, q)| q);
+    let reference = form(query.as_bytes())?
+        .remove("ref")
+        .ok_or_else(|| ReceiptError::Malformed("ref".into()))?;
+    parse_reference(&reference)
+}
+
 /// The verification and send a `reference` names.
 pub fn parse_reference(
     reference: &str,

@@ -32,7 +32,7 @@ use sha1::Sha1;
 use subtle::ConstantTimeEq;
 use zeroize::Zeroizing;
 
-use super::provider::{self, form, parse_reference, reference, transport};
+use super::provider::{self, form, reference, transport};
 use super::{Accepted, Call, Callback, Carrier, Message, ReceiptError, Receipts, SendError, Sms};
 use crate::domain::Receipt;
 
@@ -242,14 +242,7 @@ impl Carrier for TwilioCarrier {
             Some("undelivered" | "failed" | "busy" | "no-answer" | "canceled") => false,
             _ => return Ok(None),
         };
-        let query = callback
-            .path_and_query
-            .split_once('?')
-            .map_or("", |(_, q)| q);
-        let reference = form(query.as_bytes())?
-            .remove("ref")
-            .ok_or_else(|| ReceiptError::Malformed("ref".into()))?;
-        let (verification, send) = parse_reference(&reference)?;
+        let (verification, send) = provider::query_reference(callback.path_and_query)?;
         let message_id = params
             .get("MessageSid")
             .or(params.get("CallSid"))

@@ -15,6 +15,16 @@
 //! signature secret) of every other parameter, sorted by name, as
 //! `&name=value` with `&` and `=` in values replaced by `_`. A multi-part
 //! message is tracked by its first part.
+//!
+//! Calls go through the Voice API: `POST {voice_url}/v1/calls`, JSON, with
+//! the application's JWT (RS256, signed with its private key: claims
+//! `application_id`, `iat`, `exp`, `jti`) as the bearer token; the NCCO is
+//! one `talk` action reading the script as SSML in its language; the
+//! call's events come to our receipts endpoint (`event_url`, with the
+//! verification and send in `ref`), each signed with a JWT (HS256, keyed by
+//! the signature secret) whose `payload_hash` is the SHA-256 of the body:
+//! `completed` is delivered; `busy`, `timeout`, `failed`, `rejected`,
+//! `cancelled` and `unanswered` are undelivered; the others are not final.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -27,7 +37,7 @@ use subtle::ConstantTimeEq;
 use zeroize::Zeroizing;
 
 use super::provider::{self, form, parse_reference, reference, transport};
-use super::{Accepted, Callback, Carrier, ReceiptError, Receipts, SendError, Sms};
+use super::{Accepted, Call, Callback, Carrier, ReceiptError, Receipts, SendError, Sms};
 use crate::domain::Receipt;
 use crate::sms::Encoding;
 
@@ -46,10 +56,103 @@ pub struct VonageSettings {
     pub api_url: String,
     #[serde(default = "super::twilio::default_timeout", with = "humantime_serde")]
     pub timeout: Duration,
+    /// The Voice API application calls are placed as (none: no calls).
+    #[serde(default)]
+    pub application_id: Option<String>,
+    /// The PEM file of that application's private key.
+    #[serde(default)]
+    pub private_key_file: Option<std::path::PathBuf>,
+    #[serde(default = "default_voice_url")]
+    pub voice_url: String,
 }
 
 fn default_api_url() -> String {
     "https://rest.nexmo.com".into()
+}
+
+fn default_voice_url() -> String {
+    "https://api.nexmo.com".into()
+}
+
+/// How long the phone rings before the call counts as unanswered.
+const CALL_RING_SECONDS: u32 = 30;
+
+/// A Voice API application: its id and private key, for its JWTs.
+struct Application {
+    id: String,
+    key: jsonwebtoken::EncodingKey,
+}
+
+#[derive(serde::Serialize)]
+struct ApplicationClaims<'a> {
+    application_id: &'a str,
+    iat: u64,
+    exp: u64,
+    jti: String,
+}
+
+/// The claims of a signed Voice API callback.
+#[derive(Deserialize)]
+struct CallbackClaims {
+    iat: u64,
+    payload_hash: String,
+}
+
+/// A call's event, as the Voice API posts it.
+#[derive(Deserialize)]
+struct CallEvent {
+    uuid: String,
+    status: String,
+}
+
+impl Application {
+    fn load(settings: &VonageSettings) -> Result<Option<Self>, String> {
+        let (id, file) = match (&settings.application_id, &settings.private_key_file) {
+            (None, None) => return Ok(None),
+            (Some(id), Some(file)) => (id, file),
+            _ => return Err("application_id and private_key_file go together".into()),
+        };
+        let pem = Zeroizing::new(
+            std::fs::read(file).map_err(|e| format!("private_key_file {}: {e}", file.display()))?,
+        );
+        let key = jsonwebtoken::EncodingKey::from_rsa_pem(&pem)
+            .map_err(|e| format!("private_key_file {}: {e}", file.display()))?;
+        Ok(Some(Application {
+            id: id.clone(),
+            key,
+        }))
+    }
+
+    /// A JWT for one request, valid five minutes.
+    fn token(&self) -> Result<String, SendError> {
+        let now = provider::unix_now();
+        let claims = ApplicationClaims {
+            application_id: &self.id,
+            iat: now,
+            exp: now + 300,
+            jti: crate::config::random_token(16),
+        };
+        let header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::RS256);
+        jsonwebtoken::encode(&header, &claims, &self.key)
+            .map_err(|e| SendError::Temporary(format!("vonage: signing the JWT: {e}").into()))
+    }
+}
+
+/// The Voice API request for `call`: one `talk` action reading the script
+/// as SSML.
+fn call_request(call: &Call, from: &str, event_url: &str) -> serde_json::Value {
+    serde_json::json!({
+        "to": [{ "type": "phone", "number": call.to.e164().trim_start_matches('+') }],
+        "from": { "type": "phone", "number": from },
+        "ncco": [{
+            "action": "talk",
+            "text": call.body.ssml().as_str(),
+            "language": call.body.language(),
+        }],
+        "event_url": [event_url],
+        "event_method": "POST",
+        "ringing_timer": CALL_RING_SECONDS,
+    })
 }
 
 impl std::fmt::Debug for VonageSettings {
@@ -70,6 +173,8 @@ pub struct VonageCarrier {
     settings: VonageSettings,
     api_secret: Zeroizing<String>,
     signature_secret: Zeroizing<String>,
+    /// Set when calls are configured.
+    application: Option<Application>,
 }
 
 #[derive(Deserialize)]
@@ -103,6 +208,7 @@ impl VonageCarrier {
     pub fn new(name: &str, settings: &VonageSettings) -> Result<Self, String> {
         reqwest::Url::parse(&settings.public_url).map_err(|e| format!("public_url: {e}"))?;
         reqwest::Url::parse(&settings.api_url).map_err(|e| format!("api_url: {e}"))?;
+        reqwest::Url::parse(&settings.voice_url).map_err(|e| format!("voice_url: {e}"))?;
         if settings.signature_secret.len() < 16 {
             return Err("signature_secret: at least 16 characters".into());
         }
@@ -111,8 +217,47 @@ impl VonageCarrier {
             client: provider::client(settings.timeout)?,
             api_secret: Zeroizing::new(settings.api_secret.clone()),
             signature_secret: Zeroizing::new(settings.signature_secret.clone()),
+            application: Application::load(settings)?,
             settings: settings.clone(),
         })
+    }
+
+    /// A call's event: its signed JWT verified (HS256 with the signature
+    /// secret, fresh, `payload_hash` the body's SHA-256), then its status.
+    fn call_event(
+        &self,
+        callback: &Callback<'_>,
+        token: &str,
+    ) -> Result<Option<Receipt>, ReceiptError> {
+        let key = jsonwebtoken::DecodingKey::from_secret(self.signature_secret.as_bytes());
+        let mut validation = jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::HS256);
+        validation.required_spec_claims.clear();
+        validation.validate_exp = false;
+        let claims = jsonwebtoken::decode::<CallbackClaims>(token, &key, &validation)
+            .map_err(|_| ReceiptError::BadSignature)?
+            .claims;
+        let hash = crate::config::sha256_hex(callback.body);
+        let matches = bool::from(
+            hash.as_bytes()
+                .ct_eq(claims.payload_hash.to_lowercase().as_bytes()),
+        );
+        if !matches || !provider::fresh(claims.iat) {
+            return Err(ReceiptError::BadSignature);
+        }
+        let event: CallEvent = serde_json::from_slice(callback.body)
+            .map_err(|e| ReceiptError::Malformed(e.to_string()))?;
+        let delivered = match event.status.as_str() {
+            "completed" => true,
+            "busy" | "timeout" | "failed" | "rejected" | "cancelled" | "unanswered" => false,
+            _ => return Ok(None),
+        };
+        let (verification, send) = provider::query_reference(callback.path_and_query)?;
+        Ok(Some(Receipt {
+            verification,
+            send,
+            message_id: event.uuid,
+            delivered,
+        }))
     }
 }
 
@@ -199,11 +344,51 @@ impl Carrier for VonageCarrier {
         }
     }
 
+    async fn call(&self, call: &Call) -> Result<Accepted, SendError> {
+        let Some(application) = &self.application else {
+            return Err(SendError::Rejected {
+                reason: "vonage: calls need application_id and private_key_file".into(),
+            });
+        };
+        let event_url = format!(
+            "{}?ref={}",
+            provider::receipts_url(&self.settings.public_url, &self.name),
+            reference(call)
+        );
+        let url = format!("{}/v1/calls", self.settings.voice_url.trim_end_matches('/'));
+        let response = self
+            .client
+            .post(url)
+            .bearer_auth(application.token()?)
+            .json(&call_request(call, &self.settings.from, &event_url))
+            .send()
+            .await
+            .map_err(transport)?;
+        let status = response.status();
+        if status.is_success() {
+            let created: CallEvent = response.json().await.map_err(transport)?;
+            return Ok(Accepted {
+                message_id: created.uuid,
+            });
+        }
+        let reason = format!("vonage voice answered {status}");
+        if matches!(status.as_u16(), 401 | 403) {
+            return Err(SendError::Temporary(reason.into()));
+        }
+        Err(provider::failure(status, reason))
+    }
+
     fn receipts(&self) -> Receipts {
         Receipts::ByReference
     }
 
     fn receipt(&self, callback: &Callback<'_>) -> Result<Option<Receipt>, ReceiptError> {
+        if let Some(token) = callback
+            .header("authorization")
+            .and_then(|value| value.strip_prefix("Bearer "))
+        {
+            return self.call_event(callback, token);
+        }
         let params = params(callback.body)?;
         let expected = vonage_signature(&self.signature_secret, &params);
         let given = params.get("sig").map(String::as_str).unwrap_or_default();

@@ -177,10 +177,22 @@ pub enum CarrierSettings {
     Webhook(WebhookSettings),
     /// Twilio Programmable Messaging.
     Twilio(TwilioSettings),
-    /// The Vonage SMS API.
+    /// The Vonage SMS API (and the Voice API, with an application).
     Vonage(VonageSettings),
     /// SMPP 3.4 to the carrier's SMSC.
     Smpp(SmppSettings),
+}
+
+impl CarrierSettings {
+    /// Whether the carrier can place a call as configured.
+    pub fn places_calls(&self) -> bool {
+        match self {
+            CarrierSettings::Console | CarrierSettings::Webhook(_) => true,
+            CarrierSettings::Twilio(twilio) => twilio.from.is_some(),
+            CarrierSettings::Vonage(vonage) => vonage.application_id.is_some(),
+            CarrierSettings::Null | CarrierSettings::Smpp(_) => false,
+        }
+    }
 }
 
 /// `[routing]`: which carriers, in which order, per destination region.
@@ -573,6 +585,16 @@ impl Settings {
         if routing.circuit_failures == 0 {
             return Err(invalid("routing.circuit_failures", "at least 1"));
         }
+        if let Some(name) = routing
+            .voice
+            .iter()
+            .find(|name| !self.carriers[*name].places_calls())
+        {
+            return Err(invalid(
+                "routing.voice",
+                format!("{name:?} cannot place calls (twilio needs from, vonage application_id and private_key_file; smpp and null never)"),
+            ));
+        }
         let calls = self
             .services
             .iter()
@@ -860,8 +882,8 @@ fn parse_hex(text: &str) -> Option<[u8; 32]> {
     Some(out)
 }
 
-pub fn sha256_hex(text: &str) -> String {
-    Sha256::digest(text.as_bytes())
+pub fn sha256_hex(bytes: impl AsRef<[u8]>) -> String {
+    Sha256::digest(bytes.as_ref())
         .iter()
         .map(|b| format!("{b:02x}"))
         .collect()
@@ -947,6 +969,21 @@ mod tests {
             let refused = rejected(&settings);
             assert!(refused.contains(says), "{refused}");
         }
+    }
+
+    /// Issue 15: a carrier that cannot place a call is refused in
+    /// `routing.voice` at start-up, not at the first call.
+    #[test]
+    fn calls_go_only_to_carriers_that_place_them() {
+        let mut settings = dev();
+        settings
+            .carriers
+            .insert("bulk".into(), CarrierSettings::Null);
+        settings.routing.voice = vec!["console".into(), "bulk".into()];
+        let refused = rejected(&settings);
+        assert!(refused.contains("\"bulk\" cannot place calls"), "{refused}");
+        settings.routing.voice = vec!["console".into()];
+        assert!(settings.validate().is_ok());
     }
 
     /// SEC-2: fewer than six digits is refused.

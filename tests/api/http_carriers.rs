@@ -18,7 +18,7 @@ use crate::support::{
     assert_has_lines, code_in, json_of, problem, settings, RedisServer, TestApp, PHONE,
 };
 
-const PUBLIC_URL: &str = "https://otpd.example.com";
+pub const PUBLIC_URL: &str = "https://otpd.example.com";
 const TOKEN: &str = "twilio-auth-token-for-tests";
 pub const SIGNATURE_SECRET: &str = "vonage-signature-secret";
 
@@ -49,8 +49,11 @@ pub fn vonage(api_url: String) -> CarrierSettings {
         signature_secret: SIGNATURE_SECRET.into(),
         from: "Demo".into(),
         public_url: PUBLIC_URL.into(),
+        voice_url: api_url.clone(),
         api_url,
         timeout: Duration::from_millis(300),
+        application_id: None,
+        private_key_file: None,
     })
 }
 
@@ -195,6 +198,44 @@ pub async fn twilio_callback(
         form.iter().map(|(k, v)| (k.as_str(), v.as_str())),
     );
     post_form(app, &path, &[("x-twilio-signature", signature)], &form).await
+}
+
+/// Posts a Vonage Voice API call event for send 1 of `id`, signed as Vonage
+/// signs them: a JWT (HS256, keyed by `secret`) whose `payload_hash` is the
+/// body's SHA-256, as the bearer token; `tamper` changes the body after
+/// signing.
+pub async fn vonage_call_event(
+    app: &TestApp,
+    id: &str,
+    event: Value,
+    secret: &str,
+    tamper: bool,
+) -> reqwest::Response {
+    let mut body = serde_json::to_vec(&event).expect("json");
+    let claims = json!({
+        "iat": unix_now(),
+        "jti": format!("event-{id}"),
+        "iss": "Vonage",
+        "payload_hash": otpd::config::sha256_hex(&body),
+        "application_id": "aaaaaaaa-bbbb-cccc-dddd-0123456789ab",
+    });
+    let token = jsonwebtoken::encode(
+        &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
+        &claims,
+        &jsonwebtoken::EncodingKey::from_secret(secret.as_bytes()),
+    )
+    .expect("a JWT");
+    if tamper {
+        body.extend_from_slice(b" ");
+    }
+    app.http
+        .post(app.url(&format!("/v1/carriers/provider/receipts?ref={id}.1")))
+        .bearer_auth(token)
+        .header("content-type", "application/json")
+        .body(body)
+        .send()
+        .await
+        .expect("sent")
 }
 
 pub fn strings(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {

@@ -5,12 +5,14 @@
 
 use std::time::Duration;
 
-use otpd::config::Settings;
+use otpd::config::{CarrierSettings, Settings};
 use otpd::domain::Channel;
 use serde_json::{json, Value};
 
 use crate::fake_provider::FakeProvider;
-use crate::http_carriers::{twilio, twilio_callback};
+use crate::http_carriers::{
+    twilio, twilio_callback, vonage, vonage_call_event, PUBLIC_URL, SIGNATURE_SECRET,
+};
 use crate::support::{json_of, problem, settings, until, RedisServer, TestApp, PHONE};
 
 /// otpd whose `demo` service offers SMS and voice, calls going through a
@@ -255,4 +257,190 @@ async fn calls_have_limits_of_their_own() {
     assert!(sms["id"].is_string(), "{sms}");
     app.settled().await;
     assert_eq!(calls(), 3);
+}
+
+/// A Vonage application's key pair, made with openssl in `dir`: the
+/// private key's file (for otpd) and the public key (for the Voice API).
+fn application_keys(dir: &std::path::Path) -> (std::path::PathBuf, Vec<u8>) {
+    let private = dir.join("application.key");
+    let public = dir.join("application.pub");
+    let openssl = |args: &[&str]| {
+        let status = std::process::Command::new("openssl")
+            .args(args)
+            .stderr(std::process::Stdio::null())
+            .status()
+            .expect("openssl runs");
+        assert!(status.success(), "openssl {args:?}");
+    };
+    let (private_path, public_path) = (
+        private.to_str().expect("path"),
+        public.to_str().expect("path"),
+    );
+    openssl(&[
+        "genpkey",
+        "-algorithm",
+        "RSA",
+        "-pkeyopt",
+        "rsa_keygen_bits:2048",
+        "-out",
+        private_path,
+    ]);
+    openssl(&["pkey", "-in", private_path, "-pubout", "-out", public_path]);
+    (private, std::fs::read(public).expect("public key"))
+}
+
+/// otpd calling through the Vonage Voice API of `fake` as application
+/// `app-1` with the private key in `key`.
+async fn calling_by_vonage(
+    redis: &RedisServer,
+    fake: &FakeProvider,
+    key: std::path::PathBuf,
+) -> TestApp {
+    let mut settings = settings(Some(redis));
+    let CarrierSettings::Vonage(mut vonage) = vonage(fake.start()) else {
+        unreachable!("vonage settings")
+    };
+    vonage.from = "81312345678".into();
+    vonage.application_id = Some("app-1".into());
+    vonage.private_key_file = Some(key);
+    settings
+        .carriers
+        .insert("provider".into(), CarrierSettings::Vonage(vonage));
+    settings.routing.voice = vec!["provider".into()];
+    let demo = settings.services.get_mut("demo").expect("demo");
+    demo.channels = vec![Channel::Sms, Channel::Voice];
+    TestApp::spawn_configured(&settings).await
+}
+
+/// The code an SSML script reads out: each digit once, before "もう一度".
+fn code_in_ssml(ssml: &str) -> String {
+    let first_time = ssml.split("もう一度").next().unwrap_or_default();
+    first_time
+        .split("<s>")
+        .filter_map(|sentence| sentence.split("</s>").next())
+        .filter_map(|said| {
+            otpd::voice::JA_DIGITS
+                .iter()
+                .position(|reading| *reading == said)
+        })
+        .map(|digit| char::from(b'0' + digit as u8))
+        .collect()
+}
+
+/// Issue 15: the Vonage Voice API gets `POST /v1/calls` with the
+/// application's JWT (the local server refuses any other), an NCCO `talk`
+/// reading the code as SSML (よん/なな), and our receipts URL as its
+/// `event_url`; the call's signed events are its receipts (a forged or
+/// tampered one is refused): completed is delivered, unanswered is not.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn vonage_places_the_call_with_an_ncco_and_application_auth() {
+    let redis = RedisServer::start();
+    let keys = tempfile::tempdir().expect("temp dir");
+    let (private, public) = application_keys(keys.path());
+    let fake = FakeProvider::default().verifying_calls_with(public);
+    let app = calling_by_vonage(&redis, &fake, private).await;
+    let started = json_of(start(&app, PHONE, "voice").await).await;
+    let id = started["id"].as_str().expect("id").to_owned();
+    app.settled().await;
+    let requests = fake.requests();
+    let [call] = requests.as_slice() else {
+        panic!("one call: {requests:?}")
+    };
+    assert_eq!(call.path, "/v1/calls");
+    let body = &call.json;
+    assert_eq!(
+        body["to"][0],
+        json!({ "type": "phone", "number": "819012345678" })
+    );
+    assert_eq!(
+        body["from"],
+        json!({ "type": "phone", "number": "81312345678" })
+    );
+    assert_eq!(
+        body["event_url"][0],
+        format!("{PUBLIC_URL}/v1/carriers/provider/receipts?ref={id}.1")
+    );
+    let talk = &body["ncco"][0];
+    assert_eq!(
+        (talk["action"].as_str(), talk["language"].as_str()),
+        (Some("talk"), Some("ja-JP"))
+    );
+    let ssml = talk["text"].as_str().expect("ssml");
+    assert!(
+        ssml.starts_with("<speak") && ssml.contains("こちらはDemoです。"),
+        "{ssml}"
+    );
+    assert!(
+        !ssml.contains("<s>し</s>") && !ssml.contains("しち"),
+        "{ssml}"
+    );
+    let code = code_in_ssml(ssml);
+    assert_eq!(code.len(), 6, "{ssml}");
+    let view = json_of(app.status(&id).await).await;
+    let uuid = view["delivery"]["message_id"]
+        .as_str()
+        .expect("uuid")
+        .to_owned();
+    assert!(uuid.starts_with("63f61863-"), "{view}");
+
+    let completed = json!({ "uuid": uuid, "status": "completed", "direction": "outbound" });
+    let forged = vonage_call_event(
+        &app,
+        &id,
+        completed.clone(),
+        "not-the-signature-secret",
+        false,
+    );
+    assert_eq!(forged.await.status(), 401);
+    let tampered = vonage_call_event(&app, &id, completed.clone(), SIGNATURE_SECRET, true);
+    assert_eq!(tampered.await.status(), 401);
+    let ringing = json!({ "uuid": uuid, "status": "ringing" });
+    let posted = vonage_call_event(&app, &id, ringing, SIGNATURE_SECRET, false).await;
+    assert_eq!(posted.status(), 204);
+    assert_eq!(
+        json_of(app.status(&id).await).await["delivery"]["status"],
+        "sent"
+    );
+    let posted = vonage_call_event(&app, &id, completed, SIGNATURE_SECRET, false).await;
+    assert_eq!(posted.status(), 204);
+    assert_eq!(
+        json_of(app.status(&id).await).await["delivery"]["status"],
+        "delivered"
+    );
+    let checked = json_of(app.check(&id, &code).await).await;
+    assert_eq!(checked["valid"], true, "{checked}");
+
+    let other = json_of(start(&app, "+819011112222", "voice").await).await;
+    let other = other["id"].as_str().expect("id").to_owned();
+    app.settled().await;
+    let uuid = json_of(app.status(&other).await).await["delivery"]["message_id"].clone();
+    let unanswered = json!({ "uuid": uuid, "status": "unanswered" });
+    let posted = vonage_call_event(&app, &other, unanswered, SIGNATURE_SECRET, false).await;
+    assert_eq!(posted.status(), 204);
+    assert_eq!(
+        json_of(app.status(&other).await).await["delivery"]["status"],
+        "undelivered"
+    );
+}
+
+/// A call signed with a key the application does not have is refused
+/// (401): temporary, so it is tried again, and after the attempts the
+/// delivery has failed; nothing was placed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_vonage_call_the_api_refuses_fails_after_its_attempts() {
+    let redis = RedisServer::start();
+    let keys = tempfile::tempdir().expect("temp dir");
+    let (private, _) = application_keys(keys.path());
+    let other_keys = tempfile::tempdir().expect("temp dir");
+    let (_, other_public) = application_keys(other_keys.path());
+    let fake = FakeProvider::default().verifying_calls_with(other_public);
+    let app = calling_by_vonage(&redis, &fake, private).await;
+    let started = json_of(start(&app, PHONE, "voice").await).await;
+    let id = started["id"].as_str().expect("id").to_owned();
+    app.settled().await;
+    assert_eq!(
+        json_of(app.status(&id).await).await["delivery"]["status"],
+        "failed"
+    );
+    assert_eq!(fake.requests().len(), 3, "three attempts");
 }
