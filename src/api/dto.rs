@@ -377,7 +377,8 @@ pub struct DeliveryView {
     pub message_id: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub rerouted_from: Option<String>,
-    /// `undelivered` or `no_receipt`.
+    /// `undelivered`, `no_receipt`, `fallback` (a fallback step's time
+    /// came) or `send_failed` (every route of the first channel failed).
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<String>)]
     pub reroute_reason: Option<&'static str>,

@@ -10,10 +10,10 @@ use tracing::{info, warn, Instrument};
 
 use super::DeliverySettings;
 use crate::carrier::{Admission, Hop, Outgoing, Receipts, Router, SendError};
-use crate::domain::Timestamp;
+use crate::domain::{Channel, Timestamp};
 use crate::metrics::Metrics;
-use crate::otp::{Otp, Prepared};
-use crate::store::{Claimed, Finish, Reroute, Watch};
+use crate::otp::{Otp, Preparation, Prepared};
+use crate::store::{Claimed, Finish, Reroute, Switch, Watch};
 
 /// The most sends claimed per read (fewer when fewer permits are free).
 const BATCH: usize = 16;
@@ -147,11 +147,15 @@ impl Worker {
     async fn deliver(&self, claimed: Claimed) {
         let reroute = claimed.send.reroute.as_ref();
         let finish = match self.otp.prepare_send(&claimed).await {
-            Ok(Some(mut prepared)) => {
+            Ok(Preparation::Ready(mut prepared)) => {
                 let sending = self.send_with_retries(&mut prepared, reroute, claimed.send.switched);
                 self.keeping(&claimed, sending).await
             }
-            Ok(None) => Finish::Skipped,
+            Ok(Preparation::Skip) => Finish::Skipped,
+            Ok(Preparation::Refuse) => Finish::Failed {
+                dead: false,
+                switch: None,
+            },
             Err(error) => {
                 warn!(verification_id = %claimed.send.id, error = %error, "send left for a retry");
                 return;
@@ -209,6 +213,7 @@ impl Worker {
         switched: bool,
     ) -> Finish {
         let (expires_at, fallback) = (prepared.expires_at, prepared.fallback);
+        let fallback_channel = prepared.fallback_channel;
         let message = &mut prepared.message;
         let mut route = self.router.route(message.channel(), message.to().region());
         if let Some(skipped) = reroute.and_then(|reroute| reroute.skips(switched)) {
@@ -216,6 +221,11 @@ impl Worker {
             route.drain(..after.map_or(0, |at| at + 1));
         }
         let mut attempt = 0;
+        // The carrier tried last (the route's first until one is tried).
+        let mut tried_last = route
+            .first()
+            .map(|hop| hop.name.clone())
+            .unwrap_or_default();
         loop {
             let mut tried = false;
             for (at, hop) in route.iter().enumerate() {
@@ -223,6 +233,7 @@ impl Worker {
                 let Some(admission) = self.router.admit(hop.at) else {
                     continue;
                 };
+                tried_last.clone_from(&hop.name);
                 if !tried {
                     tried = true;
                     attempt += 1;
@@ -240,7 +251,7 @@ impl Worker {
                         };
                     }
                     Err(SendError::Rejected { .. }) if !self.router.failover_on_rejection => {
-                        return self.give_up();
+                        return self.give_up(&hop.name, fallback_channel);
                     }
                     Err(_) => {}
                 }
@@ -255,7 +266,7 @@ impl Worker {
             }
             tokio::time::sleep(wait).await;
         }
-        self.give_up()
+        self.give_up(&tried_last, fallback_channel)
     }
 
     /// How a send `hop` accepted is watched for its receipt, to go once
@@ -271,10 +282,18 @@ impl Worker {
         watched.then_some(Watch { until, then: None })
     }
 
-    /// Every route gave up: the send goes to the dead letters.
-    fn give_up(&self) -> Finish {
+    /// Every route gave up (`tried_last` the carrier tried last): the send
+    /// goes to the dead letters, and its code to the fallback channel if
+    /// the service has one.
+    fn give_up(&self, tried_last: &str, fallback: Option<Channel>) -> Finish {
         self.metrics.dead_letter();
-        Finish::Failed { dead: true }
+        Finish::Failed {
+            dead: true,
+            switch: fallback.map(|channel| Switch {
+                from: tried_last.to_owned(),
+                channel,
+            }),
+        }
     }
 
     /// One call to one carrier, with its metrics, logs and circuit (the

@@ -21,7 +21,7 @@ pub use self::admin::{Block, Lift, Lockout, NumberState};
 pub use self::error::{Error, Kind, Limited};
 pub use self::idempotency::{Begun, Ticket};
 pub use self::keyring::{Keyring, Secret};
-pub use self::outbox::Prepared;
+pub use self::outbox::{Preparation, Prepared};
 pub use self::safe::Listed;
 pub use self::service::Service;
 

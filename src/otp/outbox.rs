@@ -5,11 +5,11 @@ use std::time::Duration;
 
 use tracing::{info, warn};
 
-use super::{Error, Otp};
+use super::{Error, Otp, Service};
 use crate::carrier::{Message, Outgoing};
 use crate::domain::{CarrierReceipt, Receipt};
 use crate::domain::{Channel, Phone, Status, Timestamp, VerificationId};
-use crate::store::{Claimed, DeliveryStatus, Finish, Watch};
+use crate::store::{Claimed, DeliveryStatus, Finish, Record, Watch};
 use crate::voice::Speech;
 
 /// A send ready to go.
@@ -18,6 +18,19 @@ pub struct Prepared {
     pub expires_at: Timestamp,
     /// The service's fallback step, watched once the message is out.
     pub fallback: Option<Watch>,
+    /// That step's channel, which takes the code at once if every route
+    /// of this one fails.
+    pub fallback_channel: Option<Channel>,
+}
+
+/// What a claimed send comes to before any carrier is asked.
+pub enum Preparation {
+    Ready(Box<Prepared>),
+    /// It must not go out: the verification expired, finished, or was
+    /// resent since (a stale code is never sent).
+    Skip,
+    /// A fallback call its limits refuse: not placed, recorded as failed.
+    Refuse,
 }
 
 /// How long a carrier's message id leads back to its send.
@@ -129,13 +142,13 @@ impl Otp {
     }
 
     /// The SMS or call for a queued send, when its code expires, and the
-    /// service's fallback to watch for once it is out; `None` when it must
-    /// not go out: the verification expired, finished, or was resent since
-    /// (a stale code is never sent).
-    pub async fn prepare_send(&self, claimed: &Claimed) -> Result<Option<Prepared>, Error> {
+    /// service's fallback to watch for once it is out. A fallback call
+    /// takes the call's own limits first, as a start asking for a call
+    /// would (its countries, per number, per range).
+    pub async fn prepare_send(&self, claimed: &Claimed) -> Result<Preparation, Error> {
         let send = &claimed.send;
         let Ok(service) = self.service(&send.service) else {
-            return Ok(None);
+            return Ok(Preparation::Skip);
         };
         let record = self
             .stores
@@ -149,7 +162,7 @@ impl Otp {
                 && r.sends == send.number
                 && r.delivery.status == DeliveryStatus::Queued
         }) else {
-            return Ok(None);
+            return Ok(Preparation::Skip);
         };
         let code = self.keyring.open_code(
             &send.key_id,
@@ -166,8 +179,12 @@ impl Otp {
         let (Some(code), Some(to)) = (code, phone) else {
             // The secret it was sealed with is gone: it can never be sent.
             warn!(verification_id = %send.id, "queued send cannot be opened; dropped");
-            return Ok(None);
+            return Ok(Preparation::Skip);
         };
+        if send.switched && !self.may_call(service, &to, &record).await? {
+            warn!(verification_id = %send.id, "fallback call refused by the call limits");
+            return Ok(Preparation::Refuse);
+        }
         let valid_for = self.clock.now().until(record.expires_at);
         let message = match record.channel {
             Channel::Sms => Outgoing::Sms(Message {
@@ -189,20 +206,51 @@ impl Otp {
         };
         // A fallback step on another channel, once per send that was not
         // itself a re-route or fallback, timed from when it was queued.
-        let fallback = service
+        let step = service
             .fallback
             .first()
-            .filter(|step| step.channel != record.channel && record.delivery.rerouted.is_none())
+            .filter(|step| step.channel != record.channel && record.delivery.rerouted.is_none());
+        let fallback = step
             .map(|step| Watch {
                 until: send.queued_at.plus(step.after),
                 then: Some(step.channel),
             })
             .filter(|watch| watch.until < record.expires_at);
-        Ok(Some(Prepared {
+        Ok(Preparation::Ready(Box::new(Prepared {
             message,
             expires_at: record.expires_at,
             fallback,
-        }))
+            fallback_channel: step.map(|step| step.channel),
+        })))
+    }
+
+    /// Whether a fallback to `record`'s channel may go to `to`: a call
+    /// passes `limits.voice` (its countries, per number, per range).
+    async fn may_call(
+        &self,
+        service: &Service,
+        to: &Phone,
+        record: &Record,
+    ) -> Result<bool, Error> {
+        if record.channel != Channel::Voice {
+            return Ok(true);
+        }
+        if self.allow_country(service, to, Channel::Voice).is_err() {
+            return Ok(false);
+        }
+        let safe = self.is_safe(service, to).await?;
+        let groups = service.limits.voice_groups(
+            &self.keyring,
+            service.name.as_str(),
+            to,
+            safe,
+            record.number.0,
+        );
+        match self.take_limits(service, groups).await {
+            Ok(_) => Ok(true),
+            Err(Error::RateLimited(_) | Error::BudgetExhausted(_)) => Ok(false),
+            Err(error) => Err(error),
+        }
     }
 
     /// Removes the send from the outbox and records the outcome on its

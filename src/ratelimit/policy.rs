@@ -233,17 +233,25 @@ impl Policy {
             groups.extend(self.cost_groups(keys, subject, now));
         }
         if subject.channel == Channel::Voice {
-            groups.extend(self.voice_groups(keys, subject, number_key));
+            groups.extend(self.voice_groups(
+                keys,
+                subject.service,
+                subject.phone,
+                subject.safe,
+                number_key,
+            ));
         }
         groups
     }
 
     /// A call's own limits: per number, and per range (not for a number on
     /// the safe list).
-    fn voice_groups(
+    pub fn voice_groups(
         &self,
         keys: &dyn KeyMaker,
-        subject: &Subject<'_>,
+        service: &str,
+        phone: &Phone,
+        safe: bool,
         number_key: [u8; 16],
     ) -> Vec<Group> {
         let voice = &self.voice;
@@ -252,9 +260,9 @@ impl Policy {
             .group(keys, Scope::Number, number, &voice.number_sends)
             .into_iter()
             .collect();
-        if !subject.safe {
-            let range = self.range_of(subject.phone);
-            let service = subject.service.as_bytes();
+        if !safe {
+            let range = self.range_of(phone);
+            let service = service.as_bytes();
             let key = keys.limit_key(&[b"voice-range", service, range.as_bytes()]);
             groups.extend(self.group(keys, Scope::Range, key, &voice.range_sends));
         }

@@ -28,7 +28,7 @@ pub use self::idempotency::{Idempotency, IdempotencyKey, Reservation};
 pub use self::limits::Limits;
 pub use self::memory::MemoryStore;
 pub use self::outbox::{
-    Claimed, Enqueue, Finish, Outbox, QueuedSend, Reroute, RerouteReason, Watch,
+    Claimed, Enqueue, Finish, Outbox, QueuedSend, Reroute, RerouteReason, Switch, Watch,
 };
 pub use self::redis::{ClusterSettings, RedisSettings, RedisStore, SentinelSettings, Topology};
 pub use self::rules::Failures;

@@ -45,6 +45,9 @@ pub enum RerouteReason {
     /// The service's fallback step came due with the verification still
     /// pending: the code goes once more on the step's channel.
     Fallback,
+    /// Every route of the channel failed and the service has a fallback
+    /// step: the code goes on the step's channel at once.
+    SendFailed,
 }
 
 impl RerouteReason {
@@ -53,6 +56,7 @@ impl RerouteReason {
             RerouteReason::Undelivered => "undelivered",
             RerouteReason::NoReceipt => "no_receipt",
             RerouteReason::Fallback => "fallback",
+            RerouteReason::SendFailed => "send_failed",
         }
     }
 }
@@ -65,12 +69,14 @@ impl std::str::FromStr for RerouteReason {
             "undelivered" => Ok(RerouteReason::Undelivered),
             "no_receipt" => Ok(RerouteReason::NoReceipt),
             "fallback" => Ok(RerouteReason::Fallback),
+            "send_failed" => Ok(RerouteReason::SendFailed),
             other => Err(format!("unknown reroute reason {other:?}")),
         }
     }
 }
 
-/// A send going once more: which carrier accepted it first, and why.
+/// A send going once more: which carrier accepted it first (or, for
+/// `SendFailed`, was tried last), and why.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Reroute {
     pub from: String,
@@ -107,10 +113,20 @@ pub enum Finish {
     },
     /// Gave up: recorded as failed, and the send is taken back (the user
     /// may resend at once). `dead` keeps a copy in the dead-letter stream.
-    Failed { dead: bool },
+    /// With `switch`, a fallback step's channel takes the same code at
+    /// once instead (while the verification is pending and lives).
+    Failed { dead: bool, switch: Option<Switch> },
     /// Not sent and nothing to record: the verification expired, finished
     /// or was resent since (a newer send supersedes it).
     Skipped,
+}
+
+/// Where a failed send's code goes at once: the service's fallback
+/// channel, after the carrier tried last.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Switch {
+    pub from: String,
+    pub channel: Channel,
 }
 
 /// How long an accepted send is watched, and where it goes next.

@@ -6,7 +6,7 @@ use subtle::ConstantTimeEq;
 
 use super::{
     Candidate, Changed, Checked, Delivery, DeliveryStatus, Digest, Finish, Record, Reroute,
-    RerouteReason, ResendPolicy, Resent,
+    RerouteReason, ResendPolicy, Resent, Switch,
 };
 use crate::domain::Receipt;
 use crate::domain::{Channel, Status, Timestamp};
@@ -194,6 +194,30 @@ pub(super) fn reroute(
         ..Delivery::queued()
     };
     Some(from)
+}
+
+/// Moves failed send `number` to `switch`'s channel, if it is still the
+/// latest send of a pending, living verification on another channel that
+/// was not re-routed before (the twin of the switch in `lua/finish.lua`);
+/// whether it did.
+pub(super) fn switch(record: &mut Record, number: u32, switch: &Switch, now: Timestamp) -> bool {
+    let eligible = record.status == Status::Pending
+        && record.sends == number
+        && now < record.expires_at
+        && record.channel != switch.channel
+        && record.delivery.rerouted.is_none();
+    if eligible {
+        record.other_resend_after = Some(record.resend_after);
+        record.channel = switch.channel;
+        record.delivery = Delivery {
+            rerouted: Some(Reroute {
+                from: switch.from.clone(),
+                reason: RerouteReason::SendFailed,
+            }),
+            ..Delivery::queued()
+        };
+    }
+    eligible
 }
 
 /// Records a receipt on the send it names (the twin of `lua/receipt.lua`);

@@ -6,12 +6,12 @@
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use otpd::config::{FallbackStep, Settings};
+use otpd::config::{FallbackStep, RateSetting, Settings};
 use otpd::domain::Channel;
 use serde_json::{json, Value};
 
 use crate::events::{by_verification, with_events};
-use crate::fake_provider::FakeProvider;
+use crate::fake_provider::{FakeProvider, Reply};
 use crate::gateway::{start_gateway, Gateway};
 use crate::http_carriers::{twilio, twilio_callback};
 use crate::support::{
@@ -58,6 +58,21 @@ async fn requests(fake: &FakeProvider, count: usize) -> Vec<crate::fake_provider
 
 async fn view(app: &TestApp, id: &str) -> Value {
     json_of(app.status(id).await).await
+}
+
+/// Once its send is out, Twilio's signed status callback says `id`'s SMS
+/// was undelivered.
+async fn undelivered(app: &TestApp, id: &str) {
+    app.settled().await;
+    let sid = view(app, id).await["delivery"]["message_id"]
+        .as_str()
+        .expect("sid")
+        .to_owned();
+    let params = [
+        ("MessageSid", sid.as_str()),
+        ("MessageStatus", "undelivered"),
+    ];
+    assert_eq!(twilio_callback(app, id, &params).await.status(), 204);
 }
 
 /// The code is not entered within 45 s of the SMS: a call reads the same
@@ -129,17 +144,7 @@ async fn an_undelivered_sms_falls_back_at_once() {
     let app = TestApp::spawn_configured(&with_events(falling_back(&redis, &fake), &events)).await;
     let id = start_sms(&app).await;
     requests(&fake, 1).await;
-    app.settled().await;
-    let sid = view(&app, &id).await["delivery"]["message_id"]
-        .as_str()
-        .expect("sid")
-        .to_owned();
-    let params = [
-        ("MessageSid", sid.as_str()),
-        ("MessageStatus", "undelivered"),
-    ];
-    let posted = twilio_callback(&app, &id, &params).await;
-    assert_eq!(posted.status(), 204);
+    undelivered(&app, &id).await;
     let all = requests(&fake, 2).await;
     assert!(all[1].path.ends_with("/Calls.json"), "{}", all[1].path);
     app.settled().await;
@@ -193,4 +198,69 @@ async fn another_replica_falls_back_when_the_first_is_gone() {
         async || fake.requests().len() == 2,
     )
     .await;
+}
+
+/// Issue 15: no carrier takes the SMS (Twilio refuses it: 21610, the
+/// number opted out of SMS): the same code goes by call at once, instead
+/// of never reaching the user (a failed SMS is never watched).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_sms_no_carrier_takes_goes_by_call_at_once() {
+    let redis = RedisServer::start();
+    let fake = FakeProvider::default();
+    let app = TestApp::spawn_configured(&falling_back(&redis, &fake)).await;
+    let refused = json!({ "code": 21610, "message": "Attempt to send to unsubscribed recipient", "status": 400 });
+    fake.then([Reply::Answer(400, refused)]);
+    let id = start_sms(&app).await;
+    let all = requests(&fake, 2).await;
+    assert!(all[0].path.ends_with("/Messages.json"), "{}", all[0].path);
+    assert!(all[1].path.ends_with("/Calls.json"), "{}", all[1].path);
+    app.settled().await;
+    let delivery = view(&app, &id).await["delivery"].clone();
+    assert_eq!(delivery["status"], "sent", "{delivery}");
+    assert_eq!(delivery["reroute_reason"], "send_failed");
+    assert_eq!(delivery["rerouted_from"], "provider");
+    let code = code_heard(&all[1].form["Twiml"]);
+    let checked = json_of(app.check(&id, &code).await).await;
+    assert_eq!(checked["valid"], true, "{checked}");
+}
+
+/// Issue 15: a fallback call takes the call's own limits, as a start
+/// asking for a call would: with one call an hour per number, the second
+/// verification's fallback is not placed (its delivery has failed), and a
+/// country calls may not go to gets no fallback call either.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fallback_call_takes_the_call_limits() {
+    let redis = RedisServer::start();
+    let fake = FakeProvider::default();
+    let mut settings = falling_back(&redis, &fake);
+    let demo = settings.services.get_mut("demo").expect("demo");
+    demo.limits.voice.number_sends = vec![RateSetting {
+        count: 1,
+        period: Duration::from_secs(3600),
+    }];
+    demo.limits.countries = vec!["JP".into(), "GB".into()];
+    let app = TestApp::spawn_configured(&settings).await;
+    let first = start_sms(&app).await;
+    undelivered(&app, &first).await;
+    assert!(requests(&fake, 2).await[1].path.ends_with("/Calls.json"));
+    assert_eq!(app.cancel(&first).await.status(), 200);
+    let second = start_sms(&app).await;
+    requests(&fake, 3).await;
+    undelivered(&app, &second).await;
+    let abroad = json!({ "to": "+447400123456", "channel": "sms", "locale": "en" });
+    let abroad = json_of(app.post("/v1/services/demo/verifications", abroad).await).await;
+    let abroad = abroad["id"].as_str().expect("id").to_owned();
+    requests(&fake, 4).await;
+    undelivered(&app, &abroad).await;
+    app.settled().await;
+    for id in [&second, &abroad] {
+        let delivery = view(&app, id).await["delivery"].clone();
+        assert_eq!(delivery["status"], "failed", "{delivery}");
+    }
+    let calls = fake
+        .requests()
+        .iter()
+        .filter(|r| r.path.ends_with("/Calls.json"))
+        .count();
+    assert_eq!(calls, 1);
 }

@@ -89,7 +89,15 @@ pub async fn a_newer_send_supersedes_an_older_one(fx: &Fixture) {
 pub async fn a_failed_send_is_taken_back(fx: &Fixture) {
     let record = started(fx, None).await;
     let claimed = claim_all(fx, "a").await;
-    finish(fx, &claimed[0], Finish::Failed { dead: true }).await;
+    finish(
+        fx,
+        &claimed[0],
+        Finish::Failed {
+            dead: true,
+            switch: None,
+        },
+    )
+    .await;
     let after = stored(fx, &record.id).await;
     assert_eq!(
         (after.delivery.status, after.sends, after.resend_after),
@@ -282,7 +290,15 @@ pub async fn a_send_is_finished_once(fx: &Fixture) {
     let record = started(fx, None).await;
     let claimed = claim_all(fx, "a").await;
     finish(fx, &claimed[0], sent()).await;
-    finish(fx, &claimed[0], Finish::Failed { dead: true }).await;
+    finish(
+        fx,
+        &claimed[0],
+        Finish::Failed {
+            dead: true,
+            switch: None,
+        },
+    )
+    .await;
     let after = stored(fx, &record.id).await;
     assert_eq!(
         (after.delivery.status, after.sends),
@@ -477,4 +493,41 @@ pub async fn a_fallback_watch_switches_the_channel_once(fx: &Fixture) {
     let after = stored(fx, &record.id).await;
     assert_eq!(after.channel, Channel::Voice);
     assert_eq!(after.resend_after_for(Channel::Sms), record.resend_after);
+}
+
+/// Issue 15: every route failed the SMS of a service with a fallback step:
+/// the same code goes on the step's channel at once, once (a failed call
+/// does not switch back), and the send is not taken back.
+pub async fn a_failed_send_with_a_fallback_goes_on_its_channel_at_once(fx: &Fixture) {
+    let record = started(fx, None).await;
+    let first = claim_all(fx, "a").await;
+    let failed = |channel| Finish::Failed {
+        dead: true,
+        switch: Some(crate::store::Switch {
+            from: "recording".into(),
+            channel,
+        }),
+    };
+    finish(fx, &first[0], failed(Channel::Voice)).await;
+    let again = claim_all(fx, "a").await;
+    let [call] = again.as_slice() else {
+        panic!("one send on the new channel: {again:?}")
+    };
+    assert_eq!((call.send.number, call.send.switched), (1, true));
+    assert_eq!(call.send.sealed_code, first[0].send.sealed_code);
+    let reroute = call.send.reroute.as_ref().expect("a re-route");
+    assert_eq!(
+        (reroute.from.as_str(), reroute.reason),
+        ("recording", RerouteReason::SendFailed)
+    );
+    let after = stored(fx, &record.id).await;
+    assert_eq!((after.channel, after.sends), (Channel::Voice, 1));
+    assert_eq!(after.delivery.status, DeliveryStatus::Queued);
+    finish(fx, call, failed(Channel::Sms)).await;
+    assert!(claim_all(fx, "a").await.is_empty(), "no switch back");
+    let after = stored(fx, &record.id).await;
+    assert_eq!(
+        (after.delivery.status, after.sends),
+        (DeliveryStatus::Failed, 0)
+    );
 }

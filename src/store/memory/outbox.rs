@@ -132,7 +132,7 @@ impl Queue {
     /// it was still in the outbox (a finish is idempotent).
     pub fn remove(&mut self, entry: &str, finish: &Finish) -> Option<QueuedSend> {
         let held = self.claimed.remove(entry)?;
-        if matches!(finish, Finish::Failed { dead: true }) {
+        if matches!(finish, Finish::Failed { dead: true, .. }) {
             if self.dead.len() == DEAD_LETTERS {
                 self.dead.pop_front();
             }
@@ -205,6 +205,7 @@ impl State {
             let why = match reason {
                 RerouteReason::Undelivered => "undelivered",
                 RerouteReason::NoReceipt | RerouteReason::Fallback => "timeout",
+                RerouteReason::SendFailed => "send_failed",
             };
             self.events
                 .emit(&entry.value, EventKind::Fallback, Some(why), now);
@@ -297,8 +298,30 @@ impl Outbox for MemoryStore {
         let State {
             verifications,
             events,
+            outbox,
             ..
         } = &mut *state;
+        let switch = match finish {
+            Finish::Failed {
+                switch: Some(switch),
+                ..
+            } => Some(switch),
+            _ => None,
+        };
+        if let (Some(switch), Some(entry)) = (switch, verifications.get_mut(&claimed.send.id)) {
+            let before = entry.value.clone();
+            if rules::switch(&mut entry.value, send.number, switch, now) {
+                events.emit(&before, EventKind::Undelivered, Some("send_failed"), now);
+                events.emit(&entry.value, EventKind::Fallback, Some("send_failed"), now);
+                outbox.push(QueuedSend {
+                    queued_at: now,
+                    reroute: entry.value.delivery.rerouted.clone(),
+                    switched: true,
+                    ..send
+                });
+                return Ok(());
+            }
+        }
         let recorded = verifications
             .get_mut(&claimed.send.id)
             .is_some_and(|entry| {

@@ -263,13 +263,22 @@ impl RedisStore {
                 message_id,
                 watch,
             } => ("sent", carrier.as_str(), message_id.as_str(), false, *watch),
-            Finish::Failed { dead } => ("failed", "", "", *dead, None),
+            Finish::Failed { dead, .. } => ("failed", "", "", *dead, None),
             Finish::Skipped => ("skipped", "", "", false, None),
         };
         let until = watch.map(|watch| watch.until.millis().to_string());
+        let switch = match finish {
+            Finish::Failed {
+                switch: Some(switch),
+                ..
+            } => Some(switch),
+            _ => None,
+        };
         let then = watch
             .and_then(|watch| watch.then)
+            .or(switch.map(|switch| switch.channel))
             .map_or("", |c| c.as_str());
+        let tried_last = switch.map_or("", |switch| switch.from.as_str());
         let mut invocation = self.scripts.finish.prepare_invoke();
         invocation
             .key(self.outbox_key(tag))
@@ -286,7 +295,8 @@ impl RedisStore {
             .arg(if dead { "1" } else { "0" })
             .arg(now.millis())
             .arg(until.unwrap_or_default())
-            .arg(then);
+            .arg(then)
+            .arg(tried_last);
         self.invoke("finish_send", invocation).await.map(drop)
     }
 
