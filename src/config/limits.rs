@@ -78,6 +78,9 @@ pub struct VoiceLimitSettings {
     pub number_sends: Vec<RateSetting>,
     /// Calls per number range.
     pub range_sends: Vec<RateSetting>,
+    /// Caps on calls alone, in calls and in money (`[voice_pricing]`),
+    /// on top of the service's budget.
+    pub budget: BudgetSettings,
 }
 
 impl Default for VoiceLimitSettings {
@@ -86,6 +89,7 @@ impl Default for VoiceLimitSettings {
             countries: vec!["JP".into()],
             number_sends: vec![rate(3, 3600)],
             range_sends: vec![rate(10, 3600)],
+            budget: BudgetSettings::default(),
         }
     }
 }
@@ -262,6 +266,7 @@ fn monitored_scope(key: &str, text: &str) -> Result<Scope, ConfigError> {
 pub struct Shared<'a> {
     pub global: &'a GlobalLimitSettings,
     pub pricing: &'a BTreeMap<String, f64>,
+    pub voice_pricing: &'a BTreeMap<String, f64>,
     pub ipv6_prefix: u8,
 }
 
@@ -325,12 +330,21 @@ impl LimitSettings {
             .iter()
             .map(|text| monitored_scope(&at("monitor"), text))
             .collect::<Result<HashSet<_>, _>>()?;
-        let budget = &self.budget;
-        let prices = shared
-            .pricing
-            .iter()
-            .map(|(region, price)| (region.clone(), minor_units(*price)))
-            .collect();
+        let in_minor_units = |prices: &BTreeMap<String, f64>| {
+            prices
+                .iter()
+                .map(|(region, price)| (region.clone(), minor_units(*price)))
+                .collect::<BTreeMap<_, _>>()
+        };
+        let budget = |settings: &BudgetSettings| Budget {
+            daily_messages: settings.daily_messages,
+            monthly_messages: settings.monthly_messages,
+            daily_cost: settings.daily_cost.map(minor_units),
+            monthly_cost: settings.monthly_cost.map(minor_units),
+            prices: in_minor_units(shared.pricing),
+            call_prices: in_minor_units(shared.voice_pricing),
+            utc_offset_hours: settings.utc_offset_hours,
+        };
         Ok(Policy {
             number_sends: rates(&at("number_sends"), &self.number_sends)?,
             ip_starts: rates(&at("ip_starts"), &self.ip_starts)?,
@@ -362,6 +376,7 @@ impl LimitSettings {
                     .collect::<Result<Vec<_>, _>>()?,
                 number_sends: rates(&at("voice.number_sends"), &self.voice.number_sends)?,
                 range_sends: rates(&at("voice.range_sends"), &self.voice.range_sends)?,
+                budget: budget(&self.voice.budget),
             },
             global_sends: rates("limits.global_sends", &shared.global.global_sends)?,
             failed_checks: FailurePolicy {
@@ -371,14 +386,7 @@ impl LimitSettings {
                 max_delay: failed.max_delay,
                 decay: failed.decay,
             },
-            budget: Budget {
-                daily_messages: budget.daily_messages,
-                monthly_messages: budget.monthly_messages,
-                daily_cost: budget.daily_cost.map(minor_units),
-                monthly_cost: budget.monthly_cost.map(minor_units),
-                prices,
-                utc_offset_hours: budget.utc_offset_hours,
-            },
+            budget: budget(&self.budget),
             monitor,
             ipv6_prefix: shared.ipv6_prefix,
         })

@@ -67,6 +67,10 @@ pub struct Settings {
     /// Price of one SMS segment per region, in the currency of the budgets.
     #[serde(default)]
     pub pricing: BTreeMap<String, f64>,
+    /// Price of one call per region, in the same currency (a region with
+    /// none: a call costs what an SMS does).
+    #[serde(default)]
+    pub voice_pricing: BTreeMap<String, f64>,
 }
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -508,6 +512,7 @@ impl Settings {
         let shared = limits::Shared {
             global: &self.limits,
             pricing: &self.pricing,
+            voice_pricing: &self.voice_pricing,
             ipv6_prefix: self.http.ipv6_prefix,
         };
         let services = self
@@ -819,11 +824,19 @@ fn validate_service(
 }
 
 /// A service's test numbers, by E.164, with their fixed codes.
-/// The fallback steps (one, for now): each on a channel the service
-/// offers, later than the one before, and within the code's life.
+/// The fallback steps: each on a channel the service offers (the first on
+/// a channel other than SMS), later than the one before, and within the
+/// code's life.
 fn fallback(path: &str, settings: &ServiceSettings) -> Result<Vec<FallbackStep>, ConfigError> {
-    if settings.fallback.len() > 1 {
-        return Err(invalid(path, "one step for now"));
+    if settings
+        .fallback
+        .first()
+        .is_some_and(|step| step.channel == Channel::Sms)
+    {
+        return Err(invalid(
+            path,
+            "the first step goes to another channel than sms",
+        ));
     }
     let mut last = Duration::ZERO;
     for step in &settings.fallback {
@@ -940,8 +953,8 @@ mod tests {
         );
     }
 
-    /// Issue 15: a fallback step needs its channel offered, comes within
-    /// the code's life, and (for now) is the only one.
+    /// Issue 15: a fallback step needs its channel offered, comes after
+    /// the one before and within the code's life.
     #[test]
     fn fallback_steps_that_cannot_run_are_refused() {
         let voice = |after: u64| FallbackStep {
@@ -958,13 +971,17 @@ mod tests {
         };
         let both = || vec![Channel::Sms, Channel::Voice];
         assert!(with(both(), vec![voice(45)]).validate().is_ok());
+        assert!(with(both(), vec![voice(45), voice(120)]).validate().is_ok());
         for (settings, says) in [
             (
                 with(vec![Channel::Sms], vec![voice(45)]),
                 "voice is not in channels",
             ),
             (with(both(), vec![voice(300)]), "shorter than ttl"),
-            (with(both(), vec![voice(45), voice(90)]), "one step for now"),
+            (
+                with(both(), vec![voice(90), voice(45)]),
+                "later than the one before",
+            ),
         ] {
             let refused = rejected(&settings);
             assert!(refused.contains(says), "{refused}");

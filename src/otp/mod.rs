@@ -448,6 +448,7 @@ impl Otp {
             country: request.to.region().to_owned(),
             app_hash: request.app_hash.clone(),
             delivery: store::Delivery::queued(),
+            fallback_steps: 0,
         };
         NewVerification {
             enqueue: service

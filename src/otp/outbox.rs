@@ -142,9 +142,10 @@ impl Otp {
     }
 
     /// The SMS or call for a queued send, when its code expires, and the
-    /// service's fallback to watch for once it is out. A fallback call
-    /// takes the call's own limits first, as a start asking for a call
-    /// would (its countries, per number, per range).
+    /// service's fallback to watch for once it is out. A call otpd places
+    /// by itself (a fallback, a re-route) takes the call's own limits first,
+    /// as a start asking for a call would (its countries, per number, per
+    /// range, its budget).
     pub async fn prepare_send(&self, claimed: &Claimed) -> Result<Preparation, Error> {
         let send = &claimed.send;
         let Ok(service) = self.service(&send.service) else {
@@ -181,7 +182,7 @@ impl Otp {
             warn!(verification_id = %send.id, "queued send cannot be opened; dropped");
             return Ok(Preparation::Skip);
         };
-        if send.switched && !self.may_call(service, &to, &record).await? {
+        if send.reroute.is_some() && !self.may_call(service, &to, &record).await? {
             warn!(verification_id = %send.id, "fallback call refused by the call limits");
             return Ok(Preparation::Refuse);
         }
@@ -204,15 +205,20 @@ impl Otp {
                 valid_for,
             }),
         };
-        // A fallback step on another channel, once per send that was not
-        // itself a re-route or fallback, timed from when it was queued.
-        let step = service
-            .fallback
-            .first()
-            .filter(|step| step.channel != record.channel && record.delivery.rerouted.is_none());
+        // The service's next fallback step for this code: the first one
+        // (to another channel) watches the send of the start or resend,
+        // each later one the send the step before it queued; each is timed
+        // from its send by the difference of their `after`s.
+        let done = record.fallback_steps as usize;
+        let step = service.fallback.get(done).filter(|step| {
+            done > 0 || (step.channel != record.channel && record.delivery.rerouted.is_none())
+        });
+        let since = done
+            .checked_sub(1)
+            .map_or(Duration::ZERO, |before| service.fallback[before].after);
         let fallback = step
             .map(|step| Watch {
-                until: send.queued_at.plus(step.after),
+                until: send.queued_at.plus(step.after.saturating_sub(since)),
                 then: Some(step.channel),
             })
             .filter(|watch| watch.until < record.expires_at);
@@ -220,7 +226,7 @@ impl Otp {
             message,
             expires_at: record.expires_at,
             fallback,
-            fallback_channel: step.map(|step| step.channel),
+            fallback_channel: step.filter(|_| done == 0).map(|step| step.channel),
         })))
     }
 
@@ -245,6 +251,7 @@ impl Otp {
             to,
             safe,
             record.number.0,
+            self.clock.now(),
         );
         match self.take_limits(service, groups).await {
             Ok(_) => Ok(true),

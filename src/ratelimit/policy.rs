@@ -79,8 +79,18 @@ pub struct Budget {
     pub monthly_cost: Option<u64>,
     /// Price of one segment by region (`JP`), in minor units.
     pub prices: BTreeMap<String, u64>,
+    /// Price of one call by region; a region without one: its SMS price.
+    pub call_prices: BTreeMap<String, u64>,
     /// Where days and months begin, in hours east of UTC.
     pub utc_offset_hours: i64,
+}
+
+/// A budget as one message on `channel` meets it; `name` keys and names
+/// its items (`budget`, `voice-budget`).
+struct BudgetOf<'a> {
+    budget: &'a Budget,
+    name: &'static str,
+    channel: Channel,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -122,6 +132,18 @@ pub struct VoicePolicy {
     pub countries: Vec<String>,
     pub number_sends: Vec<Rate>,
     pub range_sends: Vec<Rate>,
+    /// Calls' own budget, on top of the service's.
+    pub budget: Budget,
+}
+
+impl Budget {
+    /// What one message on `channel` to `region` costs, in minor units.
+    pub fn price(&self, region: &str, channel: Channel) -> u64 {
+        let call = (channel == Channel::Voice)
+            .then(|| self.call_prices.get(region))
+            .flatten();
+        call.or(self.prices.get(region)).copied().unwrap_or(0)
+    }
 }
 
 /// Makes a limit key from its parts (a keyed hash; see `Keyring::limit_key`).
@@ -239,13 +261,14 @@ impl Policy {
                 subject.phone,
                 subject.safe,
                 number_key,
+                now,
             ));
         }
         groups
     }
 
-    /// A call's own limits: per number, and per range (not for a number on
-    /// the safe list).
+    /// A call's own limits: per number, per range (not for a number on
+    /// the safe list) and its budget.
     pub fn voice_groups(
         &self,
         keys: &dyn KeyMaker,
@@ -253,6 +276,7 @@ impl Policy {
         phone: &Phone,
         safe: bool,
         number_key: [u8; 16],
+        now: Timestamp,
     ) -> Vec<Group> {
         let voice = &self.voice;
         let number = keys.limit_key(&[b"voice-number", &number_key]);
@@ -266,6 +290,12 @@ impl Policy {
             let key = keys.limit_key(&[b"voice-range", service, range.as_bytes()]);
             groups.extend(self.group(keys, Scope::Range, key, &voice.range_sends));
         }
+        let budget = BudgetOf {
+            budget: &voice.budget,
+            name: "voice-budget",
+            channel: Channel::Voice,
+        };
+        groups.extend(self.budget_group(keys, &budget, service.as_bytes(), phone.region(), now));
         groups
     }
 
@@ -383,7 +413,12 @@ impl Policy {
             keys.limit_key(&[b"global"]),
             &self.global_sends,
         ));
-        groups.extend(self.budget_group(keys, service, region, now));
+        let budget = BudgetOf {
+            budget: &self.budget,
+            name: "budget",
+            channel: subject.channel,
+        };
+        groups.extend(self.budget_group(keys, &budget, service, region, now));
         groups
     }
 
@@ -428,15 +463,17 @@ impl Policy {
             .collect()
     }
 
+    /// `of`'s caps for one message to `region`.
     fn budget_group(
         &self,
         keys: &dyn KeyMaker,
+        of: &BudgetOf<'_>,
         service: &[u8],
         region: &str,
         now: Timestamp,
     ) -> Option<Group> {
-        let budget = &self.budget;
-        let price = budget.prices.get(region).copied().unwrap_or(0);
+        let budget = of.budget;
+        let price = budget.price(region, of.channel);
         let day = calendar::day(now, budget.utc_offset_hours);
         let month = calendar::month(now, budget.utc_offset_hours);
         let caps = [
@@ -445,13 +482,17 @@ impl Policy {
             ("cost-day", budget.daily_cost, price, &day),
             ("cost-month", budget.monthly_cost, price, &month),
         ];
-        let tag_key = keys.limit_key(&[b"budget", service]);
+        let tag_key = keys.limit_key(&[of.name.as_bytes(), service]);
         let items: Vec<Item> = caps
             .into_iter()
             .filter_map(|(name, cap, cost, window)| {
                 let cap = cap?;
-                let key =
-                    keys.limit_key(&[b"budget", service, name.as_bytes(), window.id.as_bytes()]);
+                let key = keys.limit_key(&[
+                    of.name.as_bytes(),
+                    service,
+                    name.as_bytes(),
+                    window.id.as_bytes(),
+                ]);
                 Some(Item {
                     key,
                     check: Check::Quota {
@@ -462,7 +503,7 @@ impl Policy {
                     monitor: self.monitor.contains(&Scope::Budget),
                     block: None,
                     scope: Scope::Budget,
-                    policy: format!("budget-{name}"),
+                    policy: format!("{}-{name}", of.name),
                     window: now.until(window.end),
                 })
             })
@@ -492,5 +533,20 @@ mod tests {
             delays,
             [0, 0, 0, 30, 60, 120, 240, 480, 960, 1920, 3600, 3600]
         );
+    }
+
+    /// Issue 15: a call costs its call price where one is set, else what
+    /// an SMS to the region costs; an SMS always its segment price.
+    #[test]
+    fn a_call_costs_its_call_price_or_an_sms() {
+        let budget = Budget {
+            prices: BTreeMap::from([("JP".into(), 300), ("GB".into(), 900)]),
+            call_prices: BTreeMap::from([("JP".into(), 4000)]),
+            ..Budget::default()
+        };
+        assert_eq!(budget.price("JP", Channel::Voice), 4000);
+        assert_eq!(budget.price("JP", Channel::Sms), 300);
+        assert_eq!(budget.price("GB", Channel::Voice), 900);
+        assert_eq!(budget.price("US", Channel::Voice), 0);
     }
 }

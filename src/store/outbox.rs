@@ -84,11 +84,12 @@ pub struct Reroute {
 }
 
 impl Reroute {
-    /// The route of a send that stays on its channel starts after `from`;
-    /// a fallback to another channel starts from that channel's first
-    /// carrier.
+    /// The route of a send that stays on its channel starts after `from`
+    /// (it did not deliver); a fallback step's send (to another channel, or
+    /// the same channel again when its time came) starts from the route's
+    /// first carrier.
     pub fn skips(&self, switched: bool) -> Option<&str> {
-        (!switched).then_some(self.from.as_str())
+        (!switched && self.reason != RerouteReason::Fallback).then_some(self.from.as_str())
     }
 }
 

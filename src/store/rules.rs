@@ -118,6 +118,7 @@ pub(super) fn resend(
     }
     record.resend_after = now.plus(policy.cooldown_after(record.sends));
     record.delivery = Delivery::queued();
+    record.fallback_steps = 0;
     record.expires_at = now.plus(policy.ttl);
     Resent::Resent(record.clone())
 }
@@ -173,6 +174,7 @@ pub(super) fn reroute(
     now: Timestamp,
 ) -> Option<String> {
     let delivery = &record.delivery;
+    // A fallback step runs once per watch; a carrier re-route once per code.
     let eligible = record.status == Status::Pending
         && record.sends == number
         && now < record.expires_at
@@ -180,8 +182,11 @@ pub(super) fn reroute(
             delivery.status,
             DeliveryStatus::Sent | DeliveryStatus::Undelivered | DeliveryStatus::Delivered
         )
-        && delivery.rerouted.is_none();
+        && (then.is_some() || delivery.rerouted.is_none());
     let from = delivery.carrier.clone().filter(|_| eligible)?;
+    if then.is_some() {
+        record.fallback_steps += 1;
+    }
     if let Some(channel) = then.filter(|channel| *channel != record.channel) {
         record.other_resend_after = Some(record.resend_after);
         record.channel = channel;
@@ -207,6 +212,7 @@ pub(super) fn switch(record: &mut Record, number: u32, switch: &Switch, now: Tim
         && record.channel != switch.channel
         && record.delivery.rerouted.is_none();
     if eligible {
+        record.fallback_steps += 1;
         record.other_resend_after = Some(record.resend_after);
         record.channel = switch.channel;
         record.delivery = Delivery {

@@ -57,6 +57,8 @@ pub struct Record {
     pub app_hash: Option<AppHash>,
     /// How the latest send is doing.
     pub delivery: Delivery,
+    /// The service's fallback steps that have run for the current code.
+    pub fallback_steps: u32,
 }
 
 impl Record {

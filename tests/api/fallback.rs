@@ -264,3 +264,43 @@ async fn a_fallback_call_takes_the_call_limits() {
         .count();
     assert_eq!(calls, 1);
 }
+
+/// Issue 15: a workflow of two steps, a call at 45 s and another at 90 s:
+/// each runs once, with the same code, timed from the start; the code
+/// then approves and nothing more is called.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_step_of_a_workflow_runs_once() {
+    let redis = RedisServer::start();
+    let fake = FakeProvider::default();
+    let mut settings = falling_back(&redis, &fake);
+    let demo = settings.services.get_mut("demo").expect("demo");
+    demo.fallback.push(FallbackStep {
+        channel: Channel::Voice,
+        after: AFTER * 2,
+    });
+    let app = TestApp::spawn_configured(&settings).await;
+    let id = start_sms(&app).await;
+    let code = code_in(&requests(&fake, 1).await[0].form["Body"]);
+    for step in 1..=2 {
+        app.settled().await;
+        app.clock.advance(AFTER - Duration::from_secs(1));
+        holds(
+            "no call before the step",
+            Duration::from_millis(300),
+            async || fake.requests().len() == step,
+        )
+        .await;
+        app.clock.advance(Duration::from_secs(1));
+        let call = &requests(&fake, step + 1).await[step];
+        assert!(call.path.ends_with("/Calls.json"), "{}", call.path);
+        assert_eq!(code_heard(&call.form["Twiml"]), code, "step {step}");
+    }
+    app.settled().await;
+    let checked = json_of(app.check(&id, &code).await).await;
+    assert_eq!(checked["valid"], true, "{checked}");
+    app.clock.advance(AFTER);
+    holds("no third call", Duration::from_millis(300), async || {
+        fake.requests().len() == 3
+    })
+    .await;
+}

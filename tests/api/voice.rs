@@ -444,3 +444,31 @@ async fn a_vonage_call_the_api_refuses_fails_after_its_attempts() {
     );
     assert_eq!(fake.requests().len(), 3, "three attempts");
 }
+
+/// Issue 15: calls have a budget of their own, in money at a call's price
+/// (`[voice_pricing]`), on top of the service's: with calls at 40 a day of
+/// 100 takes two calls; the third is refused (429 `budget-exhausted`)
+/// while SMS still go.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn calls_have_a_budget_of_their_own() {
+    let redis = RedisServer::start();
+    let fake = FakeProvider::default();
+    let app = calling(&redis, &fake, |settings| {
+        settings.pricing.insert("JP".into(), 3.0);
+        settings.voice_pricing.insert("JP".into(), 40.0);
+        let demo = settings.services.get_mut("demo").expect("demo");
+        demo.limits.voice.budget.daily_cost = Some(100.0);
+    })
+    .await;
+    for to in ["+819011110001", "+819011110002"] {
+        assert_eq!(start(&app, to, "voice").await.status(), 201, "{to}");
+    }
+    let refused = problem(
+        start(&app, "+819011110003", "voice").await,
+        429,
+        "budget-exhausted",
+    )
+    .await;
+    assert_eq!(refused["scope"], "budget", "{refused}");
+    assert_eq!(start(&app, "+819011110003", "sms").await.status(), 201);
+}

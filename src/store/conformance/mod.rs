@@ -84,7 +84,8 @@ macro_rules! store_conformance {
             an_undelivered_receipt_queues_a_watched_send_at_once,
             a_delivered_receipt_or_a_finished_verification_ends_the_watch,
             a_fallback_watch_switches_the_channel_once,
-            a_failed_send_with_a_fallback_goes_on_its_channel_at_once);
+            a_failed_send_with_a_fallback_goes_on_its_channel_at_once,
+            each_fallback_step_runs_once);
         $crate::store_conformance!(@suite events $fixture;
             each_change_queues_its_event_in_order,
             a_queue_is_held_by_one_replica_until_its_lease_lapses,
@@ -190,6 +191,7 @@ pub fn new_verification(
         country: "JP".into(),
         app_hash: None,
         delivery: Delivery::queued(),
+        fallback_steps: 0,
     };
     NewVerification {
         enqueue: Some(enqueue()),

@@ -531,3 +531,33 @@ pub async fn a_failed_send_with_a_fallback_goes_on_its_channel_at_once(fx: &Fixt
         (DeliveryStatus::Failed, 0)
     );
 }
+
+/// Issue 15: each fallback step runs once: the send a step queued is
+/// watched for the next step, which runs again (on the same channel, here)
+/// and is counted on the verification; a step's watch never runs twice.
+pub async fn each_fallback_step_runs_once(fx: &Fixture) {
+    let record = started(fx, None).await;
+    let sent_watched_for_a_call = |fx: &Fixture| Finish::Sent {
+        carrier: "recording".into(),
+        message_id: "m-1".into(),
+        watch: Some(Watch {
+            until: fx.clock.now().plus(Duration::from_secs(45)),
+            then: Some(Channel::Voice),
+        }),
+    };
+    let mut claimed = claim_all(fx, "a").await;
+    for step in 1..=2 {
+        finish(fx, &claimed[0], sent_watched_for_a_call(fx)).await;
+        fx.clock.advance(Duration::from_secs(45));
+        assert_eq!(overdue(fx).await, 1, "step {step}");
+        assert_eq!(overdue(fx).await, 0, "step {step} once");
+        claimed = claim_all(fx, "a").await;
+        let reason = claimed[0].send.reroute.as_ref().map(|r| r.reason);
+        assert_eq!(reason, Some(RerouteReason::Fallback));
+        let after = stored(fx, &record.id).await;
+        assert_eq!(
+            (after.channel, after.fallback_steps),
+            (Channel::Voice, step)
+        );
+    }
+}

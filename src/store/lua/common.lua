@@ -8,7 +8,7 @@
 -- latest send's status, carrier, message id and acceptance time, rf/rw the
 -- carrier it was re-routed from and why ('' when it was not), wc/wk/wn the
 -- sealed code, its key and the fallback channel ('' none) while the send
--- is watched, co its country (ISO 3166-1 alpha-2), en the number of events
+-- is watched, fs the fallback steps run for the current code, co its country (ISO 3166-1 alpha-2), en the number of events
 -- it has queued (only when its service has events). "now" always comes
 -- from the caller's clock; key TTLs are housekeeping only.
 --
@@ -225,17 +225,19 @@ end
 -- after the one that accepted it or on the fallback channel kept in wn, if
 -- it is still watched (in the shard's `watched` set) and still the latest
 -- send of a pending, living verification that was not re-routed before
--- (the twin of rules::reroute); a watch that ended with a fallback channel
+-- (a fallback step: counted in fs, once per watch) (the twin of rules::reroute); a watch that ended with a fallback channel
 -- is a fallback, not a missing receipt. 1 if it did.
 local function reroute(key, stream, due, n, reason, now)
   local id = string.match(key, ':v:(.+)$')
   if redis.call('ZREM', due, id .. '.' .. n) == 0 then return 0 end
   local f = redis.call('HMGET', key, 's', 'n', 'e', 'ds', 'dc', 'rf', 'wc', 'wk', 'sv', 'wn', 'ch', 'r')
+  local channel = f[10] or ''
+  -- A fallback step runs once per watch; a carrier re-route once per code.
   local eligible = f[1] == 'pending' and tonumber(f[2]) == tonumber(n) and tonumber(f[3]) > now
     and (f[4] == 'sent' or f[4] == 'undelivered' or f[4] == 'delivered')
-    and (not f[6] or f[6] == '') and f[7]
+    and (channel ~= '' or not f[6] or f[6] == '') and f[7]
   if not eligible then return 0 end
-  local channel = f[10] or ''
+  if channel ~= '' then redis.call('HINCRBY', key, 'fs', 1) end
   if channel ~= '' and reason == 'no_receipt' then reason = 'fallback' end
   local switched = channel ~= '' and channel ~= (f[11] or 'sms')
   if switched then

@@ -40,6 +40,7 @@ elseif switch then
   emit(KEYS[2], 'undelivered', now, 'send_failed')
   redis.call('HSET', KEYS[2], 'ch', ARGV[10], 'ro', f[5], 'ds', 'queued', 'dc', '', 'dm', '', 'da', '',
     'rf', ARGV[11], 'rw', 'send_failed')
+  redis.call('HINCRBY', KEYS[2], 'fs', 1)
   emit(KEYS[2], 'fallback', now, 'send_failed')
   enqueue(KEYS[1], id, f[7], ARGV[3], sealed['c'], sealed['k'], now, ARGV[11], 'send_failed', '1')
 elseif latest and ARGV[4] == 'failed' then

@@ -29,7 +29,7 @@ local sent = redis.call('HINCRBY', KEYS[1], 'n', 1)
 if channel ~= current then redis.call('HSET', KEYS[1], 'ro', f[3], 'ch', channel) end
 local cooldown = math.min(tonumber(ARGV[3]) * 2 ^ (sent - 1), tonumber(ARGV[7]))
 redis.call('HSET', KEYS[1], 'd', digest, 'r', now + cooldown, 'e', now + ttl, 'ds', 'queued', 'dc', '', 'dm', '')
-redis.call('HDEL', KEYS[1], 'rf', 'rw', 'wc', 'wk', 'wn')
+redis.call('HDEL', KEYS[1], 'rf', 'rw', 'wc', 'wk', 'wn', 'fs')
 redis.call('PEXPIRE', KEYS[1], ttl + tonumber(ARGV[6]))
 schedule_expiry(KEYS[1])
 local id = string.match(KEYS[1], ':v:(.+)$')

@@ -108,6 +108,7 @@ pub(super) fn decode(id: &VerificationId, fields: Vec<Value>) -> Result<Record, 
             .transpose()?
             .unwrap_or_default(),
         app_hash: take("ah").and_then(|hash| AppHash::parse(std::str::from_utf8(&hash).ok()?).ok()),
+        fallback_steps: take("fs").map_or(Ok(0), |fs| parsed("fs", Some(fs)))?,
         delivery: Delivery {
             status: parsed("ds", take("ds"))?,
             carrier: take("dc")
@@ -144,6 +145,9 @@ fn optional_fields(record: &Record) -> Vec<(&'static str, Vec<u8>)> {
     if let Some(reroute) = &record.delivery.rerouted {
         fields.push(("rf", reroute.from.clone().into_bytes()));
         fields.push(("rw", reroute.reason.as_str().into()));
+    }
+    if record.fallback_steps > 0 {
+        fields.push(("fs", record.fallback_steps.to_string().into_bytes()));
     }
     fields
 }
