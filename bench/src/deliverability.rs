@@ -26,7 +26,7 @@ use crate::process::{free_port, output_of, wait_until, Process};
 use crate::servers::{
     http_get, scratch, shared_configuration, RedisServer, API_KEY, LAX_LIMITS, SERVICE,
 };
-use crate::world::{self, Arrival, HttpWorld, Ledger, Replicas, Via};
+use crate::world::{self, Arrival, Heard, HttpWorld, Ledger, Replicas, Via};
 
 #[derive(clap::Args)]
 pub struct Options {
@@ -74,6 +74,7 @@ pub fn run(options: &Options) -> anyhow::Result<()> {
 /// One verification as the load generator saw it.
 struct Started {
     number: String,
+    id: String,
     at: Instant,
 }
 
@@ -87,6 +88,9 @@ pub struct Outcome {
     dead_letters: u64,
     dropped_binds: usize,
     elapsed: Duration,
+    /// The lifecycle events the relying party's endpoint took.
+    events: Vec<Heard>,
+    dead_events: u64,
 }
 
 /// The two replicas: their processes and where they listen.
@@ -167,7 +171,7 @@ async fn simulate(options: &Options) -> anyhow::Result<Outcome> {
         GATEWAY_SECRET,
         PUBLIC_URL,
     )?);
-    let peers = world::serve(http)?;
+    let peers = world::serve(Arc::clone(&http))?;
     let ports = [free_port()?, free_port()?];
     let configs = [0, 1].map(|which| dir.join(format!("otpd-{which}.toml")));
     for which in 0..2 {
@@ -236,6 +240,7 @@ async fn simulate(options: &Options) -> anyhow::Result<Outcome> {
     }
     settle(&redis, &ledger).await?;
     let elapsed = began.elapsed();
+    settle_events(&redis).await?;
     let dropped_binds = smsc.dropped_binds();
     Ok(Outcome {
         started,
@@ -245,6 +250,8 @@ async fn simulate(options: &Options) -> anyhow::Result<Outcome> {
         dead_letters: stream_lengths(&redis, "*:dead")?,
         dropped_binds,
         elapsed,
+        events: http.events.all(),
+        dead_events: stream_lengths(&redis, "*:ed")?,
     })
 }
 
@@ -283,7 +290,9 @@ async fn start(client: &reqwest::Client, fleet: &Fleet, n: usize) -> Result<Star
         if let Ok(answer) = answer {
             status = answer.status().as_u16();
             if status == 201 {
-                return Ok(Started { number, at });
+                let body: serde_json::Value = answer.json().await.unwrap_or_default();
+                let id = body["id"].as_str().unwrap_or_default().to_owned();
+                return Ok(Started { number, id, at });
             }
         }
     }
@@ -305,6 +314,16 @@ async fn settle(redis: &RedisServer, ledger: &Ledger) -> anyhow::Result<()> {
         if quiet && stream_lengths(redis, "*:outbox")? == 0 {
             return Ok(());
         }
+    }
+    Ok(())
+}
+
+/// Waits until every lifecycle event queued so far has been delivered
+/// (the events queues are empty), at most 1 min.
+async fn settle_events(redis: &RedisServer) -> anyhow::Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while Instant::now() < deadline && stream_lengths(redis, "*:e:*")? > 0 {
+        tokio::time::sleep(Duration::from_millis(250)).await;
     }
     Ok(())
 }
@@ -367,8 +386,20 @@ carrier_timeout = "5s"
 receipt_timeout = "{timeout}s"
 reroute = true
 
+[events]
+poll = "200ms"
+lease = "3s"
+retry_base = "100ms"
+retry_max = "1s"
+max_tries = 1000
+
 [services.{SERVICE}]
 ttl = "5m"
+
+[services.{SERVICE}.events]
+url = "{peers}/events"
+secret = "{GATEWAY_SECRET}"
+timeout = "2s"
 
 [services.{SERVICE}.limits]
 countries = ["JP", "KR"]
@@ -469,6 +500,70 @@ struct Figures {
     to_accept: Vec<Duration>,
     to_receipt: Vec<Duration>,
     receipts_missing: usize,
+    events: EventFigures,
+}
+
+/// What the relying party's endpoint says of the lifecycle events.
+#[derive(Debug, Default)]
+struct EventFigures {
+    /// Distinct events taken, and how many of each type.
+    distinct: usize,
+    by_kind: std::collections::BTreeMap<String, usize>,
+    /// Posts of an event already taken (at least once: the same id).
+    duplicates: usize,
+    /// Verifications whose `started` event never came.
+    without_started: usize,
+    /// Verifications with an event missing between two that came.
+    with_gaps: usize,
+    /// Events taken after a later event of the same verification.
+    out_of_order: usize,
+    /// From the start's request to its `started` event.
+    to_started: Vec<Duration>,
+}
+
+impl EventFigures {
+    fn of(started: &[Started], heard: &[Heard]) -> Self {
+        let mut figures = EventFigures::default();
+        let mut seen = std::collections::HashSet::new();
+        let mut by_verification: std::collections::HashMap<&str, Vec<u64>> =
+            std::collections::HashMap::new();
+        for event in heard {
+            if !seen.insert(event.id.as_str()) {
+                figures.duplicates += 1;
+                continue;
+            }
+            *figures.by_kind.entry(event.kind.clone()).or_default() += 1;
+            if let (Some(id), Some(sequence)) = (&event.verification, event.sequence) {
+                let sequences = by_verification.entry(id.as_str()).or_default();
+                if sequences.last().is_some_and(|last| sequence < *last) {
+                    figures.out_of_order += 1;
+                }
+                sequences.push(sequence);
+            }
+        }
+        figures.distinct = seen.len();
+        for one in started {
+            let Some(sequences) = by_verification.get(one.id.as_str()) else {
+                figures.without_started += 1;
+                continue;
+            };
+            let mut sorted = sequences.clone();
+            sorted.sort_unstable();
+            if sorted.first() != Some(&1) {
+                figures.without_started += 1;
+            } else if sorted.iter().enumerate().any(|(at, n)| *n != at as u64 + 1) {
+                figures.with_gaps += 1;
+            }
+            let first = heard.iter().find(|event| {
+                event.verification.as_deref() == Some(one.id.as_str()) && event.sequence == Some(1)
+            });
+            if let Some(event) = first {
+                figures.to_started.push(event.at - one.at);
+            }
+        }
+        figures.to_started.sort();
+        figures
+    }
 }
 
 impl Outcome {
@@ -484,6 +579,7 @@ impl Outcome {
             to_accept: Vec::new(),
             to_receipt: Vec::new(),
             receipts_missing: 0,
+            events: EventFigures::of(&self.started, &self.events),
         };
         for started in &self.started {
             let arrivals = self.ledger.of(&started.number);
@@ -537,6 +633,7 @@ impl Outcome {
             to_accept,
             to_receipt,
             receipts_missing,
+            events,
         } = self.figures();
         let ratio = delivered as f64 / total.max(1) as f64;
         let duplicate_ratio = duplicates.len() as f64 / total.max(1) as f64;
@@ -591,7 +688,31 @@ impl Outcome {
             "| sends re-routed after the SMSC accepted them | {rerouted} | — |"
         );
         let _ = writeln!(out, "| dead letters | {} | — |", self.dead_letters);
-        let _ = writeln!(out, "| SMSC binds dropped | {} | — |\n", self.dropped_binds);
+        let _ = writeln!(out, "| SMSC binds dropped | {} | — |", self.dropped_binds);
+        let _ = writeln!(
+            out,
+            "| lifecycle events taken by the relying party's endpoint (it fails 10 % of posts) | {} distinct ({}), {} posted again (at least once) | — |",
+            events.distinct,
+            events
+                .by_kind
+                .iter()
+                .map(|(kind, count)| format!("{count} {}", kind.trim_start_matches("verification.")))
+                .collect::<Vec<_>>()
+                .join(", "),
+            events.duplicates
+        );
+        let _ = writeln!(
+            out,
+            "| verifications without their `started` event / with an event missing / events out of order | {} / {} / {} | 0 / 0 / 0 |",
+            events.without_started, events.with_gaps, events.out_of_order
+        );
+        let _ = writeln!(
+            out,
+            "| start → `verification.started` at the endpoint, p50 / p99 | {} / {} | — |",
+            percentile(&events.to_started, 0.5),
+            percentile(&events.to_started, 0.99)
+        );
+        let _ = writeln!(out, "| events dead-lettered | {} | 0 |\n", self.dead_events);
         let _ = writeln!(out, "Run time {:.0} s.\n", self.elapsed.as_secs_f64());
         if !duplicates.is_empty() {
             let _ = writeln!(out, "Duplicates, by cause:\n");
@@ -625,7 +746,9 @@ mod tests {
 
     /// The simulation's parts together in a small world (300 codes, one
     /// kill, about 20 s): every start answered, every code delivered, no
-    /// dead letter, and every duplicate explained. Needs the release
+    /// dead letter, every duplicate explained, and every verification's
+    /// lifecycle events at the relying party's endpoint (which fails a
+    /// tenth of the posts), in order and without a gap. Needs the release
     /// binary, which scripts/test builds before the tests.
     #[test]
     fn a_small_world_delivers_every_code() {
@@ -650,6 +773,17 @@ mod tests {
             figures.twice
         );
         assert_eq!(outcome.kills.len(), 1);
+        let events = &figures.events;
+        assert_eq!(
+            (
+                events.without_started,
+                events.with_gaps,
+                events.out_of_order
+            ),
+            (0, 0, 0),
+            "{events:?}"
+        );
+        assert_eq!(outcome.dead_events, 0);
         assert!(
             figures.failed_over + figures.rerouted > 0,
             "faults were injected"

@@ -2,7 +2,8 @@
 //! reach: a Twilio-like API that fails half its calls for a window, a
 //! webhook gateway that loses some receipts, and the log of the test SMSC
 //! (node-smpp with faults, tests/smsc). Every message a carrier delivers
-//! lands in the `Ledger`, the phones' side of the story.
+//! lands in the `Ledger`, the phones' side of the story; every lifecycle
+//! event the relying party's endpoint takes lands in the `EventLog`.
 
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader};
@@ -51,6 +52,26 @@ pub struct Arrival {
     /// meanwhile keeps the message but loses the answer).
     pub answered: bool,
     pub message_id: String,
+}
+
+/// One lifecycle event as the relying party's endpoint took it.
+#[derive(Clone, Debug)]
+pub struct Heard {
+    pub id: String,
+    pub kind: String,
+    pub verification: Option<String>,
+    pub sequence: Option<u64>,
+    pub at: Instant,
+}
+
+/// Every event the endpoint took (2xx), in the order it took them.
+#[derive(Clone, Default)]
+pub struct EventLog(Arc<Mutex<Vec<Heard>>>);
+
+impl EventLog {
+    pub fn all(&self) -> Vec<Heard> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
 }
 
 /// Every number's messages, in the order the carriers accepted them.
@@ -150,6 +171,10 @@ pub struct HttpWorld {
     pub twilio_token: String,
     pub gateway_key: Vec<u8>,
     pub public_url: String,
+    /// The relying party's events endpoint: what it took, and the share
+    /// of posts it fails (503).
+    pub events: EventLog,
+    pub events_failing: f64,
     client: reqwest::Client,
     next_id: Mutex<u64>,
 }
@@ -176,6 +201,8 @@ impl HttpWorld {
             twilio_token: twilio_token.to_owned(),
             gateway_key: STANDARD.decode(key)?,
             public_url: public_url.to_owned(),
+            events: EventLog::default(),
+            events_failing: 0.1,
             client: reqwest::Client::new(),
             next_id: Mutex::new(0),
         })
@@ -203,6 +230,7 @@ pub fn serve(world: Arc<HttpWorld>) -> anyhow::Result<String> {
         actix_web::App::new()
             .app_data(state.clone())
             .route("/sms", web::post().to(gateway))
+            .route("/events", web::post().to(events))
             .default_service(web::post().to(twilio))
     })
     .workers(2)
@@ -263,6 +291,48 @@ async fn twilio(body: web::Bytes, world: web::Data<HttpWorld>) -> HttpResponse {
         }
     });
     HttpResponse::Created().json(json!({ "sid": answer_sid, "status": "queued" }))
+}
+
+/// The relying party's events endpoint: refuses a body whose Standard
+/// Webhooks signature (the gateway's key) does not verify, fails a share
+/// of posts with 503, and logs the others.
+async fn events(
+    request: HttpRequest,
+    body: web::Bytes,
+    world: web::Data<HttpWorld>,
+) -> HttpResponse {
+    let header = |name: &str| {
+        request
+            .headers()
+            .get(name)
+            .and_then(|value| value.to_str().ok())
+            .unwrap_or_default()
+            .to_owned()
+    };
+    let id = header("webhook-id");
+    let timestamp = header("webhook-timestamp").parse().unwrap_or(0);
+    if header("webhook-signature") != webhook_signature(&world.gateway_key, &id, timestamp, &body) {
+        return HttpResponse::Unauthorized().finish();
+    }
+    if rand::rng().random_bool(world.events_failing) {
+        return HttpResponse::ServiceUnavailable().finish();
+    }
+    let event: Value = serde_json::from_slice(&body).unwrap_or_default();
+    let data = &event["data"];
+    let heard = Heard {
+        id,
+        kind: event["type"].as_str().unwrap_or_default().to_owned(),
+        verification: data["verification_id"].as_str().map(str::to_owned),
+        sequence: data["sequence"].as_u64(),
+        at: Instant::now(),
+    };
+    world
+        .events
+        .0
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .push(heard);
+    HttpResponse::NoContent().finish()
 }
 
 /// The operator's gateway (webhook carrier): takes every message, and

@@ -115,6 +115,7 @@ mod tests {
             service: "demo".parse().expect("service"),
             verification: VerificationId::generate([0, 0]),
             send: 1,
+            step: 0,
             valid_for: std::time::Duration::from_secs(300),
         };
         let accepted = carrier.send(&sms).await.expect("sent");

@@ -43,6 +43,10 @@ pub struct Message<B> {
     /// Which send of the verification: with its id, the idempotency key
     /// towards the carrier.
     pub send: u32,
+    /// The fallback steps that ran before it for this send (0: the send
+    /// as started or resent; 1: the first step's call …): what tells
+    /// one send's messages apart (an SMS and the call after it).
+    pub step: u32,
     /// The code's remaining life when this try starts: carriers that can
     /// drop a message not delivered in time are told so, and a stale code
     /// is never delivered.

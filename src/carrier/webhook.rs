@@ -3,8 +3,10 @@
 //! SSML in `ssml`, and its `language`) as JSON to a URL the operator runs
 //! (their own gateway), signed as Standard Webhooks specify:
 //! `webhook-signature: v1,base64(HMAC-SHA256(key, "{id}.{timestamp}.{body}"))`
-//! with `webhook-id` (the verification id and send number: the same on every
-//! retry, so the receiver can drop duplicates) and `webhook-timestamp`.
+//! with `webhook-id` (the verification id and send number, and after a
+//! fallback step `.<step>`: the same on every retry, so the receiver can
+//! drop duplicates, and another for the call that follows an SMS) and
+//! `webhook-timestamp`.
 //!
 //! 2xx: accepted (the answer's `message_id` if it has one). 408, 429, 5xx and
 //! timeouts: temporary. Other 4xx: rejected.
@@ -126,6 +128,13 @@ struct Payload<'a> {
     service: &'a str,
     verification_id: String,
     send: u32,
+    /// The fallback steps run before it (omitted when 0).
+    #[serde(skip_serializing_if = "is_zero")]
+    step: u32,
+}
+
+fn is_zero(step: &u32) -> bool {
+    *step == 0
 }
 
 /// The gateway's answer to a send.
@@ -169,7 +178,10 @@ impl WebhookCarrier {
     /// id and send number, the same on every retry.
     async fn post(&self, message: &Payload<'_>) -> Result<Accepted, SendError> {
         let body = Zeroizing::new(serde_json::to_vec(message).expect("a message serializes"));
-        let id = format!("{}-{}", message.verification_id, message.send);
+        let id = match message.step {
+            0 => format!("{}-{}", message.verification_id, message.send),
+            step => format!("{}-{}.{step}", message.verification_id, message.send),
+        };
         let response = self.endpoint.post(&id, &body).await?;
         let receipt = response
             .json::<Answer>()
@@ -205,6 +217,7 @@ impl Carrier for WebhookCarrier {
             service: sms.service.as_str(),
             verification_id: sms.verification.to_string(),
             send: sms.send,
+            step: sms.step,
         };
         self.post(&message).await
     }
@@ -221,6 +234,7 @@ impl Carrier for WebhookCarrier {
             service: call.service.as_str(),
             verification_id: call.verification.to_string(),
             send: call.send,
+            step: call.step,
         };
         self.post(&message).await
     }

@@ -194,6 +194,7 @@ impl Otp {
                 service: service.name.clone(),
                 verification: send.id,
                 send: send.number,
+                step: record.fallback_steps,
                 valid_for,
             }),
             Channel::Voice => Outgoing::Call(Message {
@@ -202,6 +203,7 @@ impl Otp {
                 service: service.name.clone(),
                 verification: send.id,
                 send: send.number,
+                step: record.fallback_steps,
                 valid_for,
             }),
         };

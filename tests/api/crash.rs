@@ -58,6 +58,7 @@ secret = "{SECRET}"
 timeout = "2s"
 [routing]
 default = ["gateway"]
+voice = ["gateway"]
 circuit_cooldown = "100ms"
 [services.demo]
 {extra}
@@ -280,4 +281,47 @@ max_tries = 100000
         bodies().len(),
         receiver.attempts.load(Ordering::SeqCst)
     );
+}
+
+/// Issue 15: the fallback lives in Redis, not in the replica that sent the
+/// SMS. A sends the SMS of a service that calls after 2 s and is
+/// SIGKILLed; B places the call with the same code. The gateway tells the
+/// two apart by their `webhook-id` (the call's ends in `.1`): a receiver
+/// that drops duplicates keeps both.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fallback_due_on_a_killed_replica_is_called_by_the_other() {
+    let redis = RedisServer::start();
+    let gateway = Gateway::default();
+    gateway.open.store(true, Ordering::SeqCst);
+    let url = start_gateway(gateway.clone());
+    let calls = r#"channels = ["sms", "voice"]
+fallback = [{ channel = "voice", after = "2s" }]"#;
+    let http = reqwest::Client::new();
+    let mut a = Replica::start(&redis, &url, calls);
+    a.ready(&http).await;
+    let ids = a.start_six(&http, 5000).await;
+    let sent = || gateway.delivered.lock().expect("gateway").clone();
+    until("A to send every SMS", Duration::from_secs(20), async || {
+        sent().len() == ids.len()
+    })
+    .await;
+    let b = Replica::start(&redis, &url, calls);
+    b.ready(&http).await;
+    a.kill();
+    until(
+        "B to call every number",
+        Duration::from_secs(20),
+        async || sent().len() == 2 * ids.len(),
+    )
+    .await;
+    let bodies = gateway.bodies.lock().expect("gateway").clone();
+    for id in &ids {
+        let kinds: Vec<&str> = bodies
+            .iter()
+            .filter(|body| body["verification_id"] == id.as_str())
+            .filter_map(|body| body["type"].as_str())
+            .collect();
+        assert_eq!(kinds, ["sms.send", "voice.call"], "{id}");
+        assert_eq!(sent().get(&format!("{id}-1.1")), Some(&1), "{id}: one call");
+    }
 }
