@@ -16,7 +16,9 @@ use crate::carrier::{
     Carrier, CircuitSettings, ConsoleCarrier, NullCarrier, Router, SignedEndpoint, SmppCarrier,
     TwilioCarrier, VonageCarrier, WebhookCarrier, DEV_BANNER, PRODUCTION_BANNER,
 };
-use crate::config::{self, CarrierSettings, GrpcSettings, HttpSettings, Mode, Settings};
+use crate::config::{
+    self, CarrierSettings, GrpcSettings, HttpSettings, Mode, Settings, TwilioVerify,
+};
 use crate::delivery::Worker;
 use crate::descriptors::{self, ConnectionCaps};
 use crate::domain::{CarrierReceipt, Clock, Phone, ServiceName, SystemClock};
@@ -276,6 +278,7 @@ impl App {
         };
         let metrics_server = metrics_server(settings, &refusals)?;
         let api_keys = Arc::new(ApiKeys::new(validated.api_keys, metrics.clone()));
+        let twilio_verify = validated.twilio_verify.map(Arc::new);
         let http = &settings.http;
         let proxies = Arc::new(TrustedProxies::new(http.trusted_proxies.clone()));
         let flood = Arc::new(Flood::new(
@@ -312,7 +315,7 @@ impl App {
         let (server, http_addr) = http_server(
             settings,
             Arc::clone(&otp),
-            api_keys,
+            (api_keys, twilio_verify),
             Arc::clone(&router),
             (proxies, flood),
             &refusals,
@@ -463,7 +466,7 @@ impl App {
 fn http_server(
     settings: &Settings,
     otp: Arc<Otp>,
-    api_keys: Arc<ApiKeys>,
+    (api_keys, twilio_verify): (Arc<ApiKeys>, Option<Arc<TwilioVerify>>),
     router: Arc<Router>,
     (proxies, flood): (Arc<TrustedProxies>, Arc<Flood>),
     refusals: &Refusals,
@@ -494,7 +497,7 @@ fn http_server(
             .app_data(metrics.clone())
             .app_data(proxies.clone())
             .app_data(flood.clone())
-            .configure(http::configure(public_metrics))
+            .configure(http::configure(public_metrics, twilio_verify.clone()))
             .wrap(from_fn(http::ratelimit_fields))
             .wrap(from_fn(http::shed_floods))
             .wrap(from_fn(http::observe))

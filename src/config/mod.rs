@@ -26,8 +26,10 @@ use crate::store::RedisSettings;
 use crate::tls::TlsSettings;
 
 mod limits;
+mod twilio_verify;
 
 pub use self::limits::{GlobalLimitSettings, LimitSettings, RateSetting};
+pub use self::twilio_verify::{Credential, CredentialSettings, TwilioVerify, TwilioVerifySettings};
 
 const DEFAULTS: &str = include_str!("../../config/defaults.toml");
 /// SEC-3: no code outlives ten minutes.
@@ -61,6 +63,9 @@ pub struct Settings {
     /// number index, Idempotency-Keys); unlike `secrets`, never rotated.
     pub index_secret: Option<SecretValue>,
     pub api_keys: Vec<ApiKeySettings>,
+    /// The Twilio Verify v2 surface (`/v2`); off without credentials.
+    #[serde(default)]
+    pub twilio_verify: TwilioVerifySettings,
     pub services: BTreeMap<String, ServiceSettings>,
     #[serde(default)]
     pub limits: GlobalLimitSettings,
@@ -413,6 +418,7 @@ pub struct Validated {
     pub index_secret: Zeroizing<Vec<u8>>,
     pub api_keys: Vec<ApiKey>,
     pub services: BTreeMap<ServiceName, Service>,
+    pub twilio_verify: Option<TwilioVerify>,
 }
 
 impl Settings {
@@ -527,11 +533,13 @@ impl Settings {
             return Err(invalid("services", "configure at least one service"));
         }
         let api_keys = self.validate_api_keys(&services)?;
+        let twilio_verify = self.twilio_verify.validate(&api_keys, &services)?;
         Ok(Validated {
             secrets,
             index_secret,
             api_keys,
             services,
+            twilio_verify,
         })
     }
 

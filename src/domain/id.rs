@@ -1,4 +1,6 @@
-//! Verification ids: opaque, URL-safe, 128 random bits plus a 2-byte tag.
+//! Verification ids: opaque, URL-safe, 120 random bits plus a 2-byte tag
+//! (and a zero byte, so that each maps both ways to a Twilio Verify sid,
+//! `VE` + 32 hex digits, with no lookup: `twilio_sid`).
 //!
 //! The tag comes from the keyed hash of the phone number, so the Redis keys
 //! of one verification (by id and by number) share one `{tag}` and one
@@ -27,15 +29,44 @@ pub struct VerificationId([u8; ID_LEN]);
 pub struct IdError;
 
 impl VerificationId {
-    /// A new id carrying `tag`, with 128 bits from the OS CSPRNG.
+    /// A new id carrying `tag`, with 120 bits from the OS CSPRNG and a
+    /// last byte of zero.
     pub fn generate(tag: [u8; TAG_LEN]) -> Self {
         let mut bytes = [0u8; ID_LEN];
         bytes[..TAG_LEN].copy_from_slice(&tag);
         OsRng
             .unwrap_err()
-            .try_fill_bytes(&mut bytes[TAG_LEN..])
+            .try_fill_bytes(&mut bytes[TAG_LEN..ID_LEN - 1])
             .expect("OS RNG");
         VerificationId(bytes)
+    }
+
+    /// The Twilio Verify sid of this id: `VE` and the hex of its shard and
+    /// random bytes. Ids from before sids (a first tag byte or a last byte
+    /// other than zero) have none.
+    pub fn twilio_sid(&self) -> Option<String> {
+        if self.0[0] != 0 || self.0[ID_LEN - 1] != 0 {
+            return None;
+        }
+        let hex: String = self.0[1..ID_LEN - 1]
+            .iter()
+            .map(|byte| format!("{byte:02x}"))
+            .collect();
+        Some(format!("VE{hex}"))
+    }
+
+    /// The id a Twilio Verify sid names (`VE` and 32 hex digits).
+    pub fn from_twilio_sid(sid: &str) -> Result<Self, IdError> {
+        let hex = sid.strip_prefix("VE").ok_or(IdError)?;
+        if hex.len() != 2 * (ID_LEN - 2) || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(IdError);
+        }
+        let mut bytes = [0u8; ID_LEN];
+        for (at, pair) in hex.as_bytes().chunks(2).enumerate() {
+            let text = std::str::from_utf8(pair).map_err(|_| IdError)?;
+            bytes[at + 1] = u8::from_str_radix(text, 16).map_err(|_| IdError)?;
+        }
+        Ok(VerificationId(bytes))
     }
 
     pub fn tag(&self) -> [u8; TAG_LEN] {
@@ -82,6 +113,31 @@ impl fmt::Debug for VerificationId {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Issue 16: an id and its Twilio Verify sid map both ways, with no
+    /// lookup; a sid in upper case is the same sid, junk is not an id.
+    #[test]
+    fn ids_map_both_ways_to_twilio_sids() {
+        let id = VerificationId::generate([0, 37]);
+        let sid = id.twilio_sid().expect("a sid");
+        assert!(sid.starts_with("VE25") && sid.len() == 34, "{sid}");
+        assert_eq!(VerificationId::from_twilio_sid(&sid), Ok(id));
+        let upper = format!("VE{}", sid[2..].to_uppercase());
+        assert_eq!(VerificationId::from_twilio_sid(&upper), Ok(id));
+        for junk in [
+            "VE",
+            "VA25",
+            &sid[..33],
+            &format!("{sid}0"),
+            "VE+5aaaaaaaaaaaaaaaaaaaaaaaaaaaaaa",
+        ] {
+            assert_eq!(
+                VerificationId::from_twilio_sid(junk),
+                Err(IdError),
+                "{junk}"
+            );
+        }
+    }
 
     #[test]
     fn ids_round_trip_and_keep_their_tag() {

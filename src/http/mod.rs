@@ -12,6 +12,7 @@ mod openapi;
 mod problem;
 mod receipts;
 mod server;
+mod verify_v2;
 
 use actix_web::dev::HttpServiceFactory;
 use actix_web::error::JsonPayloadError;
@@ -40,10 +41,17 @@ use crate::api::{
 use crate::metrics::Metrics;
 use crate::otp::Otp;
 
-/// Registers every route, with problem answers for bad bodies, unknown
-/// routes and wrong methods. Bodies are read by `body::read_bodies` first.
-pub fn configure(public_metrics: bool) -> impl FnOnce(&mut web::ServiceConfig) {
+/// Registers every route (the Twilio Verify v2 surface when `verify` is
+/// configured), with problem answers for bad bodies, unknown routes and
+/// wrong methods. Bodies are read by `body::read_bodies` first.
+pub fn configure(
+    public_metrics: bool,
+    verify: Option<std::sync::Arc<crate::config::TwilioVerify>>,
+) -> impl FnOnce(&mut web::ServiceConfig) {
     move |config| {
+        if let Some(verify) = verify {
+            config.service(verify_v2::scope(verify));
+        }
         let json = web::JsonConfig::default().error_handler(json_problem);
         // Checks first: the most frequent route, matched with the fewest
         // patterns tried.

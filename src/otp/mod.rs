@@ -780,6 +780,54 @@ impl Otp {
         Ok(verification)
     }
 
+    /// The number's pending verification (what a Twilio Verify create
+    /// answers while its resend waits for the cooldown).
+    pub async fn pending_for(
+        &self,
+        service_name: &ServiceName,
+        to: &Phone,
+    ) -> Result<Verification, Error> {
+        let service = self.service(service_name)?;
+        let number = self.keyring.number_key(&service.name, to);
+        let now = self.clock.now();
+        let id = self
+            .stores
+            .verifications
+            .find(&number, now)
+            .await?
+            .ok_or(Error::NotFound)?;
+        let record = self
+            .stores
+            .verifications
+            .get(&service.name, &id, now)
+            .await?
+            .filter(|record| record.status == Status::Pending)
+            .ok_or(Error::NotFound)?;
+        Ok(record.into())
+    }
+
+    /// The verification and the number it was started for, in E.164 (the
+    /// Twilio Verify surface answers with it, as Twilio does: the caller
+    /// sent it).
+    pub async fn get_with_recipient(
+        &self,
+        service_name: &ServiceName,
+        id: &VerificationId,
+    ) -> Result<(Verification, String), Error> {
+        let service = self.service(service_name)?;
+        let record = self
+            .stores
+            .verifications
+            .get(&service.name, id, self.clock.now())
+            .await?
+            .ok_or(Error::NotFound)?;
+        let to = self
+            .keyring
+            .open(&record.key_id, id, &record.sealed_to)
+            .ok_or(Error::NotFound)?;
+        Ok((record.into(), to.to_string()))
+    }
+
     /// Whether a carrier that gives receipts accepted the send more than
     /// `receipt_timeout` ago and no receipt came (SMPP-7).
     fn receipt_overdue(&self, delivery: &store::Delivery) -> bool {

@@ -43,4 +43,5 @@ mod support;
 mod test_numbers;
 mod tls;
 mod topology;
+mod verify_v2;
 mod voice;

@@ -1,0 +1,426 @@
+//! The Twilio Verify v2 surface (`/v2`, when `[twilio_verify]` has
+//! credentials): the resources a login flow uses, with Twilio's field
+//! names, statuses and error codes, over the same use cases, limits and
+//! metrics as `/v1` (its routes are labelled `/v2/…`). Apps written for
+//! Twilio Verify and its official SDKs move to otpd by changing the base
+//! URL and the credentials. A verification's `sid` (`VE…`) is its otpd id
+//! written another way (`VerificationId::twilio_sid`).
+
+mod error;
+mod form;
+
+use actix_web::dev::HttpServiceFactory;
+use actix_web::http::StatusCode;
+use actix_web::middleware::from_fn;
+use actix_web::{web, HttpRequest, HttpResponse};
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine;
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
+
+pub use self::error::TwilioError;
+use self::form::Form;
+use super::client::ClientIp;
+use super::{body, observe};
+use crate::api::{authorize, Authorized, CheckBody, CheckByNumberBody, EndUser, StartBody};
+use crate::config::TwilioVerify;
+use crate::domain::{Channel, Status, Timestamp, VerificationId};
+use crate::metrics::Metrics;
+use crate::otp::{Otp, Verification};
+
+const SCOPE: &str = "/v2/Services/{ServiceSid}";
+
+/// Create: what otpd takes, and what Twilio documents that it refuses.
+const CREATE: &[&str] = &[
+    "To",
+    "Channel",
+    "Locale",
+    "AppHash",
+    "RateLimits",
+    "DeviceIp",
+];
+const CREATE_UNSUPPORTED: &[&str] = &[
+    "CustomFriendlyName",
+    "CustomMessage",
+    "SendDigits",
+    "CustomCode",
+    "Amount",
+    "Payee",
+    "ChannelConfiguration",
+    "TemplateSid",
+    "TemplateCustomSubstitutions",
+    "RiskCheck",
+    "Tags",
+    "EnableSnaClientToken",
+];
+const CHECK: &[&str] = &["Code", "To", "VerificationSid"];
+const CHECK_UNSUPPORTED: &[&str] = &["Amount", "Payee", "SnaClientToken"];
+const UPDATE: &[&str] = &["Status"];
+
+/// The `/v2` routes, each labelled and with its body read in time as in
+/// `/v1`.
+pub fn scope(verify: std::sync::Arc<TwilioVerify>) -> impl HttpServiceFactory {
+    let route = |path: &str| {
+        web::resource(path)
+            .app_data(observe::Route(format!("{SCOPE}{path}")))
+            .wrap(from_fn(body::read_bodies))
+    };
+    web::scope(SCOPE)
+        .app_data(web::Data::from(verify))
+        .service(route("/VerificationCheck").route(web::post().to(check)))
+        .service(route("/Verifications").route(web::post().to(create)))
+        .service(
+            route("/Verifications/{Sid}")
+                .route(web::get().to(fetch))
+                .route(web::post().to(update)),
+        )
+        .service(route("").route(web::get().to(service)))
+}
+
+/// The caller: HTTP Basic with a configured credential (constant-time),
+/// standing for an otpd API key that may use the path's service SID.
+async fn authenticate(request: &HttpRequest) -> Result<Authorized, TwilioError> {
+    let verify = request
+        .app_data::<web::Data<TwilioVerify>>()
+        .expect("the surface is registered with its settings");
+    let otp = request
+        .app_data::<web::Data<Otp>>()
+        .expect("Otp is registered");
+    let presented = request
+        .headers()
+        .get(actix_web::http::header::AUTHORIZATION)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.strip_prefix("Basic "))
+        .and_then(|encoded| STANDARD.decode(encoded.trim()).ok())
+        .and_then(|decoded| String::from_utf8(decoded).ok());
+    let (sid, secret) = presented
+        .as_deref()
+        .and_then(|pair| pair.split_once(':'))
+        .unwrap_or_default();
+    let digest: [u8; 32] = Sha256::digest(secret.as_bytes()).into();
+    let credential = verify.credentials.iter().find(|credential| {
+        credential.sid == sid && bool::from(credential.secret_sha256.ct_eq(&digest))
+    });
+    let Some(credential) = credential else {
+        if let Some(metrics) = request.app_data::<web::Data<Metrics>>() {
+            metrics.unauthorized("twilio-verify");
+        }
+        return Err(TwilioError::authenticate());
+    };
+    let key = &credential.key;
+    if let Some(per_second) = key.requests_per_second {
+        otp.limit_api_key(&key.id, per_second)
+            .await
+            .map_err(|error| TwilioError::from(crate::api::Problem::from(error)))?;
+    }
+    let service_sid = request.match_info().get("ServiceSid").unwrap_or_default();
+    let name = verify
+        .services
+        .get(service_sid)
+        .ok_or_else(TwilioError::not_found)?;
+    authorize(otp, key, name.as_str()).map_err(TwilioError::from)
+}
+
+/// A verification as Twilio's Verification resource.
+#[derive(Serialize)]
+struct VerificationResource {
+    sid: String,
+    service_sid: String,
+    account_sid: String,
+    /// E.164, as the caller sent it: the one place otpd returns a full
+    /// number.
+    to: String,
+    channel: &'static str,
+    status: &'static str,
+    valid: bool,
+    lookup: serde_json::Value,
+    amount: Option<String>,
+    payee: Option<String>,
+    send_code_attempts: Vec<SendCodeAttempt>,
+    date_created: String,
+    date_updated: String,
+    url: String,
+}
+
+#[derive(Serialize)]
+struct SendCodeAttempt {
+    attempt_sid: String,
+    channel: &'static str,
+    time: String,
+}
+
+/// Twilio's spelling of a channel.
+fn channel_name(channel: Channel) -> &'static str {
+    match channel {
+        Channel::Sms => "sms",
+        Channel::Voice => "call",
+    }
+}
+
+/// Twilio's spelling of a status.
+fn status_name(status: Status) -> &'static str {
+    match status {
+        Status::Pending => "pending",
+        Status::Approved => "approved",
+        Status::Canceled => "canceled",
+        Status::Failed => "max_attempts_reached",
+    }
+}
+
+fn iso(at: Timestamp) -> String {
+    at.to_string()
+}
+
+impl VerificationResource {
+    fn of(
+        request: &HttpRequest,
+        verification: &Verification,
+        to: String,
+    ) -> Result<Self, TwilioError> {
+        let verify = request
+            .app_data::<web::Data<TwilioVerify>>()
+            .expect("the surface is registered with its settings");
+        let service_sid = request
+            .match_info()
+            .get("ServiceSid")
+            .unwrap_or_default()
+            .to_owned();
+        // A verification made before sids existed has none: Verify never
+        // saw it.
+        let sid = verification
+            .id
+            .twilio_sid()
+            .ok_or_else(TwilioError::not_found)?;
+        let channel = channel_name(verification.channel);
+        let attempts = (1..=verification.sends)
+            .map(|send| SendCodeAttempt {
+                attempt_sid: format!("VL{}{send:02x}", &sid[2..32]),
+                channel,
+                time: iso(verification.created_at),
+            })
+            .collect();
+        Ok(VerificationResource {
+            url: format!("https://verify.twilio.com/v2/Services/{service_sid}/Verifications/{sid}"),
+            sid,
+            service_sid,
+            account_sid: verify.account_sid.clone(),
+            to,
+            channel,
+            status: status_name(verification.status),
+            valid: verification.status == Status::Approved,
+            lookup: serde_json::json!({}),
+            amount: None,
+            payee: None,
+            send_code_attempts: attempts,
+            date_created: iso(verification.created_at),
+            date_updated: iso(verification.created_at),
+        })
+    }
+}
+
+fn json(status: StatusCode, body: &impl Serialize) -> HttpResponse {
+    HttpResponse::build(status).json(body)
+}
+
+/// The end user a backend names in `RateLimits` (`end_user_ip_address`)
+/// or `DeviceIp`: their limits apply, as `end_user.client_ip` in `/v1`.
+fn end_user(form: &Form) -> Result<Option<EndUser>, TwilioError> {
+    let from_limits = match form.get("RateLimits") {
+        Some(raw) => {
+            let limits: serde_json::Map<String, serde_json::Value> = serde_json::from_str(raw)
+                .map_err(|_| TwilioError::invalid("RateLimits is not a JSON object"))?;
+            if let Some(unknown) = limits.keys().find(|key| *key != "end_user_ip_address") {
+                return Err(TwilioError::invalid(format!(
+                    "RateLimits.{unknown} is unknown"
+                )));
+            }
+            match limits.get("end_user_ip_address") {
+                Some(serde_json::Value::String(ip)) => Some(ip.clone()),
+                Some(_) => return Err(TwilioError::invalid("RateLimits.end_user_ip_address")),
+                None => None,
+            }
+        }
+        None => None,
+    };
+    let device_ip = form.get("DeviceIp").map(str::to_owned);
+    let ip = match (from_limits, device_ip) {
+        (Some(a), Some(b)) if a != b => {
+            return Err(TwilioError::invalid(
+                "RateLimits and DeviceIp name different addresses",
+            ))
+        }
+        (a, b) => a.or(b),
+    };
+    Ok(ip.map(|client_ip| EndUser {
+        client_ip,
+        device_id: None,
+        user_id: None,
+    }))
+}
+
+/// `POST /Verifications`: a new verification (201), or the number's
+/// pending one (resent, 201 as Twilio answers).
+async fn create(
+    request: HttpRequest,
+    client: ClientIp,
+    body: web::Bytes,
+    otp: web::Data<Otp>,
+) -> Result<HttpResponse, TwilioError> {
+    let auth = authenticate(&request).await?;
+    let form = Form::parse(&request, &body, CREATE, CREATE_UNSUPPORTED)?;
+    let channel = match form.required("Channel")? {
+        "sms" => "sms",
+        "call" => "voice",
+        other => {
+            return Err(TwilioError::invalid(format!(
+                "Channel {other:?} is not offered"
+            )))
+        }
+    };
+    let start = StartBody {
+        to: form.required("To")?.to_owned(),
+        channel: channel.to_owned(),
+        locale: form.get("Locale").map(str::to_owned),
+        binding: None,
+        app_hash: form.get("AppHash").map(str::to_owned),
+        end_user: end_user(&form)?,
+        attestation: None,
+    };
+    let client = crate::api::client(&auth, start.end_user.as_ref(), client.0)?;
+    let start = start.to_request(&auth.service, client, None)?;
+    let (to, phone) = (start.to.e164().to_owned(), start.to.clone());
+    // A number's pending verification is resent, as by Twilio; before the
+    // resend cooldown it is answered as it is.
+    let verification = match otp.start(start).await {
+        Ok(outcome) => outcome.verification,
+        Err(crate::otp::Error::ResendTooSoon(_)) => {
+            otp.pending_for(&auth.service.name, &phone).await?
+        }
+        Err(error) => return Err(error.into()),
+    };
+    let resource = VerificationResource::of(&request, &verification, to)?;
+    Ok(json(StatusCode::CREATED, &resource))
+}
+
+/// The id a path's `{Sid}` names (else 20404: no such verification).
+fn sid(request: &HttpRequest) -> Result<VerificationId, TwilioError> {
+    let raw = request.match_info().get("Sid").unwrap_or_default();
+    VerificationId::from_twilio_sid(raw).map_err(|_| TwilioError::not_found())
+}
+
+/// `GET /Verifications/{Sid}`.
+async fn fetch(request: HttpRequest, otp: web::Data<Otp>) -> Result<HttpResponse, TwilioError> {
+    let auth = authenticate(&request).await?;
+    let (verification, to) = otp
+        .get_with_recipient(&auth.service.name, &sid(&request)?)
+        .await?;
+    let resource = VerificationResource::of(&request, &verification, to)?;
+    Ok(json(StatusCode::OK, &resource))
+}
+
+/// `POST /Verifications/{Sid}` with `Status=canceled`. `approved` (which
+/// Twilio allows without a code) is refused: it would approve what no one
+/// proved.
+async fn update(
+    request: HttpRequest,
+    body: web::Bytes,
+    otp: web::Data<Otp>,
+) -> Result<HttpResponse, TwilioError> {
+    let auth = authenticate(&request).await?;
+    let form = Form::parse(&request, &body, UPDATE, &[])?;
+    match form.required("Status")? {
+        "canceled" => {}
+        "approved" => {
+            return Err(TwilioError::invalid(
+                "Status=approved is not supported by otpd (a code must be checked)",
+            ))
+        }
+        other => return Err(TwilioError::invalid(format!("Status {other:?}"))),
+    }
+    let id = sid(&request)?;
+    let (_, to) = otp.get_with_recipient(&auth.service.name, &id).await?;
+    let verification = otp.cancel(&auth.service.name, &id).await?;
+    let resource = VerificationResource::of(&request, &verification, to)?;
+    Ok(json(StatusCode::OK, &resource))
+}
+
+/// Twilio's VerificationCheck resource.
+#[derive(Serialize)]
+struct CheckResource {
+    #[serde(flatten)]
+    verification: VerificationResource,
+    sna_attempts_error_codes: Vec<String>,
+}
+
+/// `POST /VerificationCheck` with `Code` and one of `To` or
+/// `VerificationSid`: 200 whether the code was right or not (`valid`).
+async fn check(
+    request: HttpRequest,
+    client: ClientIp,
+    body: web::Bytes,
+    otp: web::Data<Otp>,
+) -> Result<HttpResponse, TwilioError> {
+    let auth = authenticate(&request).await?;
+    let form = Form::parse(&request, &body, CHECK, CHECK_UNSUPPORTED)?;
+    let code = form.required("Code")?.to_owned();
+    let client = crate::api::client(&auth, None, client.0)?;
+    let (checking, to) = match (form.get("To"), form.get("VerificationSid")) {
+        (Some(to), None) => {
+            let body = CheckByNumberBody {
+                to: to.to_owned(),
+                code,
+                binding: None,
+                end_user: None,
+            };
+            let checking = body.to_request(&auth.service, client)?;
+            let to = crate::api::phone(to, &auth.service)?.e164().to_owned();
+            (checking, to)
+        }
+        (None, Some(raw)) => {
+            let id = VerificationId::from_twilio_sid(raw).map_err(|_| TwilioError::not_found())?;
+            let (_, to) = otp.get_with_recipient(&auth.service.name, &id).await?;
+            let body = CheckBody {
+                code,
+                binding: None,
+                end_user: None,
+            };
+            (body.to_request(&auth.service, id, client)?, to)
+        }
+        _ => return Err(TwilioError::invalid("give one of To or VerificationSid")),
+    };
+    let outcome = otp.check(checking).await?;
+    let mut verification = VerificationResource::of(&request, &outcome.verification, to)?;
+    verification.valid = outcome.valid;
+    let resource = CheckResource {
+        verification,
+        sna_attempts_error_codes: Vec::new(),
+    };
+    Ok(json(StatusCode::OK, &resource))
+}
+
+/// `GET /v2/Services/{ServiceSid}`: the service, for SDK code that reads it.
+async fn service(request: HttpRequest) -> Result<HttpResponse, TwilioError> {
+    let auth = authenticate(&request).await?;
+    let verify = request
+        .app_data::<web::Data<TwilioVerify>>()
+        .expect("the surface is registered with its settings");
+    let sid = request.match_info().get("ServiceSid").unwrap_or_default();
+    let service = &auth.service;
+    Ok(json(
+        StatusCode::OK,
+        &serde_json::json!({
+            "sid": sid,
+            "account_sid": verify.account_sid,
+            "friendly_name": service.display_name,
+            "code_length": service.code_length,
+            "lookup_enabled": false,
+            "psd2_enabled": false,
+            "skip_sms_to_landlines": true,
+            "dtmf_input_required": false,
+            "do_not_share_warning_enabled": true,
+            "custom_code_enabled": false,
+            "url": format!("https://verify.twilio.com/v2/Services/{sid}"),
+        }),
+    ))
+}
