@@ -44,6 +44,28 @@ pub struct Metrics {
     event_delay: HistogramVec,
 }
 
+/// Which API a start, resend or check came through, as a metric label: a
+/// team moving from Twilio Verify watches its traffic move surface by
+/// surface.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Surface {
+    /// `/v1`, otpd's own HTTP API.
+    Http,
+    Grpc,
+    /// `/v2`, the Twilio Verify surface.
+    TwilioVerify,
+}
+
+impl Surface {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Surface::Http => "http",
+            Surface::Grpc => "grpc",
+            Surface::TwilioVerify => "twilio_verify",
+        }
+    }
+}
+
 /// What became of a check, as a metric label.
 #[derive(Clone, Copy, Debug)]
 pub enum CheckOutcome {
@@ -163,14 +185,14 @@ impl Metrics {
             started: counter(
                 &registry,
                 "otpd_verifications_started_total",
-                "Verifications started; kind is new, resend, or test (a configured test number: never sent).",
-                &["service", "kind", "channel", "country"],
+                "Verifications started; kind is new, resend, or test (a configured test number: never sent); surface is the API called (http, grpc, twilio_verify).",
+                &["service", "kind", "channel", "country", "surface"],
             ),
             checks: counter(
                 &registry,
                 "otpd_checks_total",
-                "Code checks by outcome.",
-                &["service", "outcome"],
+                "Code checks by outcome, by the API called (surface: http, grpc, twilio_verify).",
+                &["service", "outcome", "surface"],
             ),
             sends: counter(
                 &registry,
@@ -351,11 +373,14 @@ impl Metrics {
     /// any event: check outcomes, limit scopes and block reasons in the
     /// service's modes, and starts and approvals per country it sends to.
     /// A rate or ratio over them then has data from the start (a
-    /// destination nobody ever verifies converts at 0, not "no data").
+    /// destination nobody ever verifies converts at 0, not "no data");
+    /// starts and checks on the `http` surface, which every replica has.
     pub fn prepare(&self, service: &Service) {
         let name = service.name.as_str();
+        let http = Surface::Http.as_str();
         for outcome in CheckOutcome::ALL {
-            self.checks.with_label_values(&[name, outcome.label()]);
+            self.checks
+                .with_label_values(&[name, outcome.label(), http]);
         }
         let monitored = |scope| mode(service.limits.monitor.contains(&scope));
         for scope in Scope::ALL {
@@ -395,10 +420,10 @@ impl Metrics {
                 for channel in &service.channels {
                     let channel = channel.as_str();
                     self.started
-                        .with_label_values(&[name, "new", channel, &code]);
+                        .with_label_values(&[name, "new", channel, &code, http]);
                     if !service.test_numbers.is_empty() {
                         self.started
-                            .with_label_values(&[name, "test", channel, &code]);
+                            .with_label_values(&[name, "test", channel, &code, http]);
                     }
                 }
                 self.approvals.with_label_values(&[name, &code]);
@@ -407,16 +432,23 @@ impl Metrics {
     }
 
     /// A start or resend; `kind` is `new`, `resend` or `test`.
-    pub fn started(&self, service: &str, kind: &str, channel: Channel, country_code: u16) {
+    pub fn started(
+        &self,
+        service: &str,
+        kind: &str,
+        channel: Channel,
+        country_code: u16,
+        surface: Surface,
+    ) {
         let country = country_code.to_string();
         self.started
-            .with_label_values(&[service, kind, channel.as_str(), &country])
+            .with_label_values(&[service, kind, channel.as_str(), &country, surface.as_str()])
             .inc();
     }
 
-    pub fn checked(&self, service: &str, outcome: CheckOutcome) {
+    pub fn checked(&self, service: &str, outcome: CheckOutcome, surface: Surface) {
         self.checks
-            .with_label_values(&[service, outcome.label()])
+            .with_label_values(&[service, outcome.label(), surface.as_str()])
             .inc();
     }
 

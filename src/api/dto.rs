@@ -9,6 +9,7 @@ use super::auth::Authorized;
 use super::problem::{Kind, Problem};
 use crate::attestation::{Attestation, Provider, MAX_TOKEN};
 use crate::domain::{Binding, Channel, Code, Locale, Phone, Reach, VerificationId};
+use crate::metrics::Surface;
 use crate::otp::{CheckRequest, CheckTarget, Service, StartRequest, Verification};
 use crate::ratelimit::Client;
 use crate::sms::AppHash;
@@ -232,6 +233,7 @@ impl StartBody {
         &self,
         service: &Service,
         client: Client,
+        surface: Surface,
         accept_language: Option<&str>,
     ) -> Result<StartRequest, Problem> {
         let channel = offered_channel(&self.channel, service)?;
@@ -262,6 +264,7 @@ impl StartBody {
             channel,
             locale,
             binding: binding(self.binding.as_deref())?,
+            surface,
         })
     }
 }
@@ -323,6 +326,7 @@ impl CheckBody {
         service: &Service,
         id: VerificationId,
         client: Client,
+        surface: Surface,
     ) -> Result<CheckRequest, Problem> {
         Ok(CheckRequest {
             client,
@@ -330,18 +334,25 @@ impl CheckBody {
             target: CheckTarget::Id(id),
             code: code(&self.code, service)?,
             binding: binding(self.binding.as_deref())?,
+            surface,
         })
     }
 }
 
 impl CheckByNumberBody {
-    pub fn to_request(&self, service: &Service, client: Client) -> Result<CheckRequest, Problem> {
+    pub fn to_request(
+        &self,
+        service: &Service,
+        client: Client,
+        surface: Surface,
+    ) -> Result<CheckRequest, Problem> {
         Ok(CheckRequest {
             client,
             service: service.name.clone(),
             target: CheckTarget::Number(phone(&self.to, service)?),
             code: code(&self.code, service)?,
             binding: binding(self.binding.as_deref())?,
+            surface,
         })
     }
 }

@@ -19,7 +19,7 @@ use crate::api::{
     self, authorize, verification_id, ApiKeys, Authorized, CheckBody, CheckByNumberBody, Problem,
     ResendBody, StartBody, VerificationView,
 };
-use crate::metrics::Metrics;
+use crate::metrics::{Metrics, Surface};
 use crate::otp::Otp;
 use crate::ratelimit::{Flood, TrustedProxies};
 
@@ -220,7 +220,7 @@ impl VerificationService for Verifications {
                     }),
             };
             let client = api::client(&auth, body.end_user.as_ref(), self.client(&request))?;
-            let start = body.to_request(&auth.service, client, None)?;
+            let start = body.to_request(&auth.service, client, Surface::Grpc, None)?;
             let outcome = self.otp.start(start).await?;
             Ok(pb::StartVerificationResponse {
                 verification: Some(verification(VerificationView::from(&outcome.verification))),
@@ -247,14 +247,19 @@ impl VerificationService for Verifications {
                     binding,
                     end_user: asserted,
                 }
-                .to_request(&auth.service, verification_id(id)?, client)?,
+                .to_request(
+                    &auth.service,
+                    verification_id(id)?,
+                    client,
+                    Surface::Grpc,
+                )?,
                 Some(Target::To(to)) => CheckByNumberBody {
                     to: to.clone(),
                     code: message.code.clone(),
                     binding,
                     end_user: asserted,
                 }
-                .to_request(&auth.service, client)?,
+                .to_request(&auth.service, client, Surface::Grpc)?,
                 None => {
                     return Err(Problem::bad_request(
                         "missing-field",
@@ -354,7 +359,7 @@ impl Verifications {
         let found = match call {
             ById::Resend(body) => {
                 let channel = body.channel(&auth.service)?;
-                self.otp.resend(name, &id, channel).await?
+                self.otp.resend(name, &id, channel, Surface::Grpc).await?
             }
             ById::Cancel => self.otp.cancel(name, &id).await?,
             ById::Get => self.otp.get(name, &id).await?,

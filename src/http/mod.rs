@@ -38,7 +38,7 @@ use crate::api::{
     verification_id, Authorized, CheckBody, CheckByNumberBody, CheckView, Kind, Problem,
     ResendBody, StartBody, VerificationView,
 };
-use crate::metrics::Metrics;
+use crate::metrics::{Metrics, Surface};
 use crate::otp::Otp;
 
 /// Registers every route (the Twilio Verify v2 surface when `verify` is
@@ -235,7 +235,7 @@ async fn start(
         .get("accept-language")
         .and_then(|value| value.to_str().ok());
     let client = crate::api::client(&auth, body.end_user.as_ref(), client.0)?;
-    let request = body.to_request(&auth.service, client, accept_language)?;
+    let request = body.to_request(&auth.service, client, Surface::Http, accept_language)?;
     let bytes = request_bytes("start", &auth, "", &body.0);
     Ok(idempotent(&otp, &auth, key, &bytes, async {
         let outcome = otp.start(request).await?;
@@ -277,7 +277,12 @@ async fn check(
     otp: web::Data<Otp>,
 ) -> Result<Answer, Problem> {
     let client = crate::api::client(&auth, body.end_user.as_ref(), client.0)?;
-    let request = body.to_request(&auth.service, verification_id(&path.1)?, client)?;
+    let request = body.to_request(
+        &auth.service,
+        verification_id(&path.1)?,
+        client,
+        Surface::Http,
+    )?;
     checked(&otp, request).await
 }
 
@@ -304,7 +309,7 @@ async fn check_by_number(
     otp: web::Data<Otp>,
 ) -> Result<Answer, Problem> {
     let client = crate::api::client(&auth, body.end_user.as_ref(), client.0)?;
-    checked(&otp, body.to_request(&auth.service, client)?).await
+    checked(&otp, body.to_request(&auth.service, client, Surface::Http)?).await
 }
 
 async fn checked(otp: &Otp, request: crate::otp::CheckRequest) -> Result<Answer, Problem> {
@@ -347,7 +352,9 @@ async fn resend(
     let channel = body.channel(&auth.service)?;
     let bytes = request_bytes("resend", &auth, &path.1, &body);
     Ok(idempotent(&otp, &auth, key, &bytes, async {
-        let verification = otp.resend(&auth.service.name, &id, channel).await?;
+        let verification = otp
+            .resend(&auth.service.name, &id, channel, Surface::Http)
+            .await?;
         Ok(Answer::json(
             StatusCode::OK,
             &VerificationView::from(&verification),

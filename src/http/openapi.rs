@@ -1,6 +1,7 @@
-//! The OpenAPI 3.1 document of HTTP API v1, generated from the handlers'
-//! and DTOs' annotations (utoipa), served at `/openapi.json` and committed
-//! as `openapi.json` (a test fails when they differ).
+//! The OpenAPI 3.1 document of HTTP API v1 and of the Twilio Verify v2
+//! surface, generated from the handlers' and DTOs' annotations (utoipa),
+//! served at `/openapi.json` and committed as `openapi.json` (a test fails
+//! when they differ).
 
 use serde::Serialize;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
@@ -99,6 +100,17 @@ impl Modify for BearerAuth {
                     .build(),
             ),
         );
+        components.add_security_scheme(
+            "basic",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Basic)
+                    .description(Some(
+                        "The Twilio Verify v2 surface: a `[twilio_verify]` credential (`AC…` or `SK…` and its secret).",
+                    ))
+                    .build(),
+            ),
+        );
     }
 }
 
@@ -124,14 +136,23 @@ impl Modify for BearerAuth {
         super::admin::state,
         super::admin::lift,
         super::admin::safe_list,
+        super::verify_v2::create,
+        super::verify_v2::fetch,
+        super::verify_v2::update,
+        super::verify_v2::check,
+        super::verify_v2::service,
     ),
-    components(schemas(StartBody, CheckBody, CheckByNumberBody, VerificationView, DeliveryView, CheckView, ProblemDoc)),
+    components(schemas(StartBody, CheckBody, CheckByNumberBody, VerificationView, DeliveryView, CheckView, ProblemDoc,
+        super::verify_v2::CreateForm, super::verify_v2::CheckForm, super::verify_v2::UpdateForm,
+        super::verify_v2::VerificationResource, super::verify_v2::CheckResource, super::verify_v2::ServiceResource,
+        super::verify_v2::TwilioError)),
     modifiers(&BearerAuth),
     tags(
         (name = "verifications", description = "Start, check, resend, cancel and read verifications."),
         (name = "operations", description = "Health and readiness."),
         (name = "admin", description = "Read and lift a number's lockout and its destination's blocks (admin keys only, audited)."),
         (name = "carriers", description = "Delivery receipts from carriers, signed by them."),
+        (name = "twilio-verify", description = "The Twilio Verify v2 surface (with `[twilio_verify]`): Twilio's resources, fields and error codes, for apps and SDKs written for Twilio Verify."),
     ),
 )]
 pub struct ApiDoc;

@@ -29,7 +29,7 @@ use crate::attestation::{Attestation, Verdict, Verifier};
 use crate::domain::{
     Binding, Channel, Clock, Code, Locale, Phone, ServiceName, Status, Timestamp, VerificationId,
 };
-use crate::metrics::{CheckOutcome, Metrics};
+use crate::metrics::{CheckOutcome, Metrics, Surface};
 use crate::ratelimit::{Client, Scope, Subject};
 use crate::sms::AppHash;
 use crate::store::events::{Event, EventKind};
@@ -85,6 +85,7 @@ pub struct StartRequest {
     pub binding: Option<Binding>,
     /// A bot challenge's or app attestation's token (ABU-8).
     pub attestation: Option<Attestation>,
+    pub surface: Surface,
 }
 
 /// `created` is false when the start resent a pending verification.
@@ -105,6 +106,7 @@ pub struct CheckRequest {
     pub target: CheckTarget,
     pub code: Code,
     pub binding: Option<Binding>,
+    pub surface: Surface,
 }
 
 pub struct CheckOutcomeView {
@@ -387,6 +389,7 @@ impl Otp {
                         kind,
                         request.channel,
                         request.to.country_code(),
+                        request.surface,
                     );
                     info!(verification_id = %new.record.id, "verification started, send queued");
                     return Ok(StartOutcome {
@@ -396,7 +399,7 @@ impl Otp {
                 }
                 Started::Full => return Err(Error::OutboxFull),
                 Started::Pending(id) => match self
-                    .resend_to(service, &id, request.channel, test_code)
+                    .resend_to(service, &id, request.channel, test_code, request.surface)
                     .await
                 {
                     Err(Error::NotFound | Error::Finished(_)) => continue,
@@ -498,7 +501,8 @@ impl Otp {
             Err(_) => None,
         };
         if let Some(label) = label {
-            self.metrics.checked(service.name.as_str(), label);
+            self.metrics
+                .checked(service.name.as_str(), label, request.surface);
         }
         if let Ok(view) = &outcome {
             if view.valid {
@@ -630,6 +634,7 @@ impl Otp {
         service_name: &ServiceName,
         id: &VerificationId,
         channel: Option<Channel>,
+        surface: Surface,
     ) -> Result<Verification, Error> {
         let service = self.service(service_name)?;
         let now = self.clock.now();
@@ -663,7 +668,9 @@ impl Otp {
                 .limits
                 .send_groups(&self.keyring, &subject, record.number.0, false, now);
         let taken = self.take_limits(service, groups).await?;
-        let resent = self.resend_to(service, id, channel, test_code).await;
+        let resent = self
+            .resend_to(service, id, channel, test_code, surface)
+            .await;
         if resent.is_err() {
             self.give_back(taken).await;
         }
@@ -678,6 +685,7 @@ impl Otp {
         id: &VerificationId,
         channel: Channel,
         test_code: Option<&Code>,
+        surface: Surface,
     ) -> Result<Verification, Error> {
         let now = self.clock.now();
         let code = test_code
@@ -726,6 +734,7 @@ impl Otp {
             },
             record.channel,
             record.country_code,
+            surface,
         );
         info!(verification_id = %id, to = %record.masked_to, sends = record.sends, "code resent, send queued");
         Ok(record.into())

@@ -639,7 +639,7 @@ async fn pumping_one_range_from_many_ips_reaches_the_carrier_at_most_twenty_time
         ),
         "{metrics}"
     );
-    assert!(metrics.contains(r#"otpd_verifications_started_total{channel="sms",country="81",kind="new",service="demo"} 20"#));
+    assert!(metrics.contains(r#"otpd_verifications_started_total{channel="sms",country="81",kind="new",service="demo",surface="http"} 20"#));
 }
 
 /// ABU-6: a pumping run against one country (500 starts to numbers spread

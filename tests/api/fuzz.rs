@@ -16,6 +16,7 @@ use otpd::api::{CheckBody, CheckByNumberBody, StartBody};
 use otpd::carrier::{read_receipt, receipt_form, ReceiptState};
 use otpd::config::Settings;
 use otpd::domain::{Phone, Region, VerificationId};
+use otpd::metrics::Surface;
 use otpd::otp::Service;
 use otpd::ratelimit::Client;
 use rusmpp::decode::DecodeWithLength;
@@ -57,17 +58,22 @@ fn json_bodies() {
     let id: VerificationId = "AAAAAAAAAAAAAAAAAAAAAAAA".parse().expect("an id");
     check!().for_each(|bytes: &[u8]| {
         if let Ok(body) = serde_json::from_slice::<StartBody>(bytes) {
-            let _ = body.to_request(&service, Client::default(), Some(&lossy(bytes)));
+            let _ = body.to_request(
+                &service,
+                Client::default(),
+                Surface::Http,
+                Some(&lossy(bytes)),
+            );
         }
         if let Ok(body) = serde_json::from_slice::<CheckBody>(bytes) {
-            if let Ok(request) = body.to_request(&service, id, Client::default()) {
+            if let Ok(request) = body.to_request(&service, id, Client::default(), Surface::Http) {
                 let digits = request.code.digits();
                 assert_eq!(digits.len(), service.code_length);
                 assert!(digits.bytes().all(|b| b.is_ascii_digit()));
             }
         }
         if let Ok(body) = serde_json::from_slice::<CheckByNumberBody>(bytes) {
-            let _ = body.to_request(&service, Client::default());
+            let _ = body.to_request(&service, Client::default(), Surface::Http);
         }
     });
 }

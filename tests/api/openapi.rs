@@ -24,3 +24,21 @@ async fn the_served_and_committed_documents_are_the_generated_one() {
         document["openapi"]
     );
 }
+
+/// OpenAPI 3.1 §4.8.10: an operationId is unique among the document's
+/// operations (the `/v1` and `/v2` surfaces both have a check; tools that
+/// follow links by id, schemathesis among them, mixed the two up).
+#[test]
+fn every_operation_id_is_unique() {
+    let document: serde_json::Value =
+        serde_json::from_str(&otpd::http::openapi_document()).expect("JSON");
+    let mut seen = std::collections::BTreeMap::new();
+    for (path, operations) in document["paths"].as_object().expect("paths") {
+        for (method, operation) in operations.as_object().expect("operations") {
+            let id = operation["operationId"].as_str().expect("an operationId");
+            if let Some(first) = seen.insert(id.to_owned(), format!("{method} {path}")) {
+                panic!("operationId {id} names both {first} and {method} {path}");
+            }
+        }
+    }
+}

@@ -103,13 +103,13 @@ async fn known_series_start_at_zero() {
     assert_has_lines(
         &app.metrics().await,
         [
-            r#"otpd_checks_total{outcome="not-found",service="demo"} 0"#,
-            r#"otpd_checks_total{outcome="approved",service="other"} 0"#,
+            r#"otpd_checks_total{outcome="not-found",service="demo",surface="http"} 0"#,
+            r#"otpd_checks_total{outcome="approved",service="other",surface="http"} 0"#,
             r#"otpd_rate_limited_total{mode="enforce",scope="range",service="demo"} 0"#,
             r#"otpd_rate_limited_total{mode="enforce",scope="check-failures",service="demo"} 0"#,
             r#"otpd_blocked_total{mode="enforce",reason="country",service="demo"} 0"#,
             r#"otpd_approvals_total{country="81",service="demo"} 0"#,
-            r#"otpd_verifications_started_total{channel="sms",country="81",kind="new",service="demo"} 0"#,
+            r#"otpd_verifications_started_total{channel="sms",country="81",kind="new",service="demo",surface="http"} 0"#,
         ],
     );
     app.public("/readyz").await;

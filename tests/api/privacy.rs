@@ -108,9 +108,9 @@ async fn metrics_count_the_funnel_without_numbers_or_ids() {
         .starts_with("text/plain"));
     let text = metrics.text().await.expect("body");
     for expected in [
-        r#"otpd_verifications_started_total{channel="sms",country="81",kind="new",service="demo"} 2"#,
-        r#"otpd_checks_total{outcome="approved",service="demo"} 1"#,
-        r#"otpd_checks_total{outcome="wrong",service="demo"} 2"#,
+        r#"otpd_verifications_started_total{channel="sms",country="81",kind="new",service="demo",surface="http"} 2"#,
+        r#"otpd_checks_total{outcome="approved",service="demo",surface="http"} 1"#,
+        r#"otpd_checks_total{outcome="wrong",service="demo",surface="http"} 2"#,
         r#"otpd_sends_total{carrier="recording",country="81",outcome="accepted",service="demo"} 2"#,
         r#"otpd_http_requests_total{route="/v1/services/{service}/verifications/{id}/check",status="200"} 2"#,
         r#"otpd_http_request_duration_seconds_count{route="/v1/services/{service}/verifications"} 2"#,

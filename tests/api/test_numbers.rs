@@ -47,11 +47,11 @@ async fn a_test_number_has_its_fixed_code_and_is_never_sent() {
     assert_eq!(app.sent_count().await, 1);
     let metrics = app.metrics().await;
     assert!(
-        metrics.contains(r#"otpd_verifications_started_total{channel="sms",country="81",kind="test",service="demo"} 3"#),
+        metrics.contains(r#"otpd_verifications_started_total{channel="sms",country="81",kind="test",service="demo",surface="http"} 3"#),
         "{metrics}"
     );
     assert!(metrics.contains(
-        r#"otpd_verifications_started_total{channel="sms",country="81",kind="new",service="demo"} 1"#
+        r#"otpd_verifications_started_total{channel="sms",country="81",kind="new",service="demo",surface="http"} 1"#
     ));
     assert!(
         !metrics.contains(r#"kind="test",service="other""#),

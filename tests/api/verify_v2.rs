@@ -15,16 +15,16 @@ use serde_json::Value;
 use crate::grpc::{python, root};
 use crate::support::{settings, RedisServer, TestApp};
 
-const ACCOUNT: &str = "AC0123456789abcdef0123456789abcdef";
-const TOKEN: &str = "the-auth-token-of-the-test-account";
-const SERVICE: &str = "VA0123456789abcdef0123456789abcdef";
+pub(crate) const ACCOUNT: &str = "AC0123456789abcdef0123456789abcdef";
+pub(crate) const TOKEN: &str = "the-auth-token-of-the-test-account";
+pub(crate) const SERVICE: &str = "VA0123456789abcdef0123456789abcdef";
 const TEST_NUMBER: &str = "+819099990001";
 const TEST_CODE: &str = "424242";
 
 /// otpd with the Verify surface: the account's token stands for the `all`
 /// API key, `SERVICE` is `demo`, a test number with a fixed code, and four
 /// starts a minute per client IP.
-fn verifying(redis: &RedisServer) -> Settings {
+pub(crate) fn verifying(redis: &RedisServer) -> Settings {
     let mut settings = settings(Some(redis));
     let verify = &mut settings.twilio_verify;
     verify.account_sid = ACCOUNT.into();
@@ -139,6 +139,18 @@ async fn the_official_python_sdk_runs_a_login_flow() {
     for n in 2..=4 {
         refused(&format!("burst-{n}"), 429, 20429);
     }
+    // The same metrics as /v1, labelled with the surface: two starts of
+    // the test number (the second create while pending answered the first),
+    // two of other numbers, one approval.
+    let metrics = app.metrics().await;
+    for series in [
+        r#"otpd_verifications_started_total{channel="sms",country="81",kind="test",service="demo",surface="twilio_verify"} 2"#,
+        r#"otpd_verifications_started_total{channel="sms",country="81",kind="new",service="demo",surface="twilio_verify"} 2"#,
+        r#"otpd_checks_total{outcome="approved",service="demo",surface="twilio_verify"} 1"#,
+        r#"otpd_checks_total{outcome="approved",service="demo",surface="http"} 0"#,
+    ] {
+        assert!(metrics.contains(series), "{series} in\n{metrics}");
+    }
 }
 
 /// A raw form request to the surface, as `ACCOUNT` unless `token` says
@@ -150,12 +162,24 @@ async fn post(
     content_type: &str,
     body: &str,
 ) -> (u16, Value, Option<String>) {
+    post_as(app, ACCOUNT, path, token, content_type, body).await
+}
+
+/// As `post`, signed in as `user` (an account or API key SID).
+async fn post_as(
+    app: &TestApp,
+    user: &str,
+    path: &str,
+    token: &str,
+    content_type: &str,
+    body: &str,
+) -> (u16, Value, Option<String>) {
     let answer = app
         .http
         .post(app.url(&format!("/v2/Services/{path}")))
         .header(
             "authorization",
-            format!("Basic {}", STANDARD.encode(format!("{ACCOUNT}:{token}"))),
+            format!("Basic {}", STANDARD.encode(format!("{user}:{token}"))),
         )
         .header("content-type", content_type)
         .body(body.to_owned())
@@ -261,4 +285,46 @@ async fn raw_requests_the_sdk_hides_are_refused_with_twilios_codes() {
     );
     assert_eq!(challenge.as_deref(), Some("Basic realm=\"Twilio API\""));
     assert_eq!(app.sent_count().await, 0, "nothing was sent");
+}
+
+/// An API key (`SK…` and its secret) stands for the otpd key it is mapped
+/// to, with that key's services: the `demo-only` key starts on the demo
+/// service's SID, is refused (403 20403) on the SID of a service it does
+/// not hold, and its SID with another key's secret is 401 20003.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_api_key_sid_stands_for_its_otpd_key_and_its_services() {
+    const KEY_SID: &str = "SKfedcba9876543210fedcba9876543210";
+    const KEY_SECRET: &str = "the-secret-of-the-demo-only-key";
+    const OTHER_SERVICE: &str = "VAfedcba9876543210fedcba9876543210";
+    let redis = RedisServer::start();
+    let mut settings = verifying(&redis);
+    let verify = &mut settings.twilio_verify;
+    verify.credentials.push(CredentialSettings {
+        sid: KEY_SID.into(),
+        secret_sha256: config::sha256_hex(KEY_SECRET),
+        api_key: "demo-only".into(),
+    });
+    verify.services.insert(OTHER_SERVICE.into(), "other".into());
+    let app = TestApp::spawn(&settings).await;
+    let to = "To=%2B819012345678&Channel=sms";
+    let create = |service: &str| format!("{service}/Verifications");
+    let (status, body, _) = post_as(&app, KEY_SID, &create(SERVICE), KEY_SECRET, FORM, to).await;
+    assert_eq!(status, 201, "{body}");
+    assert_eq!(body["service_sid"], SERVICE);
+    let (status, body, _) =
+        post_as(&app, KEY_SID, &create(OTHER_SERVICE), KEY_SECRET, FORM, to).await;
+    assert_eq!(
+        (status, body["code"].as_u64()),
+        (403, Some(20403)),
+        "{body}"
+    );
+    let (status, body, _) = post_as(&app, KEY_SID, &create(SERVICE), TOKEN, FORM, to).await;
+    assert_eq!(
+        (status, body["code"].as_u64()),
+        (401, Some(20003)),
+        "{body}"
+    );
+    let (status, body, _) = post(&app, &create(OTHER_SERVICE), TOKEN, FORM, to).await;
+    assert_eq!(status, 201, "the account's key holds every service: {body}");
+    assert_eq!(app.sent_count().await, 2, "two sends, one per service");
 }

@@ -8,13 +8,14 @@ use serde::Serialize;
 
 use crate::api::{Kind, Problem};
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct TwilioError {
     pub code: u32,
     pub message: String,
     pub more_info: String,
     pub status: u16,
     #[serde(skip)]
+    #[schema(ignore)]
     retry_after: Option<u64>,
 }
 

@@ -26,7 +26,7 @@ use super::{body, observe};
 use crate::api::{authorize, Authorized, CheckBody, CheckByNumberBody, EndUser, StartBody};
 use crate::config::TwilioVerify;
 use crate::domain::{Channel, Status, Timestamp, VerificationId};
-use crate::metrics::Metrics;
+use crate::metrics::{Metrics, Surface};
 use crate::otp::{Otp, Verification};
 
 const SCOPE: &str = "/v2/Services/{ServiceSid}";
@@ -58,24 +58,77 @@ const CHECK: &[&str] = &["Code", "To", "VerificationSid"];
 const CHECK_UNSUPPORTED: &[&str] = &["Amount", "Payee", "SnaClientToken"];
 const UPDATE: &[&str] = &["Status"];
 
+/// The form of a create (`application/x-www-form-urlencoded`).
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)] // documentation only: the form is read by `Form`
+#[schema(title = "CreateVerificationForm")]
+pub struct CreateForm {
+    /// E.164 or national.
+    #[schema(rename = "To", example = "+819012345678")]
+    to: String,
+    /// `sms`, or `call` where the service offers voice.
+    #[schema(rename = "Channel", example = "sms")]
+    channel: String,
+    #[schema(rename = "Locale")]
+    locale: Option<String>,
+    /// The Android SMS Retriever hash (11 characters).
+    #[schema(rename = "AppHash")]
+    app_hash: Option<String>,
+    /// JSON: `{"end_user_ip_address": "203.0.113.7"}`.
+    #[schema(rename = "RateLimits")]
+    rate_limits: Option<String>,
+    #[schema(rename = "DeviceIp")]
+    device_ip: Option<String>,
+}
+
+/// The form of a check: `Code` and exactly one of `To` or
+/// `VerificationSid`.
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)] // documentation only
+#[schema(title = "VerificationCheckForm")]
+pub struct CheckForm {
+    #[schema(rename = "Code", example = "123456")]
+    code: String,
+    #[schema(rename = "To")]
+    to: Option<String>,
+    #[schema(rename = "VerificationSid")]
+    verification_sid: Option<String>,
+}
+
+/// The form of an update: `Status=canceled`.
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)] // documentation only
+#[schema(title = "UpdateVerificationForm")]
+pub struct UpdateForm {
+    #[schema(rename = "Status", example = "canceled")]
+    status: String,
+}
+
 /// The `/v2` routes, each labelled and with its body read in time as in
 /// `/v1`.
 pub fn scope(verify: std::sync::Arc<TwilioVerify>) -> impl HttpServiceFactory {
-    let route = |path: &str| {
+    // Any other method: 405 20004, with `Allow`.
+    let route = |path: &str, allow: &'static str| {
         web::resource(path)
             .app_data(observe::Route(format!("{SCOPE}{path}")))
+            .default_service(web::to(move || async move {
+                let error = TwilioError::new(405, 20004, "Method not allowed");
+                HttpResponse::MethodNotAllowed()
+                    .insert_header(("allow", allow))
+                    .json(error)
+            }))
             .wrap(from_fn(body::read_bodies))
     };
     web::scope(SCOPE)
         .app_data(web::Data::from(verify))
-        .service(route("/VerificationCheck").route(web::post().to(check)))
-        .service(route("/Verifications").route(web::post().to(create)))
+        .service(route("/VerificationCheck", "POST").route(web::post().to(check)))
+        .service(route("/Verifications", "POST").route(web::post().to(create)))
         .service(
-            route("/Verifications/{Sid}")
+            route("/Verifications/{Sid}", "GET, POST")
                 .route(web::get().to(fetch))
                 .route(web::post().to(update)),
         )
-        .service(route("").route(web::get().to(service)))
+        .service(route("", "GET").route(web::get().to(service)))
 }
 
 /// The caller: HTTP Basic with a configured credential (constant-time),
@@ -123,8 +176,8 @@ async fn authenticate(request: &HttpRequest) -> Result<Authorized, TwilioError> 
 }
 
 /// A verification as Twilio's Verification resource.
-#[derive(Serialize)]
-struct VerificationResource {
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct VerificationResource {
     sid: String,
     service_sid: String,
     account_sid: String,
@@ -134,6 +187,7 @@ struct VerificationResource {
     channel: &'static str,
     status: &'static str,
     valid: bool,
+    #[schema(value_type = Object)]
     lookup: serde_json::Value,
     amount: Option<String>,
     payee: Option<String>,
@@ -143,8 +197,8 @@ struct VerificationResource {
     url: String,
 }
 
-#[derive(Serialize)]
-struct SendCodeAttempt {
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct SendCodeAttempt {
     attempt_sid: String,
     channel: &'static str,
     time: String,
@@ -261,6 +315,26 @@ fn end_user(form: &Form) -> Result<Option<EndUser>, TwilioError> {
 
 /// `POST /Verifications`: a new verification (201), or the number's
 /// pending one (resent, 201 as Twilio answers).
+#[utoipa::path(
+    post,
+    path = "/v2/Services/{ServiceSid}/Verifications",
+    operation_id = "CreateVerification",
+    tag = "twilio-verify",
+    summary = "Create a verification (Twilio Verify v2)",
+    params(("ServiceSid" = String, Path, description = "A configured service SID (`VA…`)")),
+    request_body(content = CreateForm, content_type = "application/x-www-form-urlencoded"),
+    security(("basic" = [])),
+    responses(
+        (status = 201, description = "Created, or the number's pending verification", body = VerificationResource),
+        (status = 400, description = "60200 (a parameter invalid, unsupported, unknown or repeated; an invalid number), 60205", body = TwilioError),
+        (status = 401, description = "20003", body = TwilioError),
+        (status = 403, description = "60410, 60605, 20403", body = TwilioError),
+        (status = 404, description = "20404: unknown service SID", body = TwilioError),
+        (status = 405, description = "20004: another method", body = TwilioError),
+        (status = 429, description = "60203, 20429", body = TwilioError),
+        (status = 503, description = "20503", body = TwilioError),
+    ),
+)]
 async fn create(
     request: HttpRequest,
     client: ClientIp,
@@ -288,7 +362,7 @@ async fn create(
         attestation: None,
     };
     let client = crate::api::client(&auth, start.end_user.as_ref(), client.0)?;
-    let start = start.to_request(&auth.service, client, None)?;
+    let start = start.to_request(&auth.service, client, Surface::TwilioVerify, None)?;
     let (to, phone) = (start.to.e164().to_owned(), start.to.clone());
     // A number's pending verification is resent, as by Twilio; before the
     // resend cooldown it is answered as it is.
@@ -310,6 +384,24 @@ fn sid(request: &HttpRequest) -> Result<VerificationId, TwilioError> {
 }
 
 /// `GET /Verifications/{Sid}`.
+#[utoipa::path(
+    get,
+    path = "/v2/Services/{ServiceSid}/Verifications/{Sid}",
+    operation_id = "FetchVerification",
+    tag = "twilio-verify",
+    summary = "Fetch a verification (Twilio Verify v2)",
+    params(("ServiceSid" = String, Path, description = "A configured service SID (`VA…`)"), ("Sid" = String, Path, description = "The verification's sid (`VE…`)")),
+    security(("basic" = [])),
+    responses(
+        (status = 200, description = "The verification", body = VerificationResource),
+        (status = 401, description = "20003", body = TwilioError),
+        (status = 403, description = "20403", body = TwilioError),
+        (status = 404, description = "20404: unknown, expired or never seen", body = TwilioError),
+        (status = 405, description = "20004: another method", body = TwilioError),
+        (status = 429, description = "20429", body = TwilioError),
+        (status = 503, description = "20503", body = TwilioError),
+    ),
+)]
 async fn fetch(request: HttpRequest, otp: web::Data<Otp>) -> Result<HttpResponse, TwilioError> {
     let auth = authenticate(&request).await?;
     let (verification, to) = otp
@@ -322,6 +414,26 @@ async fn fetch(request: HttpRequest, otp: web::Data<Otp>) -> Result<HttpResponse
 /// `POST /Verifications/{Sid}` with `Status=canceled`. `approved` (which
 /// Twilio allows without a code) is refused: it would approve what no one
 /// proved.
+#[utoipa::path(
+    post,
+    path = "/v2/Services/{ServiceSid}/Verifications/{Sid}",
+    operation_id = "UpdateVerification",
+    tag = "twilio-verify",
+    summary = "Cancel a verification (Twilio Verify v2)",
+    params(("ServiceSid" = String, Path, description = "A configured service SID (`VA…`)"), ("Sid" = String, Path, description = "The verification's sid (`VE…`)")),
+    request_body(content = UpdateForm, content_type = "application/x-www-form-urlencoded"),
+    security(("basic" = [])),
+    responses(
+        (status = 200, description = "Canceled", body = VerificationResource),
+        (status = 400, description = "60200 (`Status=approved` is refused)", body = TwilioError),
+        (status = 401, description = "20003", body = TwilioError),
+        (status = 403, description = "20403", body = TwilioError),
+        (status = 404, description = "20404: unknown, finished or expired", body = TwilioError),
+        (status = 405, description = "20004: another method", body = TwilioError),
+        (status = 429, description = "20429", body = TwilioError),
+        (status = 503, description = "20503", body = TwilioError),
+    ),
+)]
 async fn update(
     request: HttpRequest,
     body: web::Bytes,
@@ -346,8 +458,8 @@ async fn update(
 }
 
 /// Twilio's VerificationCheck resource.
-#[derive(Serialize)]
-struct CheckResource {
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct CheckResource {
     #[serde(flatten)]
     verification: VerificationResource,
     sna_attempts_error_codes: Vec<String>,
@@ -355,6 +467,26 @@ struct CheckResource {
 
 /// `POST /VerificationCheck` with `Code` and one of `To` or
 /// `VerificationSid`: 200 whether the code was right or not (`valid`).
+#[utoipa::path(
+    post,
+    path = "/v2/Services/{ServiceSid}/VerificationCheck",
+    operation_id = "CreateVerificationCheck",
+    tag = "twilio-verify",
+    summary = "Check a code (Twilio Verify v2)",
+    params(("ServiceSid" = String, Path, description = "A configured service SID (`VA…`)")),
+    request_body(content = CheckForm, content_type = "application/x-www-form-urlencoded"),
+    security(("basic" = [])),
+    responses(
+        (status = 200, description = "Checked: `valid` says whether the code was right", body = CheckResource),
+        (status = 400, description = "60200", body = TwilioError),
+        (status = 401, description = "20003", body = TwilioError),
+        (status = 403, description = "20403", body = TwilioError),
+        (status = 404, description = "20404: unknown, approved, canceled or expired", body = TwilioError),
+        (status = 405, description = "20004: another method", body = TwilioError),
+        (status = 429, description = "60202 (attempts used up), 20429", body = TwilioError),
+        (status = 503, description = "20503", body = TwilioError),
+    ),
+)]
 async fn check(
     request: HttpRequest,
     client: ClientIp,
@@ -373,7 +505,7 @@ async fn check(
                 binding: None,
                 end_user: None,
             };
-            let checking = body.to_request(&auth.service, client)?;
+            let checking = body.to_request(&auth.service, client, Surface::TwilioVerify)?;
             let to = crate::api::phone(to, &auth.service)?.e164().to_owned();
             (checking, to)
         }
@@ -385,7 +517,10 @@ async fn check(
                 binding: None,
                 end_user: None,
             };
-            (body.to_request(&auth.service, id, client)?, to)
+            (
+                body.to_request(&auth.service, id, client, Surface::TwilioVerify)?,
+                to,
+            )
         }
         _ => return Err(TwilioError::invalid("give one of To or VerificationSid")),
     };
@@ -400,6 +535,24 @@ async fn check(
 }
 
 /// `GET /v2/Services/{ServiceSid}`: the service, for SDK code that reads it.
+#[utoipa::path(
+    get,
+    path = "/v2/Services/{ServiceSid}",
+    operation_id = "FetchService",
+    tag = "twilio-verify",
+    summary = "Fetch a service (Twilio Verify v2)",
+    params(("ServiceSid" = String, Path, description = "A configured service SID (`VA…`)")),
+    security(("basic" = [])),
+    responses(
+        (status = 200, description = "The service", body = ServiceResource),
+        (status = 401, description = "20003", body = TwilioError),
+        (status = 403, description = "20403", body = TwilioError),
+        (status = 404, description = "20404", body = TwilioError),
+        (status = 405, description = "20004: another method", body = TwilioError),
+        (status = 429, description = "20429", body = TwilioError),
+        (status = 503, description = "20503", body = TwilioError),
+    ),
+)]
 async fn service(request: HttpRequest) -> Result<HttpResponse, TwilioError> {
     let auth = authenticate(&request).await?;
     let verify = request
@@ -407,20 +560,34 @@ async fn service(request: HttpRequest) -> Result<HttpResponse, TwilioError> {
         .expect("the surface is registered with its settings");
     let sid = request.match_info().get("ServiceSid").unwrap_or_default();
     let service = &auth.service;
-    Ok(json(
-        StatusCode::OK,
-        &serde_json::json!({
-            "sid": sid,
-            "account_sid": verify.account_sid,
-            "friendly_name": service.display_name,
-            "code_length": service.code_length,
-            "lookup_enabled": false,
-            "psd2_enabled": false,
-            "skip_sms_to_landlines": true,
-            "dtmf_input_required": false,
-            "do_not_share_warning_enabled": true,
-            "custom_code_enabled": false,
-            "url": format!("https://verify.twilio.com/v2/Services/{sid}"),
-        }),
-    ))
+    let resource = ServiceResource {
+        sid: sid.to_owned(),
+        account_sid: verify.account_sid.clone(),
+        friendly_name: service.display_name.clone(),
+        code_length: service.code_length,
+        lookup_enabled: false,
+        psd2_enabled: false,
+        skip_sms_to_landlines: true,
+        dtmf_input_required: false,
+        do_not_share_warning_enabled: true,
+        custom_code_enabled: false,
+        url: format!("https://verify.twilio.com/v2/Services/{sid}"),
+    };
+    Ok(json(StatusCode::OK, &resource))
+}
+
+/// Twilio's Service resource, as far as otpd has it.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct ServiceResource {
+    sid: String,
+    account_sid: String,
+    friendly_name: String,
+    code_length: usize,
+    lookup_enabled: bool,
+    psd2_enabled: bool,
+    skip_sms_to_landlines: bool,
+    dtmf_input_required: bool,
+    do_not_share_warning_enabled: bool,
+    custom_code_enabled: bool,
+    url: String,
 }
