@@ -264,6 +264,7 @@ impl StartBody {
             channel,
             locale,
             binding: binding(self.binding.as_deref())?,
+            display_name: None,
             surface,
         })
     }

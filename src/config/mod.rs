@@ -19,7 +19,9 @@ use zeroize::Zeroizing;
 
 use crate::carrier::{SmppSettings, TwilioSettings, VonageSettings, WebhookSettings};
 use crate::delivery::DeliverySettings;
-use crate::domain::{Channel, Code, Locale, Phone, Region, ServiceName};
+use crate::domain::{
+    Channel, Code, DisplayName, DisplayNameError, Locale, Phone, Region, ServiceName,
+};
 use crate::otp::{Secret, Service};
 use crate::sms::{segments, Origin, Template};
 use crate::store::RedisSettings;
@@ -747,13 +749,12 @@ fn validate_service(
         .default_region
         .parse()
         .map_err(|e: String| invalid(key("default_region"), e))?;
-    let display_name = settings
+    let display_name: DisplayName = settings
         .display_name
-        .clone()
-        .unwrap_or_else(|| name.to_owned());
-    if display_name.is_empty() || display_name.chars().count() > 20 {
-        return Err(invalid(key("display_name"), "1 to 20 characters"));
-    }
+        .as_deref()
+        .unwrap_or(name)
+        .parse()
+        .map_err(|e: DisplayNameError| invalid(key("display_name"), e.to_string()))?;
     let templates = settings
         .templates
         .iter()
@@ -817,7 +818,12 @@ fn validate_service(
     for locale in service.templates.keys() {
         let count = segments(
             service
-                .body(locale, &Code::generate(service.code_length), None)
+                .body(
+                    locale,
+                    &service.display_name,
+                    &Code::generate(service.code_length),
+                    None,
+                )
                 .text(),
         );
         if count > service.max_segments {

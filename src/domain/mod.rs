@@ -24,6 +24,6 @@ pub use id::{IdError, VerificationId, TAG_LEN};
 pub use locale::{Locale, LocaleError};
 pub use phone::{Phone, PhoneError, Reach, Region};
 pub use receipt::{CarrierReceipt, Receipt};
-pub use service::{ServiceName, ServiceNameError};
+pub use service::{DisplayName, DisplayNameError, ServiceName, ServiceNameError};
 pub use status::Status;
 pub use time::Timestamp;

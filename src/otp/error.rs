@@ -41,7 +41,7 @@ pub enum Error {
     CountryNotAllowed,
     #[error("this verification's number cannot take a message on {0}")]
     Unreachable(Channel),
-    #[error("the message with this app_hash would not fit the service's max_segments; use a shorter template or locale")]
+    #[error("the message would not fit the service's max_segments with this app_hash or name; use a shorter template, name or locale")]
     MessageTooLong,
     #[error("{}", .0.detail())]
     AttestationRefused(Refusal),

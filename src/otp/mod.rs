@@ -27,7 +27,8 @@ pub use self::service::Service;
 
 use crate::attestation::{Attestation, Verdict, Verifier};
 use crate::domain::{
-    Binding, Channel, Clock, Code, Locale, Phone, ServiceName, Status, Timestamp, VerificationId,
+    Binding, Channel, Clock, Code, DisplayName, Locale, Phone, ServiceName, Status, Timestamp,
+    VerificationId,
 };
 use crate::metrics::{CheckOutcome, Metrics, Surface};
 use crate::ratelimit::{Client, Scope, Subject};
@@ -85,6 +86,9 @@ pub struct StartRequest {
     pub binding: Option<Binding>,
     /// A bot challenge's or app attestation's token (ABU-8).
     pub attestation: Option<Attestation>,
+    /// What this verification's messages call the service, instead of its
+    /// display name (Twilio's `CustomFriendlyName`).
+    pub display_name: Option<DisplayName>,
     pub surface: Surface,
 }
 
@@ -219,7 +223,8 @@ impl Otp {
     pub async fn start(&self, request: StartRequest) -> Result<StartOutcome, Error> {
         let service = self.service(&request.service)?;
         let locale = service.locale_for(request.locale.as_ref());
-        if !service.fits(&locale, request.app_hash.as_ref()) {
+        let name = service.name_for(request.display_name.as_ref());
+        if !service.fits(&locale, name, request.app_hash.as_ref()) {
             return Err(Error::MessageTooLong);
         }
         let number = self.keyring.number_key(&service.name, &request.to);
@@ -450,6 +455,7 @@ impl Otp {
             country_code: request.to.country_code(),
             country: request.to.region().to_owned(),
             app_hash: request.app_hash.clone(),
+            display_name: request.display_name.clone(),
             delivery: store::Delivery::queued(),
             fallback_steps: 0,
         };

@@ -187,9 +187,10 @@ impl Otp {
             return Ok(Preparation::Refuse);
         }
         let valid_for = self.clock.now().until(record.expires_at);
+        let name = service.name_for(record.display_name.as_ref());
         let message = match record.channel {
             Channel::Sms => Outgoing::Sms(Message {
-                body: service.body(&record.locale, &code, record.app_hash.as_ref()),
+                body: service.body(&record.locale, name, &code, record.app_hash.as_ref()),
                 to,
                 service: service.name.clone(),
                 verification: send.id,
@@ -198,7 +199,7 @@ impl Otp {
                 valid_for,
             }),
             Channel::Voice => Outgoing::Call(Message {
-                body: Speech::new(&record.locale, &service.display_name, &code),
+                body: Speech::new(&record.locale, name.as_str(), &code),
                 to,
                 service: service.name.clone(),
                 verification: send.id,

@@ -4,15 +4,18 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use crate::domain::{Channel, Code, Locale, Phone, Reach, Region, ServiceName, Timestamp};
+use crate::domain::{
+    Channel, Code, DisplayName, Locale, Phone, Reach, Region, ServiceName, Timestamp,
+};
 use crate::ratelimit::Policy;
 use crate::sms::{segments, AppHash, Body, Origin, Template};
 
 #[derive(Clone, Debug)]
 pub struct Service {
     pub name: ServiceName,
-    /// What `{service}` renders to.
-    pub display_name: String,
+    /// What `{service}` renders to, unless a start names the service
+    /// otherwise.
+    pub display_name: DisplayName,
     pub code_length: usize,
     pub ttl: Duration,
     pub max_attempts: u32,
@@ -88,18 +91,32 @@ impl Service {
             .expect("config validation guarantees a template for the default locale")
     }
 
-    /// The SMS for `code`: the locale's template, then the autofill lines.
-    pub fn body(&self, locale: &Locale, code: &Code, app_hash: Option<&AppHash>) -> Body {
+    /// What a message calls the service: the name a start gave, else its
+    /// display name.
+    pub fn name_for<'a>(&'a self, custom: Option<&'a DisplayName>) -> &'a DisplayName {
+        custom.unwrap_or(&self.display_name)
+    }
+
+    /// The SMS for `code`: the locale's template naming the service `name`,
+    /// then the autofill lines.
+    pub fn body(
+        &self,
+        locale: &Locale,
+        name: &DisplayName,
+        code: &Code,
+        app_hash: Option<&AppHash>,
+    ) -> Body {
         let body = self
             .template(locale)
-            .render(code, &self.display_name, self.minutes());
+            .render(code, name.as_str(), self.minutes());
         body.with_autofill(code, app_hash, self.origin.as_ref())
     }
 
-    /// Whether a body in `locale` with `app_hash` fits `max_segments`.
-    pub fn fits(&self, locale: &Locale, app_hash: Option<&AppHash>) -> bool {
+    /// Whether a body in `locale` naming the service `name`, with
+    /// `app_hash`, fits `max_segments`.
+    pub fn fits(&self, locale: &Locale, name: &DisplayName, app_hash: Option<&AppHash>) -> bool {
         let sample = Code::generate(self.code_length);
-        segments(self.body(locale, &sample, app_hash).text()) <= self.max_segments
+        segments(self.body(locale, name, &sample, app_hash).text()) <= self.max_segments
     }
 
     /// Whole minutes a code lives, for `{minutes}`.

@@ -7,7 +7,9 @@ use std::time::Duration;
 use async_trait::async_trait;
 
 use super::{Digest, Enqueue, Error, Failures, KeyId, NumberKey, Reroute};
-use crate::domain::{Channel, Locale, Receipt, ServiceName, Status, Timestamp, VerificationId};
+use crate::domain::{
+    Channel, DisplayName, Locale, Receipt, ServiceName, Status, Timestamp, VerificationId,
+};
 use crate::ratelimit::FailurePolicy;
 use crate::sms::AppHash;
 
@@ -55,6 +57,8 @@ pub struct Record {
     pub country: String,
     /// The Android app hash the start asked for, for every send's body.
     pub app_hash: Option<AppHash>,
+    /// The name the start gave the service, for every send's body.
+    pub display_name: Option<DisplayName>,
     /// How the latest send is doing.
     pub delivery: Delivery,
     /// The service's fallback steps that have run for the current code.

@@ -328,3 +328,53 @@ async fn an_api_key_sid_stands_for_its_otpd_key_and_its_services() {
     assert_eq!(status, 201, "the account's key holds every service: {body}");
     assert_eq!(app.sent_count().await, 2, "two sends, one per service");
 }
+
+/// `CustomFriendlyName` names the service in that verification's messages
+/// (and in its resends), instead of the service's display name; a name with
+/// a line break or a placeholder, or one whose message would not fit the
+/// service's segments, is refused (60200) and nothing is sent.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_custom_friendly_name_names_the_service_in_its_messages() {
+    let redis = RedisServer::start();
+    let app = TestApp::spawn(&verifying(&redis)).await;
+    let create = format!("{SERVICE}/Verifications");
+    let named = "To=%2B819012345678&Channel=sms&Locale=en&CustomFriendlyName=Example%20Bank";
+    let (status, body, _) = post(&app, &create, TOKEN, FORM, named).await;
+    assert_eq!(status, 201, "{body}");
+    let (status, body, _) = post(
+        &app,
+        &create,
+        TOKEN,
+        FORM,
+        "To=%2B819012345679&Channel=sms&Locale=en",
+    )
+    .await;
+    assert_eq!(status, 201, "{body}");
+    let named = app.sent_to("+819012345678").await;
+    assert!(
+        named[0].starts_with("Your Example Bank code is "),
+        "{named:?}"
+    );
+    let plain = app.sent_to("+819012345679").await;
+    assert!(plain[0].starts_with("Your Demo code is "), "{plain:?}");
+    for (name, says) in [
+        ("Bank%0ACall%20us", "CustomFriendlyName"),
+        ("%7Bcode%7D", "CustomFriendlyName"),
+        (&"%E3%81%82".repeat(20), "max_segments"),
+    ] {
+        let form = format!("To=%2B819012345670&Channel=sms&Locale=en&CustomFriendlyName={name}");
+        let (status, body, _) = post(&app, &create, TOKEN, FORM, &form).await;
+        assert_eq!(
+            (status, body["code"].as_u64()),
+            (400, Some(60200)),
+            "{name}: {body}"
+        );
+        let message = body["message"].as_str().unwrap_or_default();
+        assert!(message.contains(says), "{name}: {message}");
+    }
+    assert_eq!(
+        app.sent_count().await,
+        2,
+        "nothing sent for the refused names"
+    );
+}

@@ -37,11 +37,11 @@ const CREATE: &[&str] = &[
     "Channel",
     "Locale",
     "AppHash",
+    "CustomFriendlyName",
     "RateLimits",
     "DeviceIp",
 ];
 const CREATE_UNSUPPORTED: &[&str] = &[
-    "CustomFriendlyName",
     "CustomMessage",
     "SendDigits",
     "CustomCode",
@@ -74,6 +74,10 @@ pub struct CreateForm {
     /// The Android SMS Retriever hash (11 characters).
     #[schema(rename = "AppHash")]
     app_hash: Option<String>,
+    /// What this verification's messages call the service, instead of its
+    /// display name: 1 to 20 characters, no control characters or braces.
+    #[schema(rename = "CustomFriendlyName", example = "Example Bank")]
+    custom_friendly_name: Option<String>,
     /// JSON: `{"end_user_ip_address": "203.0.113.7"}`.
     #[schema(rename = "RateLimits")]
     rate_limits: Option<String>,
@@ -362,7 +366,14 @@ async fn create(
         attestation: None,
     };
     let client = crate::api::client(&auth, start.end_user.as_ref(), client.0)?;
-    let start = start.to_request(&auth.service, client, Surface::TwilioVerify, None)?;
+    let mut start = start.to_request(&auth.service, client, Surface::TwilioVerify, None)?;
+    start.display_name = form
+        .get("CustomFriendlyName")
+        .map(|name| {
+            name.parse()
+                .map_err(|error| TwilioError::invalid(format!("CustomFriendlyName: {error}")))
+        })
+        .transpose()?;
     let (to, phone) = (start.to.e164().to_owned(), start.to.clone());
     // A number's pending verification is resent, as by Twilio; before the
     // resend cooldown it is answered as it is.
@@ -563,7 +574,7 @@ async fn service(request: HttpRequest) -> Result<HttpResponse, TwilioError> {
     let resource = ServiceResource {
         sid: sid.to_owned(),
         account_sid: verify.account_sid.clone(),
-        friendly_name: service.display_name.clone(),
+        friendly_name: service.display_name.as_str().to_owned(),
         code_length: service.code_length,
         lookup_enabled: false,
         psd2_enabled: false,

@@ -190,6 +190,7 @@ pub fn new_verification(
         country_code: 81,
         country: "JP".into(),
         app_hash: None,
+        display_name: None,
         delivery: Delivery::queued(),
         fallback_steps: 0,
     };

@@ -21,8 +21,13 @@ const GATE: FailurePolicy = FailurePolicy {
     decay: Duration::from_secs(86_400),
 };
 
+/// A record reads back as it was started, its optional fields (a binding,
+/// the name the start gave the service) included.
 pub async fn start_then_get_round_trips(fx: &Fixture) {
-    let record = started(fx, Some(9)).await;
+    let mut new = new_verification(&fx.clock, "demo", Some(9));
+    new.record.display_name = Some("Example Bank".parse().expect("a display name"));
+    created(fx, &new).await;
+    let record = new.record;
     assert_eq!(stored(fx, &record.id).await, record);
     let found = fx
         .stores

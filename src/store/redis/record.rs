@@ -108,6 +108,14 @@ pub(super) fn decode(id: &VerificationId, fields: Vec<Value>) -> Result<Record, 
             .transpose()?
             .unwrap_or_default(),
         app_hash: take("ah").and_then(|hash| AppHash::parse(std::str::from_utf8(&hash).ok()?).ok()),
+        display_name: take("dn")
+            .map(|name| {
+                std::str::from_utf8(&name)
+                    .ok()
+                    .and_then(|name| name.parse().ok())
+                    .ok_or_else(|| Error::Corrupt("field dn unreadable".into()))
+            })
+            .transpose()?,
         fallback_steps: take("fs").map_or(Ok(0), |fs| parsed("fs", Some(fs)))?,
         delivery: Delivery {
             status: parsed("ds", take("ds"))?,
@@ -133,7 +141,8 @@ pub(super) fn decode(id: &VerificationId, fields: Vec<Value>) -> Result<Record, 
 }
 
 /// The fields a record has only when they say something (an SMS channel,
-/// no switch of channel, no re-route): absent, they cost no memory.
+/// no switch of channel, no re-route, the service's own name): absent,
+/// they cost no memory.
 fn optional_fields(record: &Record) -> Vec<(&'static str, Vec<u8>)> {
     let mut fields = Vec::new();
     if record.channel != Channel::Sms {
@@ -148,6 +157,9 @@ fn optional_fields(record: &Record) -> Vec<(&'static str, Vec<u8>)> {
     }
     if record.fallback_steps > 0 {
         fields.push(("fs", record.fallback_steps.to_string().into_bytes()));
+    }
+    if let Some(name) = &record.display_name {
+        fields.push(("dn", name.as_str().into()));
     }
     fields
 }
