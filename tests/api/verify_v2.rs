@@ -199,8 +199,8 @@ const FORM: &str = "application/x-www-form-urlencoded";
 
 /// What the SDK never sends: unknown and unsupported parameters, a
 /// repeated one, both `To` and `VerificationSid`, a JSON body, an unknown
-/// service or verification, a bad token: each refused with Twilio's code,
-/// and nothing sent.
+/// service or verification, a bad token, a method the resource does not
+/// take: each refused with Twilio's code, and nothing sent.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn raw_requests_the_sdk_hides_are_refused_with_twilios_codes() {
     let redis = RedisServer::start();
@@ -284,6 +284,20 @@ async fn raw_requests_the_sdk_hides_are_refused_with_twilios_codes() {
         "{body}"
     );
     assert_eq!(challenge.as_deref(), Some("Basic realm=\"Twilio API\""));
+    let deleted = app
+        .http
+        .delete(app.url(&format!("/v2/Services/{nobody}")))
+        .basic_auth(ACCOUNT, Some(TOKEN))
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(deleted.status(), 405);
+    assert_eq!(deleted.headers()["allow"], "GET, POST");
+    let body: Value = deleted.json().await.expect("json");
+    assert_eq!(
+        (body["code"].as_u64(), body["status"].as_u64()),
+        (Some(20004), Some(405))
+    );
     assert_eq!(app.sent_count().await, 0, "nothing was sent");
 }
 
