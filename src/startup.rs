@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use actix_web::middleware::from_fn;
+use actix_web::middleware::{from_fn, Condition};
 use actix_web::{web, App as ActixApp};
 use anyhow::Context;
 use tokio::sync::{mpsc, watch};
@@ -500,6 +500,10 @@ fn http_server(
             .configure(http::configure(public_metrics, twilio_verify.clone()))
             .wrap(from_fn(http::ratelimit_fields))
             .wrap(from_fn(http::shed_floods))
+            .wrap(Condition::new(
+                twilio_verify.is_some(),
+                from_fn(http::answer_as_twilio),
+            ))
             .wrap(from_fn(http::observe))
     })?;
     Ok((server, http_addr))

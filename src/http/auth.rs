@@ -37,7 +37,7 @@ pub async fn authenticate(
             request.extensions_mut().insert(Caller(key));
             Ok(next.call(request).await?.map_into_left_body())
         }
-        Err(problem) => Ok(refuse(request, &problem)),
+        Err(problem) => Ok(refuse(request, problem)),
     }
 }
 

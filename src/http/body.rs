@@ -68,7 +68,7 @@ pub async fn read_bodies(
     };
     // The rest of the body is not read: the connection cannot carry another
     // request.
-    let mut response = refuse(request, &refused);
+    let mut response = refuse(request, refused);
     response
         .response_mut()
         .head_mut()

@@ -54,7 +54,7 @@ pub async fn shed_floods(
     let client = client_of(request.request());
     if let (Some(ip), Some(flood)) = (client.0, request.app_data::<web::Data<Flood>>()) {
         if let Err(wait) = flood.admit(ip) {
-            return Ok(refuse(request, &Problem::flood(wait)));
+            return Ok(refuse(request, Problem::flood(wait)));
         }
     }
     request.extensions_mut().insert(client);

@@ -29,6 +29,7 @@ pub use self::observe::{observe, RejectionLog, REJECTIONS_LOGGED_PER_SECOND, REQ
 pub use self::openapi::document as openapi_document;
 pub use self::problem::ratelimit_fields;
 pub use self::server::{serve, ConnectionLimits};
+pub use self::verify_v2::answer_as_twilio;
 
 use self::openapi::{CommonProblems, ProblemDoc};
 
@@ -458,8 +459,10 @@ pub fn metrics_only(config: &mut web::ServiceConfig) {
         .default_service(web::to(|| async { not_found() }));
 }
 
-fn not_found() -> Answer {
-    Answer::problem(&Problem::new(
+/// No route: an `Err`, so the response carries the problem (as `/v2`
+/// answers it in Twilio's shape).
+fn not_found() -> Result<Answer, Problem> {
+    Err(Problem::new(
         Kind::NotFound,
         "not-found",
         "no such endpoint",

@@ -67,11 +67,13 @@ pub fn body(problem: &Problem) -> String {
 
 /// Middleware's answer of `problem` to `request` instead of calling the
 /// next service: a response, so that the outer middleware sees, counts
-/// and ids it like any other (an `Err` would pass them by).
-pub fn refuse<B>(request: ServiceRequest, problem: &Problem) -> ServiceResponse<EitherBody<B>> {
-    request
-        .into_response(problem.error_response())
-        .map_into_right_body()
+/// and ids it like any other (an `Err` would pass them by). The response
+/// carries the problem, as a handler's `Err` does, for the middleware that
+/// answers `/v2` in Twilio's shape.
+pub fn refuse<B>(request: ServiceRequest, problem: Problem) -> ServiceResponse<EitherBody<B>> {
+    // (`ServiceRequest::into_response` would drop the error.)
+    let (request, _) = request.into_parts();
+    ServiceResponse::new(request, HttpResponse::from_error(problem)).map_into_right_body()
 }
 
 /// A refusing limit, carried on a response for `ratelimit_fields`.

@@ -139,6 +139,7 @@ async fn the_official_python_sdk_runs_a_login_flow() {
     for n in 2..=4 {
         refused(&format!("burst-{n}"), 429, 20429);
     }
+    refused("rate-limit", 404, 20404);
     // The same metrics as /v1, labelled with the surface: two starts of
     // the test number (the second create while pending answered the first),
     // two of other numbers, one approval.
@@ -391,4 +392,35 @@ async fn a_custom_friendly_name_names_the_service_in_its_messages() {
         2,
         "nothing sent for the refused names"
     );
+}
+
+/// What otpd refuses before a `/v2` handler runs (a body over
+/// `http.max_body_bytes`, a path it does not serve) answers in Twilio's
+/// shape too: an app catching `TwilioRestException` must catch it (the SDK
+/// raises another class for an RFC 9457 problem).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refusals_before_the_handler_have_twilios_shape() {
+    let redis = RedisServer::start();
+    let mut settings = verifying(&redis);
+    settings.http.max_body_bytes = 256;
+    let app = TestApp::spawn(&settings).await;
+    let create = format!("{SERVICE}/Verifications");
+    let large = format!("To=%2B819012345678&Channel=sms&Locale={}", "e".repeat(300));
+    let (status, body, _) = post(&app, &create, TOKEN, FORM, &large).await;
+    assert_eq!(
+        (status, body["code"].as_u64(), body["status"].as_u64()),
+        (413, Some(20413), Some(413)),
+        "{body}"
+    );
+    let (status, body, _) = post(&app, &format!("{SERVICE}/Messages"), TOKEN, FORM, "").await;
+    assert_eq!(
+        (status, body["code"].as_u64(), body["more_info"].as_str()),
+        (
+            404,
+            Some(20404),
+            Some("https://www.twilio.com/docs/errors/20404")
+        ),
+        "{body}"
+    );
+    assert_eq!(app.sent_count().await, 0);
 }

@@ -69,4 +69,8 @@ report("bad-token", lambda: {"sid": client("not-the-token").verify.v2.services(e
 report("invalid-number", lambda: created("+81123"))
 for n in range(4):
     report(f"burst-{n + 1}", lambda: created(f"+8190555500{n:02d}"))
+# A resource otpd does not serve: the app's `except TwilioRestException`
+# must still catch the answer (lists raise TwilioException on any error,
+# from Twilio too).
+report("rate-limit", lambda: {"sid": service.rate_limits("RK" + "0" * 32).fetch().sid})
 sys.exit(0)

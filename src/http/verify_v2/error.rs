@@ -45,6 +45,11 @@ impl TwilioError {
     pub fn not_found() -> Self {
         Self::new(404, 20404, "The requested resource was not found")
     }
+
+    /// 405 20004.
+    pub fn method_not_allowed() -> Self {
+        Self::new(405, 20004, "Method not allowed")
+    }
 }
 
 impl std::fmt::Display for TwilioError {
@@ -77,12 +82,21 @@ impl From<crate::otp::Error> for TwilioError {
 }
 
 impl From<Problem> for TwilioError {
-    /// otpd's problem as Twilio's error: finished, expired and unknown
-    /// verifications are 20404; the attempts used up 60202; too many sends
-    /// 60203; a country not allowed 60605; fraud rules (range, conversion,
-    /// attestation) 60410; an SMS to a landline 60205; other limits 20429;
-    /// bad input 60200; otpd unavailable 20503.
     fn from(problem: Problem) -> Self {
+        Self::of(&problem)
+    }
+}
+
+impl TwilioError {
+    /// otpd's problem as Twilio's error: finished, expired and unknown
+    /// verifications, and unknown paths, are 20404; the attempts used up
+    /// 60202; too many sends 60203; a country not allowed 60605; fraud
+    /// rules (range, conversion, attestation) 60410; an SMS to a landline
+    /// 60205; other limits 20429; a body too large 20413; a body that did
+    /// not arrive in time 408 60401 (Twilio has no code for a 408: 60401 is
+    /// Verify's "network error, retry"); bad input 60200; otpd unavailable
+    /// 20503.
+    pub fn of(problem: &Problem) -> Self {
         let retry_after = problem
             .headers()
             .iter()
@@ -118,6 +132,15 @@ impl From<Problem> for TwilioError {
             ) => Self::not_found(),
             ("unauthorized", _) => Self::authenticate(),
             _ => match problem.kind() {
+                Kind::NotFound => Self::not_found(),
+                Kind::Unauthorized => Self::authenticate(),
+                Kind::MethodNotAllowed => Self::method_not_allowed(),
+                Kind::PayloadTooLarge => Self::new(413, 20413, "Request Entity Too Large"),
+                Kind::RequestTimeout => Self::new(
+                    408,
+                    60401,
+                    "Network error: the request's body did not arrive in time; retry",
+                ),
                 Kind::TooManyRequests => Self::new(429, 20429, "Too many requests"),
                 Kind::Unavailable | Kind::Internal => Self::new(503, 20503, "Service unavailable"),
                 Kind::Forbidden => Self::new(403, 20403, "Forbidden"),

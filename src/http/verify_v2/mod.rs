@@ -9,10 +9,12 @@
 mod error;
 mod form;
 
-use actix_web::dev::HttpServiceFactory;
+use actix_web::body::{EitherBody, MessageBody};
+use actix_web::dev::{HttpServiceFactory, ServiceRequest, ServiceResponse};
+use actix_web::http::header::{CONTENT_LENGTH, CONTENT_TYPE};
 use actix_web::http::StatusCode;
-use actix_web::middleware::from_fn;
-use actix_web::{web, HttpRequest, HttpResponse};
+use actix_web::middleware::{from_fn, Next};
+use actix_web::{web, HttpRequest, HttpResponse, ResponseError};
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
 use serde::Serialize;
@@ -23,7 +25,9 @@ pub use self::error::TwilioError;
 use self::form::Form;
 use super::client::ClientIp;
 use super::{body, observe};
-use crate::api::{authorize, Authorized, CheckBody, CheckByNumberBody, EndUser, StartBody};
+use crate::api::{
+    authorize, Authorized, CheckBody, CheckByNumberBody, EndUser, Problem, StartBody,
+};
 use crate::config::TwilioVerify;
 use crate::domain::{Channel, Status, Timestamp, VerificationId};
 use crate::metrics::{Metrics, Surface};
@@ -116,7 +120,7 @@ pub fn scope(verify: std::sync::Arc<TwilioVerify>) -> impl HttpServiceFactory {
         web::resource(path)
             .app_data(observe::Route(format!("{SCOPE}{path}")))
             .default_service(web::to(move || async move {
-                let error = TwilioError::new(405, 20004, "Method not allowed");
+                let error = TwilioError::method_not_allowed();
                 HttpResponse::MethodNotAllowed()
                     .insert_header(("allow", allow))
                     .json(error)
@@ -133,6 +137,67 @@ pub fn scope(verify: std::sync::Arc<TwilioVerify>) -> impl HttpServiceFactory {
                 .route(web::post().to(update)),
         )
         .service(route("", "GET").route(web::get().to(service)))
+}
+
+/// What every `/v2` operation may answer besides its own errors (the
+/// OpenAPI document's part: never built).
+#[derive(utoipa::IntoResponses)]
+#[allow(dead_code)] // documentation only
+pub enum TwilioCommon {
+    #[response(
+        status = 401,
+        description = "20003: no or unknown credential (with `WWW-Authenticate: Basic`)"
+    )]
+    Unauthenticated(TwilioError),
+    #[response(status = 405, description = "20004: another method (with `Allow`)")]
+    MethodNotAllowed(TwilioError),
+    #[response(
+        status = 408,
+        description = "60401: the body did not arrive within `http.request_timeout`; the connection is closed"
+    )]
+    TimedOut(TwilioError),
+    #[response(status = 413, description = "20413: a body over `http.max_body_bytes`")]
+    TooLarge(TwilioError),
+    #[response(
+        status = 431,
+        description = "`headers-too-large`, refused before any route, so as an otpd problem",
+        content_type = "application/problem+json"
+    )]
+    HeadersTooLarge(super::openapi::ProblemDoc),
+    #[response(
+        status = 503,
+        description = "20503: otpd cannot answer now (never an approval)"
+    )]
+    Unavailable(TwilioError),
+}
+
+/// Middleware, with the surface on: what otpd refuses under `/v2` before a
+/// handler runs (no such path, a body too large or too slow, a flood)
+/// answers in Twilio's error shape, not as a problem: the SDKs raise another exception class
+/// for an RFC 9457 problem, which an app catching `TwilioRestException`
+/// would not catch. The problem's headers (`Retry-After`, `Allow`, the
+/// RateLimit fields) are kept.
+pub async fn answer_as_twilio(
+    request: ServiceRequest,
+    next: Next<impl MessageBody + 'static>,
+) -> Result<ServiceResponse<EitherBody<impl MessageBody>>, actix_web::Error> {
+    let twilio = request.path().starts_with("/v2/");
+    let response = next.call(request).await?;
+    let problem = response
+        .response()
+        .error()
+        .and_then(|error| error.as_error::<Problem>());
+    let Some(problem) = problem.filter(|_| twilio) else {
+        return Ok(response.map_into_left_body());
+    };
+    let mut answer = TwilioError::of(problem).error_response();
+    for (name, value) in response.headers() {
+        if name != CONTENT_TYPE && name != CONTENT_LENGTH {
+            answer.headers_mut().insert(name.clone(), value.clone());
+        }
+    }
+    let (request, _) = response.into_parts();
+    Ok(ServiceResponse::new(request, answer).map_into_right_body())
 }
 
 /// The caller: HTTP Basic with a configured credential (constant-time),
@@ -331,12 +396,10 @@ fn end_user(form: &Form) -> Result<Option<EndUser>, TwilioError> {
     responses(
         (status = 201, description = "Created, or the number's pending verification", body = VerificationResource),
         (status = 400, description = "60200 (a parameter invalid, unsupported, unknown or repeated; an invalid number), 60205", body = TwilioError),
-        (status = 401, description = "20003", body = TwilioError),
         (status = 403, description = "60410, 60605, 20403", body = TwilioError),
         (status = 404, description = "20404: unknown service SID", body = TwilioError),
-        (status = 405, description = "20004: another method", body = TwilioError),
         (status = 429, description = "60203, 20429", body = TwilioError),
-        (status = 503, description = "20503", body = TwilioError),
+        TwilioCommon,
     ),
 )]
 async fn create(
@@ -405,12 +468,10 @@ fn sid(request: &HttpRequest) -> Result<VerificationId, TwilioError> {
     security(("basic" = [])),
     responses(
         (status = 200, description = "The verification", body = VerificationResource),
-        (status = 401, description = "20003", body = TwilioError),
         (status = 403, description = "20403", body = TwilioError),
         (status = 404, description = "20404: unknown, expired or never seen", body = TwilioError),
-        (status = 405, description = "20004: another method", body = TwilioError),
         (status = 429, description = "20429", body = TwilioError),
-        (status = 503, description = "20503", body = TwilioError),
+        TwilioCommon,
     ),
 )]
 async fn fetch(request: HttpRequest, otp: web::Data<Otp>) -> Result<HttpResponse, TwilioError> {
@@ -437,12 +498,10 @@ async fn fetch(request: HttpRequest, otp: web::Data<Otp>) -> Result<HttpResponse
     responses(
         (status = 200, description = "Canceled", body = VerificationResource),
         (status = 400, description = "60200 (`Status=approved` is refused)", body = TwilioError),
-        (status = 401, description = "20003", body = TwilioError),
         (status = 403, description = "20403", body = TwilioError),
         (status = 404, description = "20404: unknown, finished or expired", body = TwilioError),
-        (status = 405, description = "20004: another method", body = TwilioError),
         (status = 429, description = "20429", body = TwilioError),
-        (status = 503, description = "20503", body = TwilioError),
+        TwilioCommon,
     ),
 )]
 async fn update(
@@ -490,12 +549,10 @@ pub struct CheckResource {
     responses(
         (status = 200, description = "Checked: `valid` says whether the code was right", body = CheckResource),
         (status = 400, description = "60200", body = TwilioError),
-        (status = 401, description = "20003", body = TwilioError),
         (status = 403, description = "20403", body = TwilioError),
         (status = 404, description = "20404: unknown, approved, canceled or expired", body = TwilioError),
-        (status = 405, description = "20004: another method", body = TwilioError),
         (status = 429, description = "60202 (attempts used up), 20429", body = TwilioError),
-        (status = 503, description = "20503", body = TwilioError),
+        TwilioCommon,
     ),
 )]
 async fn check(
@@ -556,12 +613,10 @@ async fn check(
     security(("basic" = [])),
     responses(
         (status = 200, description = "The service", body = ServiceResource),
-        (status = 401, description = "20003", body = TwilioError),
         (status = 403, description = "20403", body = TwilioError),
         (status = 404, description = "20404", body = TwilioError),
-        (status = 405, description = "20004: another method", body = TwilioError),
         (status = 429, description = "20429", body = TwilioError),
-        (status = 503, description = "20503", body = TwilioError),
+        TwilioCommon,
     ),
 )]
 async fn service(request: HttpRequest) -> Result<HttpResponse, TwilioError> {
