@@ -4,6 +4,7 @@
 use serde_json::json;
 
 use crate::support::{json_of, settings, wrong, CapturedLogs, RedisServer, TestApp, PHONE};
+use crate::verify_v2::{verifying, ACCOUNT, SERVICE, TOKEN};
 
 const NATIONAL: &str = "9012345678";
 const OTHER_PHONE: &str = "+819087654321";
@@ -124,4 +125,55 @@ async fn metrics_count_the_funnel_without_numbers_or_ids() {
         assert!(!holds_code(text.as_bytes(), code));
     }
     assert!(!text.contains("+81"), "no number prefixes in labels");
+}
+
+/// The Twilio Verify surface answers `to` in full to the backend that sent
+/// it, and nowhere else: no log line at any level and no Redis key holds
+/// the number or a code (SEC-11, SEC-13).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_twilio_surface_logs_and_stores_no_number_and_no_code() {
+    let captured = CapturedLogs::install();
+    let redis = RedisServer::start();
+    let app = TestApp::spawn(&verifying(&redis)).await;
+    let form = |body: String| {
+        app.http
+            .post(app.url(&format!("/v2/Services/{SERVICE}/{body}")))
+            .basic_auth(ACCOUNT, Some(TOKEN))
+            .header("content-type", "application/x-www-form-urlencoded")
+    };
+    let send = |path: &str, body: String| form(path.to_owned()).body(body).send();
+    let created = send(
+        "Verifications",
+        format!("To={PHONE}&Channel=sms").replace('+', "%2B"),
+    )
+    .await
+    .expect("sent");
+    let created: serde_json::Value = created.json().await.expect("json");
+    assert_eq!(created["to"], PHONE, "the backend gets its number back");
+    let sid = created["sid"].as_str().expect("sid").to_owned();
+    let code = app.sent_code(PHONE).await;
+    for body in [
+        format!("To=%2B{}&Code={}", &PHONE[1..], wrong(&code)),
+        format!("VerificationSid={sid}&Code={code}"),
+    ] {
+        let answer = send("VerificationCheck", body).await.expect("sent");
+        assert_eq!(answer.status(), 200);
+    }
+    let text = captured.text();
+    assert!(text.contains("+81 90-****-5678"), "logs were captured");
+    assert!(
+        !holds_number(text.as_bytes()),
+        "a log line holds a phone number"
+    );
+    for (key, value, _) in redis.dump() {
+        let stored = [key.as_bytes(), b"\n", &value].concat();
+        assert!(!holds_number(&stored), "{key} holds a phone number");
+        assert!(!holds_code(&stored, &code), "{key} holds a code");
+    }
+    for code in [wrong(&code), code] {
+        assert!(
+            !holds_code(text.as_bytes(), &code),
+            "a log line holds a code"
+        );
+    }
 }

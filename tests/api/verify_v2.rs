@@ -326,6 +326,36 @@ async fn an_api_key_sid_stands_for_its_otpd_key_and_its_services() {
     let (status, body, _) = post_as(&app, KEY_SID, &create(SERVICE), KEY_SECRET, FORM, to).await;
     assert_eq!(status, 201, "{body}");
     assert_eq!(body["service_sid"], SERVICE);
+    // Twilio's Verification resource, field for field.
+    let fields: Vec<&str> = body
+        .as_object()
+        .expect("object")
+        .keys()
+        .map(String::as_str)
+        .collect();
+    let mut twilio = vec![
+        "sid",
+        "service_sid",
+        "account_sid",
+        "to",
+        "channel",
+        "status",
+        "valid",
+        "lookup",
+        "amount",
+        "payee",
+        "send_code_attempts",
+        "sna",
+        "date_created",
+        "date_updated",
+        "url",
+    ];
+    twilio.sort_unstable();
+    assert_eq!(fields, twilio);
+    assert_eq!(
+        (&body["sna"], &body["amount"], &body["payee"]),
+        (&Value::Null, &Value::Null, &Value::Null)
+    );
     let (status, body, _) =
         post_as(&app, KEY_SID, &create(OTHER_SERVICE), KEY_SECRET, FORM, to).await;
     assert_eq!(

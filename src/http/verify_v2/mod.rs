@@ -261,6 +261,9 @@ pub struct VerificationResource {
     amount: Option<String>,
     payee: Option<String>,
     send_code_attempts: Vec<SendCodeAttempt>,
+    /// Silent network auth: never used by otpd (null).
+    #[schema(value_type = Option<Object>)]
+    sna: Option<serde_json::Value>,
     date_created: String,
     date_updated: String,
     url: String,
@@ -336,6 +339,7 @@ impl VerificationResource {
             amount: None,
             payee: None,
             send_code_attempts: attempts,
+            sna: None,
             date_created: iso(verification.created_at),
             date_updated: iso(verification.created_at),
         })
