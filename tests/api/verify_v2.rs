@@ -356,6 +356,10 @@ async fn an_api_key_sid_stands_for_its_otpd_key_and_its_services() {
         (&body["sna"], &body["amount"], &body["payee"]),
         (&Value::Null, &Value::Null, &Value::Null)
     );
+    // Its url is otpd's, where the caller found it (never Twilio's host).
+    let sid = body["sid"].as_str().expect("sid");
+    let url = app.url(&format!("/v2/Services/{SERVICE}/Verifications/{sid}"));
+    assert_eq!(body["url"], url);
     let (status, body, _) =
         post_as(&app, KEY_SID, &create(OTHER_SERVICE), KEY_SECRET, FORM, to).await;
     assert_eq!(

@@ -294,6 +294,13 @@ fn status_name(status: Status) -> &'static str {
     }
 }
 
+/// A resource's absolute URL on the otpd that answered (as the caller
+/// reached it), never Twilio's host: a client that follows it stays here.
+fn url(request: &HttpRequest, path: &str) -> String {
+    let origin = request.connection_info();
+    format!("{}://{}{path}", origin.scheme(), origin.host())
+}
+
 fn iso(at: Timestamp) -> String {
     at.to_string()
 }
@@ -327,7 +334,10 @@ impl VerificationResource {
             })
             .collect();
         Ok(VerificationResource {
-            url: format!("https://verify.twilio.com/v2/Services/{service_sid}/Verifications/{sid}"),
+            url: url(
+                request,
+                &format!("/v2/Services/{service_sid}/Verifications/{sid}"),
+            ),
             sid,
             service_sid,
             account_sid: verify.account_sid.clone(),
@@ -641,7 +651,7 @@ async fn service(request: HttpRequest) -> Result<HttpResponse, TwilioError> {
         dtmf_input_required: false,
         do_not_share_warning_enabled: true,
         custom_code_enabled: false,
-        url: format!("https://verify.twilio.com/v2/Services/{sid}"),
+        url: url(&request, &format!("/v2/Services/{sid}")),
     };
     Ok(json(StatusCode::OK, &resource))
 }
