@@ -458,3 +458,32 @@ async fn refusals_before_the_handler_have_twilios_shape() {
     );
     assert_eq!(app.sent_count().await, 0);
 }
+
+/// A limit's refusal on `/v2` carries what `/v1`'s does: `Retry-After` and
+/// the RateLimit fields naming the limit (RL-4), in Twilio's body (20429).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_limits_refusal_carries_retry_after_and_the_ratelimit_fields() {
+    let redis = RedisServer::start();
+    let app = TestApp::spawn(&verifying(&redis)).await;
+    let create = app.url(&format!("/v2/Services/{SERVICE}/Verifications"));
+    let mut last = None;
+    for n in 0..5 {
+        last = Some(
+            app.http
+                .post(&create)
+                .basic_auth(ACCOUNT, Some(TOKEN))
+                .header("content-type", FORM)
+                .body(format!("To=%2B8190555511{n:02}&Channel=sms"))
+                .send()
+                .await
+                .expect("sent"),
+        );
+    }
+    let refused = last.expect("five starts");
+    assert_eq!(refused.status(), 429);
+    let headers = refused.headers().clone();
+    assert!(headers.contains_key("retry-after"), "{headers:?}");
+    assert_eq!(headers["ratelimit-policy"], "\"ip\"", "{headers:?}");
+    let body: Value = refused.json().await.expect("json");
+    assert_eq!(body["code"], 20429);
+}

@@ -7,6 +7,8 @@ use actix_web::{HttpResponse, ResponseError};
 use serde::Serialize;
 
 use crate::api::{Kind, Problem};
+use crate::http::problem::mark_limit;
+use crate::otp::Limited;
 
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct TwilioError {
@@ -17,6 +19,10 @@ pub struct TwilioError {
     #[serde(skip)]
     #[schema(ignore)]
     retry_after: Option<u64>,
+    /// The limit that refused, for the RateLimit fields (RL-4).
+    #[serde(skip)]
+    #[schema(ignore)]
+    limited: Option<Limited>,
 }
 
 impl TwilioError {
@@ -27,6 +33,7 @@ impl TwilioError {
             more_info: format!("https://www.twilio.com/docs/errors/{code}"),
             status,
             retry_after: None,
+            limited: None,
         }
     }
 
@@ -71,7 +78,9 @@ impl ResponseError for TwilioError {
         if self.status == 401 {
             response.insert_header(("www-authenticate", "Basic realm=\"Twilio API\""));
         }
-        response.json(self)
+        let mut response = response.json(self);
+        mark_limit(&mut response, self.limited.as_ref());
+        response
     }
 }
 
@@ -148,6 +157,7 @@ impl TwilioError {
             },
         };
         error.retry_after = retry_after;
+        error.limited = problem.limited().cloned();
         error
     }
 }
