@@ -22,7 +22,7 @@ pub struct TwilioError {
     /// The limit that refused, for the RateLimit fields (RL-4).
     #[serde(skip)]
     #[schema(ignore)]
-    limited: Option<Limited>,
+    limited: Option<Box<Limited>>,
 }
 
 impl TwilioError {
@@ -79,7 +79,7 @@ impl ResponseError for TwilioError {
             response.insert_header(("www-authenticate", "Basic realm=\"Twilio API\""));
         }
         let mut response = response.json(self);
-        mark_limit(&mut response, self.limited.as_ref());
+        mark_limit(&mut response, self.limited.as_deref());
         response
     }
 }
@@ -157,7 +157,7 @@ impl TwilioError {
             },
         };
         error.retry_after = retry_after;
-        error.limited = problem.limited().cloned();
+        error.limited = problem.limited().cloned().map(Box::new);
         error
     }
 }
