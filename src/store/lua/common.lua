@@ -9,7 +9,8 @@
 -- carrier it was re-routed from and why ('' when it was not), wc/wk/wn the
 -- sealed code, its key and the fallback channel ('' none) while the send
 -- is watched, fs the fallback steps run for the current code, co its country (ISO 3166-1 alpha-2), en the number of events
--- it has queued (only when its service has events). "now" always comes
+-- it has queued (only when its service has events), dn the name its start
+-- gave the service (only when given). "now" always comes
 -- from the caller's clock; key TTLs are housekeeping only.
 --
 -- A script that changes a verification declares, after its own keys, the

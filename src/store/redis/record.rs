@@ -108,14 +108,7 @@ pub(super) fn decode(id: &VerificationId, fields: Vec<Value>) -> Result<Record, 
             .transpose()?
             .unwrap_or_default(),
         app_hash: take("ah").and_then(|hash| AppHash::parse(std::str::from_utf8(&hash).ok()?).ok()),
-        display_name: take("dn")
-            .map(|name| {
-                std::str::from_utf8(&name)
-                    .ok()
-                    .and_then(|name| name.parse().ok())
-                    .ok_or_else(|| Error::Corrupt("field dn unreadable".into()))
-            })
-            .transpose()?,
+        display_name: take("dn").map(|dn| parsed("dn", Some(dn))).transpose()?,
         fallback_steps: take("fs").map_or(Ok(0), |fs| parsed("fs", Some(fs)))?,
         delivery: Delivery {
             status: parsed("ds", take("ds"))?,
