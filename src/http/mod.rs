@@ -136,15 +136,17 @@ where
         .route(web::method(method).to(handler))
         .default_service(web::to(move || {
             let allow = allow.clone();
-            async move {
-                let detail = "this endpoint does not take that method";
-                Answer::problem(
-                    &Problem::new(Kind::MethodNotAllowed, "method-not-allowed", detail)
-                        .with_header("allow", allow),
-                )
-            }
+            async move { Err::<Answer, _>(method_not_allowed(allow)) }
         }))
         .wrap(from_fn(body::read_bodies))
+}
+
+/// Any method a resource does not take: 405 with `Allow` (RFC 9110
+/// §15.5.6), answered as an `Err` so the response carries the problem (as
+/// `/v2` answers it in Twilio's shape).
+fn method_not_allowed(allow: String) -> Problem {
+    let detail = "this endpoint does not take that method";
+    Problem::new(Kind::MethodNotAllowed, "method-not-allowed", detail).with_header("allow", allow)
 }
 
 fn json_problem(error: JsonPayloadError, _: &HttpRequest) -> actix_web::Error {

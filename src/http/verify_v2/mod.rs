@@ -115,15 +115,13 @@ pub struct UpdateForm {
 /// The `/v2` routes, each labelled and with its body read in time as in
 /// `/v1`.
 pub fn scope(verify: std::sync::Arc<TwilioVerify>) -> impl HttpServiceFactory {
-    // Any other method: 405 20004, with `Allow`.
+    // Any other method: 405 with `Allow`, as on /v1 (20004 once
+    // `answer_as_twilio` has put it in Twilio's shape).
     let route = |path: &str, allow: &'static str| {
         web::resource(path)
             .app_data(observe::Route(format!("{SCOPE}{path}")))
             .default_service(web::to(move || async move {
-                let error = TwilioError::method_not_allowed();
-                HttpResponse::MethodNotAllowed()
-                    .insert_header(("allow", allow))
-                    .json(error)
+                Err::<HttpResponse, _>(super::method_not_allowed(allow.to_owned()))
             }))
             .wrap(from_fn(body::read_bodies))
     };
